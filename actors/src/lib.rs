@@ -1,0 +1,79 @@
+//! intercloud-actors: the actor system of one cloud — sessions, router, presence — and the stanza values they exchange.
+//!
+//! Actors here never see sockets: a session receives parsed stanzas from
+//! the wire layer and hands stanzas back through a bounded queue of
+//! [`session::Outbound`] values.
+
+pub mod credentials;
+pub mod disco;
+pub mod element;
+pub mod jid;
+pub mod offline;
+pub mod ping;
+pub mod presence;
+pub mod roster;
+pub mod router;
+pub mod session;
+pub mod stanza;
+pub mod store;
+pub mod version;
+
+use std::sync::Arc;
+
+/// Settings the actors need from the node's configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The domain this node serves.
+    pub domain: String,
+    /// Offline messages kept per account (XEP-0160); more are bounced.
+    pub max_offline_per_user: usize,
+    /// Roster items per account.
+    pub max_roster_items: usize,
+    /// Stanzas queued towards one client before it is disconnected as too slow.
+    pub session_queue: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            domain: "localhost".into(),
+            max_offline_per_user: 1000,
+            max_roster_items: 1000,
+            session_queue: 10_000,
+        }
+    }
+}
+
+/// What every actor of a cloud shares.
+pub struct Cloud {
+    pub settings: Settings,
+    pub store: Arc<store::Store>,
+    pub router: actix::Addr<router::Router>,
+    pub presence: actix::Addr<presence::Presence>,
+}
+
+impl Cloud {
+    /// Starts the router and presence actors on the current arbiter.
+    pub fn start(settings: Settings, store: Arc<store::Store>) -> Arc<Cloud> {
+        use actix::{Actor, AsyncContext};
+        let s2 = settings.clone();
+        let st2 = store.clone();
+        let mut presence_addr = None;
+        let router = router::Router::create(|ctx| {
+            let presence = presence::Presence::new(s2.clone(), st2.clone(), ctx.address()).start();
+            presence_addr = Some(presence.clone());
+            router::Router::new(s2, st2, presence)
+        });
+        Arc::new(Cloud {
+            settings,
+            store,
+            router,
+            presence: presence_addr.expect("presence started"),
+        })
+    }
+
+    /// The server's own JID.
+    pub fn server_jid(&self) -> jid::Jid {
+        jid::Jid::domain_jid(&self.settings.domain).expect("configured domain is valid")
+    }
+}

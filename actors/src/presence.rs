@@ -1,0 +1,541 @@
+//! The presence actor: availability of local resources, broadcasts, probes, and the RFC 6121 §3 subscription state machine.
+
+use crate::element::{Element, NS_CLIENT};
+use crate::jid::Jid;
+use crate::roster::{self, RosterSet};
+use crate::router::{DeliverTo, RosterPush, Route, Router, SetInterested};
+use crate::session::Deliver;
+use crate::stanza::{self, error_reply, iq_result};
+use crate::store::{RosterItem, Store};
+use crate::Settings;
+use actix::prelude::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Tracks who is available and applies subscriptions to rosters.
+pub struct Presence {
+    settings: Settings,
+    store: Arc<Store>,
+    router: Addr<Router>,
+    /// Available local resources and their last presence, by bare JID.
+    online: HashMap<Jid, HashMap<String, Element>>,
+}
+
+impl Actor for Presence {
+    type Context = Context<Self>;
+}
+
+/// Presence a local resource broadcast (no `to`; available or unavailable).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Broadcast {
+    pub from: Jid,
+    pub stanza: Element,
+}
+
+/// A subscription stanza a local user sent (subscribe, subscribed, unsubscribe, unsubscribed).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct OutboundSubscription {
+    pub from: Jid,
+    pub stanza: Element,
+}
+
+/// Presence addressed to a local user, from anywhere.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct InboundPresence(pub Element);
+
+/// A resource is gone (session ended or replaced): broadcast its unavailability.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ResourceGone {
+    pub full: Jid,
+}
+
+/// A roster get or set from a local resource; the reply goes to `reply_to`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RosterIq {
+    pub from: Jid,
+    pub iq: Element,
+    pub reply_to: Recipient<Deliver>,
+}
+
+/// Is this full or bare JID available? (Used by the App-Engine-like API and tests.)
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct IsAvailable(pub Jid);
+
+fn presence(ty: Option<&str>, from: &Jid, to: &Jid) -> Element {
+    let mut p = Element::new("presence", NS_CLIENT)
+        .attr("from", from.to_string())
+        .attr("to", to.to_string());
+    if let Some(t) = ty {
+        p.set_attr("type", t);
+    }
+    p
+}
+
+impl Presence {
+    pub fn new(settings: Settings, store: Arc<Store>, router: Addr<Router>) -> Presence {
+        Presence {
+            settings,
+            store,
+            router,
+            online: HashMap::new(),
+        }
+    }
+
+    fn is_local(&self, j: &Jid) -> bool {
+        j.domain() == self.settings.domain
+    }
+
+    fn item(&self, owner: &Jid, contact: &Jid) -> Option<RosterItem> {
+        self.store
+            .roster_item(&owner.to_string(), &contact.to_string())
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "roster read failed");
+                None
+            })
+    }
+
+    fn roster(&self, owner: &Jid) -> Vec<RosterItem> {
+        self.store.roster(&owner.to_string()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "roster read failed");
+            Vec::new()
+        })
+    }
+
+    /// Persists `item` and pushes it to the owner's interested resources.
+    fn save(&self, owner: &Jid, item: &RosterItem) {
+        if let Err(e) = self.store.put_roster_item(&owner.to_string(), item) {
+            tracing::error!(error = %e, "roster write failed");
+            return;
+        }
+        if item.visible {
+            self.router.do_send(RosterPush {
+                owner: owner.clone(),
+                item: roster::item_element(item),
+            });
+        }
+    }
+
+    fn route(&self, st: Element) {
+        self.router.do_send(Route(st));
+    }
+
+    /// Delivers to every available resource of a local account.
+    fn to_available(&self, bare: &Jid, st: &Element) {
+        if let Some(m) = self.online.get(bare) {
+            for r in m.keys() {
+                if let Ok(full) = bare.with_resource(r) {
+                    self.router.do_send(DeliverTo {
+                        to: full,
+                        stanza: st.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn broadcast(&mut self, from: Jid, mut st: Element) {
+        let bare = from.to_bare();
+        let Some(res) = from.resource().map(String::from) else {
+            return;
+        };
+        let available = stanza::stype(&st) != "unavailable";
+        st.set_attr("from", from.to_string());
+        st.remove_attr("to");
+        let was_online = self
+            .online
+            .get(&bare)
+            .map(|m| m.contains_key(&res))
+            .unwrap_or(false);
+        if !available && !was_online {
+            return;
+        }
+        let items = self.roster(&bare);
+        if available {
+            self.online
+                .entry(bare.clone())
+                .or_default()
+                .insert(res.clone(), st.clone());
+        } else if let Some(m) = self.online.get_mut(&bare) {
+            m.remove(&res);
+            if m.is_empty() {
+                self.online.remove(&bare);
+            }
+        }
+        for it in items.iter().filter(|i| i.subscription.has_from()) {
+            let mut p = st.clone();
+            p.set_attr("to", it.contact.clone());
+            self.route(p);
+        }
+        // The account's other resources see it too.
+        if let Some(m) = self.online.get(&bare) {
+            for (r, last) in m {
+                if *r == res {
+                    continue;
+                }
+                if let Ok(other) = bare.with_resource(r) {
+                    self.router.do_send(DeliverTo {
+                        to: other.clone(),
+                        stanza: st.clone(),
+                    });
+                    if available && !was_online {
+                        self.router.do_send(DeliverTo {
+                            to: from.clone(),
+                            stanza: last.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        if available && !was_online {
+            // Initial presence: probe the contacts we are subscribed to and
+            // hand over subscription requests that waited for us.
+            for it in &items {
+                let Ok(contact) = it.contact.parse::<Jid>() else {
+                    continue;
+                };
+                if it.subscription.has_to() {
+                    self.route(presence(Some("probe"), &bare, &contact));
+                }
+                if it.pending_in {
+                    self.router.do_send(DeliverTo {
+                        to: from.clone(),
+                        stanza: presence(Some("subscribe"), &contact, &bare),
+                    });
+                }
+            }
+        }
+    }
+
+    fn outbound(&mut self, from: Jid, mut st: Element) {
+        let user = from.to_bare();
+        let Ok(Some(to)) = stanza::to(&st) else {
+            return;
+        };
+        let contact = to.to_bare();
+        if contact == user {
+            return;
+        }
+        st.set_attr("from", user.to_string());
+        st.set_attr("to", contact.to_string());
+        let ty = stanza::stype(&st).to_string();
+        let existing = self.item(&user, &contact);
+        let mut item = existing
+            .clone()
+            .unwrap_or_else(|| RosterItem::new(&contact.to_string()));
+        match ty.as_str() {
+            "subscribe" => {
+                if !item.subscription.has_to() && (!item.ask || !item.visible) {
+                    if existing.is_none()
+                        && self.roster(&user).len() >= self.settings.max_roster_items
+                    {
+                        return;
+                    }
+                    item.ask = true;
+                    item.visible = true;
+                    self.save(&user, &item);
+                }
+                self.route(st);
+            }
+            "subscribed" => {
+                if item.pending_in {
+                    item.pending_in = false;
+                    item.subscription = item.subscription.with_from(true);
+                    item.visible = true;
+                    self.save(&user, &item);
+                    self.route(st);
+                    if let Some(m) = self.online.get(&user) {
+                        for (r, last) in m {
+                            let mut p = last.clone();
+                            if let Ok(f) = user.with_resource(r) {
+                                p.set_attr("from", f.to_string());
+                            }
+                            p.set_attr("to", contact.to_string());
+                            self.route(p);
+                        }
+                    }
+                }
+            }
+            "unsubscribe" => {
+                if existing.is_some() && (item.subscription.has_to() || item.ask) {
+                    item.subscription = item.subscription.with_to(false);
+                    item.ask = false;
+                    self.save(&user, &item);
+                }
+                self.route(st);
+            }
+            "unsubscribed" => {
+                if existing.is_some() && (item.subscription.has_from() || item.pending_in) {
+                    let had_from = item.subscription.has_from();
+                    item.subscription = item.subscription.with_from(false);
+                    item.pending_in = false;
+                    if item.visible {
+                        self.save(&user, &item);
+                    } else if let Err(e) = self
+                        .store
+                        .delete_roster_item(&user.to_string(), &contact.to_string())
+                    {
+                        tracing::error!(error = %e, "roster write failed");
+                    }
+                    self.route(st);
+                    if had_from {
+                        self.send_unavailable_from(&user, &contact);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn send_unavailable_from(&self, user: &Jid, to: &Jid) {
+        if let Some(m) = self.online.get(user) {
+            for r in m.keys() {
+                if let Ok(f) = user.with_resource(r) {
+                    self.route(presence(Some("unavailable"), &f, to));
+                }
+            }
+        }
+    }
+
+    fn inbound(&mut self, st: Element) {
+        let (Ok(Some(to)), Ok(Some(from))) = (stanza::to(&st), stanza::from(&st)) else {
+            return;
+        };
+        let local = to.to_bare();
+        let sender = from.to_bare();
+        let ty = stanza::stype(&st).to_string();
+        match ty.as_str() {
+            "" | "unavailable" => {
+                if to.is_bare() {
+                    self.to_available(&local, &st);
+                } else {
+                    self.router.do_send(DeliverTo { to, stanza: st });
+                }
+            }
+            "error" => {
+                if !to.is_bare() {
+                    self.router.do_send(DeliverTo { to, stanza: st });
+                } else {
+                    self.to_available(&local, &st);
+                }
+            }
+            "probe" => {
+                let Some(item) = self.item(&local, &sender) else {
+                    return;
+                };
+                if !item.subscription.has_from() {
+                    return;
+                }
+                if let Some(m) = self.online.get(&local) {
+                    for (r, last) in m {
+                        let mut p = last.clone();
+                        if let Ok(f) = local.with_resource(r) {
+                            p.set_attr("from", f.to_string());
+                        }
+                        p.set_attr("to", from.to_string());
+                        self.route(p);
+                    }
+                }
+            }
+            "subscribe" => {
+                if !self.store.user_exists(&local.to_string()).unwrap_or(false)
+                    && !self.online.contains_key(&local)
+                {
+                    return;
+                }
+                let existing = self.item(&local, &sender);
+                let mut item = existing
+                    .clone()
+                    .unwrap_or_else(|| RosterItem::new(&sender.to_string()));
+                if item.subscription.has_from() {
+                    // Already approved: answer for the contact (RFC 6121 §3.1.3).
+                    self.route(presence(Some("subscribed"), &local, &sender));
+                    return;
+                }
+                if existing.is_none() && self.roster(&local).len() >= self.settings.max_roster_items
+                {
+                    return;
+                }
+                if !item.pending_in {
+                    item.pending_in = true;
+                    if let Err(e) = self.store.put_roster_item(&local.to_string(), &item) {
+                        tracing::error!(error = %e, "roster write failed");
+                    }
+                }
+                let mut p = st.clone();
+                p.set_attr("from", sender.to_string());
+                self.to_available(&local, &p);
+            }
+            "subscribed" => {
+                let Some(mut item) = self.item(&local, &sender) else {
+                    return;
+                };
+                if !item.ask {
+                    return;
+                }
+                item.ask = false;
+                item.subscription = item.subscription.with_to(true);
+                item.visible = true;
+                self.save(&local, &item);
+                let mut p = st.clone();
+                p.set_attr("from", sender.to_string());
+                self.to_available(&local, &p);
+            }
+            "unsubscribe" => {
+                let Some(mut item) = self.item(&local, &sender) else {
+                    return;
+                };
+                if !(item.subscription.has_from() || item.pending_in) {
+                    return;
+                }
+                let had_from = item.subscription.has_from();
+                item.subscription = item.subscription.with_from(false);
+                item.pending_in = false;
+                self.save(&local, &item);
+                let mut p = st.clone();
+                p.set_attr("from", sender.to_string());
+                self.to_available(&local, &p);
+                if had_from {
+                    self.send_unavailable_from(&local, &sender);
+                }
+            }
+            "unsubscribed" => {
+                let Some(mut item) = self.item(&local, &sender) else {
+                    return;
+                };
+                if !(item.subscription.has_to() || item.ask) {
+                    return;
+                }
+                item.subscription = item.subscription.with_to(false);
+                item.ask = false;
+                self.save(&local, &item);
+                let mut p = st.clone();
+                p.set_attr("from", sender.to_string());
+                self.to_available(&local, &p);
+            }
+            _ => {}
+        }
+    }
+
+    fn roster_iq(&mut self, from: Jid, iq: Element, reply_to: Recipient<Deliver>) {
+        let owner = from.to_bare();
+        let reply = match stanza::stype(&iq) {
+            "get" => {
+                self.router.do_send(SetInterested { full: from.clone() });
+                roster::get_result(&iq, &self.store, &owner.to_string())
+            }
+            "set" => match roster::parse_set(&iq) {
+                Err(e) => e,
+                Ok(RosterSet::Update {
+                    contact,
+                    name,
+                    groups,
+                }) => {
+                    if contact == owner {
+                        error_reply(&iq, "not-allowed", Some("your own JID"))
+                    } else {
+                        let existing = self.item(&owner, &contact);
+                        if existing.is_none()
+                            && self.roster(&owner).len() >= self.settings.max_roster_items
+                        {
+                            error_reply(&iq, "not-allowed", Some("roster is full"))
+                        } else {
+                            let mut item =
+                                existing.unwrap_or_else(|| RosterItem::new(&contact.to_string()));
+                            item.name = name;
+                            item.groups = groups;
+                            item.visible = true;
+                            self.save(&owner, &item);
+                            iq_result(&iq)
+                        }
+                    }
+                }
+                Ok(RosterSet::Remove { contact }) => match self.item(&owner, &contact) {
+                    None => error_reply(&iq, "item-not-found", None),
+                    Some(item) => {
+                        if item.subscription.has_to() || item.ask {
+                            self.route(presence(Some("unsubscribe"), &owner, &contact));
+                        }
+                        if item.subscription.has_from() || item.pending_in {
+                            self.route(presence(Some("unsubscribed"), &owner, &contact));
+                            if item.subscription.has_from() {
+                                self.send_unavailable_from(&owner, &contact);
+                            }
+                        }
+                        if let Err(e) = self
+                            .store
+                            .delete_roster_item(&owner.to_string(), &contact.to_string())
+                        {
+                            tracing::error!(error = %e, "roster write failed");
+                        }
+                        if item.visible {
+                            self.router.do_send(RosterPush {
+                                owner: owner.clone(),
+                                item: roster::removed_element(&contact.to_string()),
+                            });
+                        }
+                        iq_result(&iq)
+                    }
+                },
+            },
+            _ => return,
+        };
+        reply_to.do_send(Deliver(reply));
+    }
+}
+
+impl Handler<Broadcast> for Presence {
+    type Result = ();
+    fn handle(&mut self, m: Broadcast, _: &mut Context<Self>) {
+        self.broadcast(m.from, m.stanza);
+    }
+}
+
+impl Handler<OutboundSubscription> for Presence {
+    type Result = ();
+    fn handle(&mut self, m: OutboundSubscription, _: &mut Context<Self>) {
+        self.outbound(m.from, m.stanza);
+    }
+}
+
+impl Handler<InboundPresence> for Presence {
+    type Result = ();
+    fn handle(&mut self, m: InboundPresence, _: &mut Context<Self>) {
+        if let Ok(Some(to)) = stanza::to(&m.0) {
+            if !self.is_local(&to) {
+                return;
+            }
+        }
+        self.inbound(m.0);
+    }
+}
+
+impl Handler<ResourceGone> for Presence {
+    type Result = ();
+    fn handle(&mut self, m: ResourceGone, _: &mut Context<Self>) {
+        let p = Element::new("presence", NS_CLIENT).attr("type", "unavailable");
+        self.broadcast(m.full, p);
+    }
+}
+
+impl Handler<RosterIq> for Presence {
+    type Result = ();
+    fn handle(&mut self, m: RosterIq, _: &mut Context<Self>) {
+        self.roster_iq(m.from, m.iq, m.reply_to);
+    }
+}
+
+impl Handler<IsAvailable> for Presence {
+    type Result = bool;
+    fn handle(&mut self, m: IsAvailable, _: &mut Context<Self>) -> bool {
+        match self.online.get(&m.0.to_bare()) {
+            None => false,
+            Some(r) => m.0.resource().map(|x| r.contains_key(x)).unwrap_or(true),
+        }
+    }
+}

@@ -1,0 +1,463 @@
+//! The router actor: bare JID -> bound sessions, and RFC 6121 §8 delivery rules for every stanza.
+
+use crate::element::Element;
+use crate::jid::Jid;
+use crate::presence::{InboundPresence, Presence, ResourceGone};
+use crate::session::{Deliver, DeliverRaw, Kick, Session};
+use crate::stanza::{self, error_reply, Kind};
+use crate::store::Store;
+use crate::{disco, offline, ping, version, Settings};
+use actix::prelude::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+struct Entry {
+    addr: Addr<Session>,
+    /// None while the resource is not available.
+    priority: Option<i8>,
+    /// The resource asked for its roster, so it gets roster pushes.
+    interested: bool,
+}
+
+/// Routes stanzas between the sessions of one cloud.
+pub struct Router {
+    settings: Settings,
+    store: Arc<Store>,
+    presence: Addr<Presence>,
+    sessions: HashMap<Jid, HashMap<String, Entry>>,
+    /// Where stanzas for other domains go (the s2s layer), when there is one.
+    remote: Option<Recipient<RemoteStanza>>,
+}
+
+impl Actor for Router {
+    type Context = Context<Self>;
+}
+
+/// Why a resource could not be bound.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BindError {
+    #[error("bad resource")]
+    BadRequest,
+}
+
+/// Binds a resource for an authenticated account (RFC 6120 §7).
+#[derive(Message)]
+#[rtype(result = "Result<Jid, BindError>")]
+pub struct Bind {
+    pub bare: Jid,
+    pub resource: Option<String>,
+    pub session: Addr<Session>,
+}
+
+/// A session ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unbind {
+    pub full: Jid,
+    pub session: Addr<Session>,
+}
+
+/// A resource's availability changed: `Some(priority)` when available.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetPresence {
+    pub full: Jid,
+    pub priority: Option<i8>,
+}
+
+/// A resource asked for its roster.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetInterested {
+    pub full: Jid,
+}
+
+/// A stanza with `from` and `to` already stamped, to deliver by the rules.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Route(pub Element);
+
+/// Delivers to one full JID if it is bound; dropped otherwise.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DeliverTo {
+    pub to: Jid,
+    pub stanza: Element,
+}
+
+/// Sends a roster push to every interested resource of `owner`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RosterPush {
+    pub owner: Jid,
+    pub item: Element,
+}
+
+/// A stanza for a domain this node does not serve.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RemoteStanza(pub Element);
+
+/// Plugs in the handler for other domains.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetRemote(pub Recipient<RemoteStanza>);
+
+/// The node is stopping: every session ends with `<system-shutdown/>`.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Shutdown;
+
+/// Counts bound sessions (for status and tests).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CountSessions;
+
+/// The server's own answer to an iq addressed to its domain.
+pub fn answer_server_iq(iq: &Element) -> Option<Element> {
+    match stanza::stype(iq) {
+        "get" | "set" => Some(
+            ping::answer(iq)
+                .or_else(|| version::answer(iq))
+                .or_else(|| disco::answer_server(iq))
+                .unwrap_or_else(|| error_reply(iq, "service-unavailable", None)),
+        ),
+        _ => None,
+    }
+}
+
+impl Router {
+    pub fn new(settings: Settings, store: Arc<Store>, presence: Addr<Presence>) -> Router {
+        Router {
+            settings,
+            store,
+            presence,
+            sessions: HashMap::new(),
+            remote: None,
+        }
+    }
+
+    fn deliver(&self, to: &Jid, mut st: Element) -> bool {
+        let Some(res) = to.resource() else {
+            return false;
+        };
+        match self.sessions.get(&to.to_bare()).and_then(|m| m.get(res)) {
+            Some(e) => {
+                st.set_attr("to", to.to_string());
+                e.addr.do_send(Deliver(st));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends an error reply for `st` back to its sender.
+    fn bounce(&mut self, st: &Element, condition: &str) {
+        if stanza::may_bounce(st) && st.get_attr("from").is_some() {
+            tracing::debug!(condition, to = ?st.get_attr("to"), "bouncing stanza");
+            let reply = error_reply(st, condition, None);
+            self.route(reply);
+        }
+    }
+
+    fn route(&mut self, st: Element) {
+        let to = match stanza::to(&st) {
+            Ok(Some(t)) => t,
+            _ => {
+                self.bounce(&st, "jid-malformed");
+                return;
+            }
+        };
+        if to.domain() != self.settings.domain {
+            match &self.remote {
+                Some(r) => r.do_send(RemoteStanza(st)),
+                None => self.bounce(&st, "remote-server-not-found"),
+            }
+            return;
+        }
+        let Some(kind) = stanza::kind(&st) else {
+            return;
+        };
+        if to.local().is_none() {
+            // Addressed to the server itself.
+            if kind == Kind::Iq {
+                if let Some(reply) = answer_server_iq(&st) {
+                    self.route(reply);
+                }
+            }
+            return;
+        }
+        match kind {
+            Kind::Presence => self.presence.do_send(InboundPresence(st)),
+            Kind::Message => self.route_message(&to, st),
+            Kind::Iq => self.route_iq(&to, st),
+        }
+    }
+
+    fn available(&self, bare: &Jid) -> Vec<(&String, i8)> {
+        self.sessions
+            .get(bare)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(r, e)| e.priority.filter(|p| *p >= 0).map(|p| (r, p)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn route_message(&mut self, to: &Jid, st: Element) {
+        if !to.is_bare() && self.deliver(to, st.clone()) {
+            return;
+        }
+        let bare = to.to_bare();
+        let ty = st.get_attr("type").unwrap_or("normal").to_string();
+        match ty.as_str() {
+            "error" => return,
+            "groupchat" => return self.bounce(&st, "service-unavailable"),
+            _ => {}
+        }
+        let avail = self.available(&bare);
+        if avail.is_empty() {
+            let bare_s = bare.to_string();
+            let exists = self.store.user_exists(&bare_s).unwrap_or(false);
+            if !exists {
+                return self.bounce(&st, "service-unavailable");
+            }
+            if ty == "headline" || !offline::keeps(&st) {
+                return;
+            }
+            match self.store.push_offline(
+                &bare_s,
+                &st.to_xml_in(crate::element::NS_CLIENT),
+                self.settings.max_offline_per_user,
+            ) {
+                Ok(true) => tracing::debug!(to = %bare_s, "message stored offline"),
+                Ok(false) => {
+                    tracing::info!(to = %bare_s, "offline storage full");
+                    self.bounce(&st, "service-unavailable")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "offline store failed");
+                    self.bounce(&st, "internal-server-error")
+                }
+            }
+            return;
+        }
+        let max = avail.iter().map(|(_, p)| *p).max().unwrap_or(0);
+        let targets: Vec<String> = match ty.as_str() {
+            "headline" => avail.iter().map(|(r, _)| (*r).clone()).collect(),
+            "chat" => avail
+                .iter()
+                .filter(|(_, p)| *p == max)
+                .map(|(r, _)| (*r).clone())
+                .collect(),
+            _ => avail
+                .iter()
+                .filter(|(_, p)| *p == max)
+                .map(|(r, _)| (*r).clone())
+                .take(1)
+                .collect(),
+        };
+        for r in targets {
+            if let Ok(full) = bare.with_resource(&r) {
+                self.deliver(&full, st.clone());
+            }
+        }
+    }
+
+    fn route_iq(&mut self, to: &Jid, st: Element) {
+        let is_request = matches!(stanza::stype(&st), "get" | "set");
+        if to.is_bare() {
+            if !is_request {
+                return;
+            }
+            let exists = self.store.user_exists(&to.to_string()).unwrap_or(false);
+            match disco::answer_account(&st).or_else(|| ping::answer(&st)) {
+                Some(reply) if exists => self.route(reply),
+                _ => self.bounce(&st, "service-unavailable"),
+            }
+            return;
+        }
+        if !self.deliver(to, st.clone()) && is_request {
+            self.bounce(&st, "service-unavailable");
+        }
+    }
+
+    fn deliver_offline(&mut self, full: &Jid) {
+        let bare = full.to_bare().to_string();
+        let msgs = match self.store.offline(&bare) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "offline read failed");
+                return;
+            }
+        };
+        if msgs.is_empty() {
+            return;
+        }
+        let Some(entry) = full
+            .resource()
+            .and_then(|r| self.sessions.get(&full.to_bare())?.get(r))
+        else {
+            return;
+        };
+        let mut delivered = Vec::new();
+        for m in msgs {
+            let xml = offline::stamp_serialized(&m.xml, &self.settings.domain, &m.stamp);
+            entry.addr.do_send(DeliverRaw(xml));
+            delivered.push(m.id);
+        }
+        tracing::debug!(to = %full, n = delivered.len(), "offline messages delivered");
+        if let Err(e) = self.store.delete_offline(&delivered) {
+            tracing::error!(error = %e, "offline delete failed");
+        }
+    }
+}
+
+impl Handler<Bind> for Router {
+    type Result = Result<Jid, BindError>;
+    fn handle(&mut self, msg: Bind, _: &mut Context<Self>) -> Self::Result {
+        let resource = match msg.resource {
+            Some(r) => r,
+            None => format!("ic-{:016x}", rand::random::<u64>()),
+        };
+        let full = msg
+            .bare
+            .with_resource(&resource)
+            .map_err(|_| BindError::BadRequest)?;
+        let map = self.sessions.entry(msg.bare.clone()).or_default();
+        if let Some(old) = map.remove(&resource) {
+            // RFC 6120 §7.7.2.2: the new session wins; the old one is told why it ends.
+            tracing::info!(jid = %full, "resource conflict: replacing the older session");
+            old.addr.do_send(Kick {
+                condition: "conflict",
+                text: Some("replaced by a new session".into()),
+            });
+            self.presence.do_send(ResourceGone { full: full.clone() });
+        }
+        map.insert(
+            resource,
+            Entry {
+                addr: msg.session,
+                priority: None,
+                interested: false,
+            },
+        );
+        Ok(full)
+    }
+}
+
+impl Handler<Unbind> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: Unbind, _: &mut Context<Self>) {
+        let bare = msg.full.to_bare();
+        let Some(res) = msg.full.resource() else {
+            return;
+        };
+        if let Some(map) = self.sessions.get_mut(&bare) {
+            if map.get(res).map(|e| e.addr == msg.session).unwrap_or(false) {
+                map.remove(res);
+                if map.is_empty() {
+                    self.sessions.remove(&bare);
+                }
+                self.presence.do_send(ResourceGone { full: msg.full });
+            }
+        }
+    }
+}
+
+impl Handler<SetPresence> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: SetPresence, _: &mut Context<Self>) {
+        let Some(res) = msg.full.resource() else {
+            return;
+        };
+        let was = match self
+            .sessions
+            .get_mut(&msg.full.to_bare())
+            .and_then(|m| m.get_mut(res))
+        {
+            Some(e) => std::mem::replace(&mut e.priority, msg.priority),
+            None => return,
+        };
+        let now_ok = msg.priority.map(|p| p >= 0).unwrap_or(false);
+        let was_ok = was.map(|p| p >= 0).unwrap_or(false);
+        if now_ok && !was_ok {
+            self.deliver_offline(&msg.full);
+        }
+    }
+}
+
+impl Handler<SetInterested> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: SetInterested, _: &mut Context<Self>) {
+        if let Some(e) = msg
+            .full
+            .resource()
+            .and_then(|r| self.sessions.get_mut(&msg.full.to_bare())?.get_mut(r))
+        {
+            e.interested = true;
+        }
+    }
+}
+
+impl Handler<Route> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: Route, _: &mut Context<Self>) {
+        self.route(msg.0);
+    }
+}
+
+impl Handler<DeliverTo> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: DeliverTo, _: &mut Context<Self>) {
+        self.deliver(&msg.to, msg.stanza);
+    }
+}
+
+impl Handler<RosterPush> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: RosterPush, _: &mut Context<Self>) {
+        let Some(map) = self.sessions.get(&msg.owner) else {
+            return;
+        };
+        for (r, e) in map {
+            if e.interested {
+                let push = crate::roster::push(msg.item.clone())
+                    .attr("to", format!("{}/{}", msg.owner, r));
+                e.addr.do_send(Deliver(push));
+            }
+        }
+    }
+}
+
+impl Handler<SetRemote> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: SetRemote, _: &mut Context<Self>) {
+        self.remote = Some(msg.0);
+    }
+}
+
+impl Handler<Shutdown> for Router {
+    type Result = usize;
+    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> usize {
+        let mut n = 0;
+        for (_, map) in self.sessions.drain() {
+            for (_, e) in map {
+                e.addr.do_send(Kick {
+                    condition: "system-shutdown",
+                    text: Some("the node is stopping".into()),
+                });
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+impl Handler<CountSessions> for Router {
+    type Result = usize;
+    fn handle(&mut self, _: CountSessions, _: &mut Context<Self>) -> usize {
+        self.sessions.values().map(|m| m.len()).sum()
+    }
+}

@@ -1,0 +1,381 @@
+//! The node's embedded database (SQLite, WAL): accounts, rosters and offline messages.
+
+use crate::credentials::{ScramHash, ScramKeys};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+use std::sync::Mutex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("account {0} already exists")]
+    AlreadyExists(String),
+    #[error("no account {0}")]
+    NoSuchUser(String),
+}
+
+/// The subscription state of a roster item (RFC 6121 §2.1.2.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subscription {
+    None,
+    To,
+    From,
+    Both,
+}
+
+impl Subscription {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Subscription::None => "none",
+            Subscription::To => "to",
+            Subscription::From => "from",
+            Subscription::Both => "both",
+        }
+    }
+    pub fn parse(s: &str) -> Subscription {
+        match s {
+            "to" => Subscription::To,
+            "from" => Subscription::From,
+            "both" => Subscription::Both,
+            _ => Subscription::None,
+        }
+    }
+    /// The contact receives the owner's presence.
+    pub fn has_from(self) -> bool {
+        matches!(self, Subscription::From | Subscription::Both)
+    }
+    /// The owner receives the contact's presence.
+    pub fn has_to(self) -> bool {
+        matches!(self, Subscription::To | Subscription::Both)
+    }
+    pub fn with_to(self, on: bool) -> Subscription {
+        Subscription::from_bits(on, self.has_from())
+    }
+    pub fn with_from(self, on: bool) -> Subscription {
+        Subscription::from_bits(self.has_to(), on)
+    }
+    fn from_bits(to: bool, from: bool) -> Subscription {
+        match (to, from) {
+            (false, false) => Subscription::None,
+            (true, false) => Subscription::To,
+            (false, true) => Subscription::From,
+            (true, true) => Subscription::Both,
+        }
+    }
+}
+
+/// One contact of an owner's roster, with the subscription state machine's flags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RosterItem {
+    pub contact: String,
+    pub name: Option<String>,
+    pub subscription: Subscription,
+    /// The owner asked to subscribe and is waiting (`ask='subscribe'`).
+    pub ask: bool,
+    /// The contact asked to subscribe and the owner has not answered.
+    pub pending_in: bool,
+    /// Shown in the roster (an item that exists only as a pending request is not).
+    pub visible: bool,
+    pub groups: Vec<String>,
+}
+
+impl RosterItem {
+    pub fn new(contact: &str) -> RosterItem {
+        RosterItem {
+            contact: contact.to_string(),
+            name: None,
+            subscription: Subscription::None,
+            ask: false,
+            pending_in: false,
+            visible: false,
+            groups: Vec::new(),
+        }
+    }
+}
+
+/// A stored offline message.
+#[derive(Clone, Debug)]
+pub struct OfflineMessage {
+    pub id: i64,
+    pub xml: String,
+    pub stamp: String,
+}
+
+/// The database. One connection behind a mutex: every call is a short statement.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS accounts (
+    jid TEXT PRIMARY KEY,
+    sha1_salt BLOB NOT NULL, sha1_iter INTEGER NOT NULL, sha1_stored BLOB NOT NULL, sha1_server BLOB NOT NULL,
+    sha256_salt BLOB NOT NULL, sha256_iter INTEGER NOT NULL, sha256_stored BLOB NOT NULL, sha256_server BLOB NOT NULL,
+    created TEXT NOT NULL DEFAULT (datetime('now'))
+);
+CREATE TABLE IF NOT EXISTS roster (
+    owner TEXT NOT NULL, contact TEXT NOT NULL, name TEXT,
+    subscription TEXT NOT NULL, ask INTEGER NOT NULL, pending_in INTEGER NOT NULL,
+    visible INTEGER NOT NULL, groups TEXT NOT NULL,
+    PRIMARY KEY (owner, contact)
+);
+CREATE TABLE IF NOT EXISTS offline (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, xml TEXT NOT NULL,
+    stamp TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+);
+CREATE INDEX IF NOT EXISTS offline_owner ON offline(owner, id);
+";
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// An in-memory database, for tests.
+    pub fn in_memory() -> Result<Store, StoreError> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates an account, storing only SCRAM keys derived from `password`.
+    pub fn add_user(&self, jid: &str, password: &str, iterations: u32) -> Result<(), StoreError> {
+        let k1 = ScramKeys::derive(ScramHash::Sha1, password, iterations);
+        let k256 = ScramKeys::derive(ScramHash::Sha256, password, iterations);
+        let db = self.db();
+        let n = db.execute(
+            "INSERT OR IGNORE INTO accounts (jid, sha1_salt, sha1_iter, sha1_stored, sha1_server,
+                sha256_salt, sha256_iter, sha256_stored, sha256_server) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+            params![
+                jid,
+                k1.salt,
+                k1.iterations,
+                k1.stored_key,
+                k1.server_key,
+                k256.salt,
+                k256.iterations,
+                k256.stored_key,
+                k256.server_key
+            ],
+        )?;
+        if n == 0 {
+            return Err(StoreError::AlreadyExists(jid.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Removes an account with its roster and offline messages.
+    pub fn remove_user(&self, jid: &str) -> Result<(), StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let n = tx.execute("DELETE FROM accounts WHERE jid = ?1", [jid])?;
+        tx.execute("DELETE FROM roster WHERE owner = ?1", [jid])?;
+        tx.execute("DELETE FROM offline WHERE owner = ?1", [jid])?;
+        tx.commit()?;
+        if n == 0 {
+            return Err(StoreError::NoSuchUser(jid.to_string()));
+        }
+        Ok(())
+    }
+
+    pub fn list_users(&self) -> Result<Vec<String>, StoreError> {
+        let db = self.db();
+        let mut st = db.prepare("SELECT jid FROM accounts ORDER BY jid")?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn user_exists(&self, jid: &str) -> Result<bool, StoreError> {
+        let db = self.db();
+        Ok(db
+            .query_row("SELECT 1 FROM accounts WHERE jid = ?1", [jid], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// The SCRAM keys of an account for one hash.
+    pub fn scram_keys(&self, jid: &str, hash: ScramHash) -> Result<Option<ScramKeys>, StoreError> {
+        let sql = match hash {
+            ScramHash::Sha1 => {
+                "SELECT sha1_salt, sha1_iter, sha1_stored, sha1_server FROM accounts WHERE jid = ?1"
+            }
+            ScramHash::Sha256 => {
+                "SELECT sha256_salt, sha256_iter, sha256_stored, sha256_server FROM accounts WHERE jid = ?1"
+            }
+        };
+        let db = self.db();
+        Ok(db
+            .query_row(sql, [jid], |r| {
+                Ok(ScramKeys {
+                    salt: r.get(0)?,
+                    iterations: r.get(1)?,
+                    stored_key: r.get(2)?,
+                    server_key: r.get(3)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn item_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RosterItem> {
+        let groups: String = r.get(6)?;
+        Ok(RosterItem {
+            contact: r.get(0)?,
+            name: r.get(1)?,
+            subscription: Subscription::parse(&r.get::<_, String>(2)?),
+            ask: r.get(3)?,
+            pending_in: r.get(4)?,
+            visible: r.get(5)?,
+            groups: groups
+                .split('\n')
+                .filter(|g| !g.is_empty())
+                .map(String::from)
+                .collect(),
+        })
+    }
+
+    /// Every item of `owner`'s roster, pending-only ones included.
+    pub fn roster(&self, owner: &str) -> Result<Vec<RosterItem>, StoreError> {
+        let db = self.db();
+        let mut st = db.prepare_cached(
+            "SELECT contact, name, subscription, ask, pending_in, visible, groups FROM roster WHERE owner = ?1 ORDER BY contact",
+        )?;
+        let rows = st.query_map([owner], Store::item_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn roster_item(
+        &self,
+        owner: &str,
+        contact: &str,
+    ) -> Result<Option<RosterItem>, StoreError> {
+        let db = self.db();
+        let mut st = db.prepare_cached(
+            "SELECT contact, name, subscription, ask, pending_in, visible, groups FROM roster WHERE owner = ?1 AND contact = ?2",
+        )?;
+        Ok(st
+            .query_row([owner, contact], Store::item_from_row)
+            .optional()?)
+    }
+
+    pub fn put_roster_item(&self, owner: &str, item: &RosterItem) -> Result<(), StoreError> {
+        let db = self.db();
+        db.prepare_cached(
+            "INSERT OR REPLACE INTO roster (owner, contact, name, subscription, ask, pending_in, visible, groups)
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+        )?
+        .execute(params![
+            owner,
+            item.contact,
+            item.name,
+            item.subscription.as_str(),
+            item.ask,
+            item.pending_in,
+            item.visible,
+            item.groups.join("\n")
+        ])?;
+        Ok(())
+    }
+
+    pub fn delete_roster_item(&self, owner: &str, contact: &str) -> Result<(), StoreError> {
+        self.db().execute(
+            "DELETE FROM roster WHERE owner = ?1 AND contact = ?2",
+            [owner, contact],
+        )?;
+        Ok(())
+    }
+
+    /// Drops everything an ephemeral (anonymous) user left behind.
+    pub fn forget(&self, jid: &str) -> Result<(), StoreError> {
+        let db = self.db();
+        db.execute("DELETE FROM roster WHERE owner = ?1", [jid])?;
+        db.execute("DELETE FROM offline WHERE owner = ?1", [jid])?;
+        Ok(())
+    }
+
+    /// Stores a message for later delivery, unless `owner` already holds `limit`.
+    /// Returns false when the limit was reached.
+    pub fn push_offline(&self, owner: &str, xml: &str, limit: usize) -> Result<bool, StoreError> {
+        let db = self.db();
+        let n: i64 = db
+            .prepare_cached("SELECT COUNT(*) FROM offline WHERE owner = ?1")?
+            .query_row([owner], |r| r.get(0))?;
+        if n as usize >= limit {
+            return Ok(false);
+        }
+        db.prepare_cached("INSERT INTO offline (owner, xml) VALUES (?1, ?2)")?
+            .execute([owner, xml])?;
+        Ok(true)
+    }
+
+    /// The stored messages of `owner`, oldest first.
+    pub fn offline(&self, owner: &str) -> Result<Vec<OfflineMessage>, StoreError> {
+        let db = self.db();
+        let mut st =
+            db.prepare_cached("SELECT id, xml, stamp FROM offline WHERE owner = ?1 ORDER BY id")?;
+        let rows = st.query_map([owner], |r| {
+            Ok(OfflineMessage {
+                id: r.get(0)?,
+                xml: r.get(1)?,
+                stamp: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Deletes delivered offline messages.
+    pub fn delete_offline(&self, ids: &[i64]) -> Result<(), StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        for id in ids {
+            tx.execute("DELETE FROM offline WHERE id = ?1", [id])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accounts_rosters_offline() {
+        let s = Store::in_memory().unwrap();
+        s.add_user("a@x", "pw", 64).unwrap();
+        assert!(matches!(
+            s.add_user("a@x", "pw", 64),
+            Err(StoreError::AlreadyExists(_))
+        ));
+        let k = s.scram_keys("a@x", ScramHash::Sha256).unwrap().unwrap();
+        assert!(k.verify_password(ScramHash::Sha256, "pw"));
+        let mut it = RosterItem::new("b@x");
+        it.groups = vec!["g1".into(), "g2".into()];
+        it.subscription = Subscription::To;
+        s.put_roster_item("a@x", &it).unwrap();
+        assert_eq!(s.roster("a@x").unwrap(), vec![it]);
+        assert!(s.push_offline("a@x", "<m/>", 2).unwrap());
+        assert!(s.push_offline("a@x", "<m/>", 2).unwrap());
+        assert!(!s.push_offline("a@x", "<m/>", 2).unwrap());
+        let off = s.offline("a@x").unwrap();
+        s.delete_offline(&[off[0].id]).unwrap();
+        assert_eq!(s.offline("a@x").unwrap().len(), 1);
+        s.remove_user("a@x").unwrap();
+        assert!(s.roster("a@x").unwrap().is_empty());
+        assert!(!s.user_exists("a@x").unwrap());
+    }
+}

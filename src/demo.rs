@@ -1,0 +1,233 @@
+//! `intercloud demo`: a node on localhost with two gateway accounts, and the paper's §7 dialog run through it over real TLS sockets.
+
+use crate::config::Config;
+use crate::node::{self, Control};
+use crate::xmpp::client::{Client, ClientError};
+use intercloud_actors::element::{Element, NS_CLIENT};
+use intercloud_actors::stanza::{NS_DISCO_INFO, NS_PING};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const DOMAIN: &str = "localhost";
+pub const PASSWORD: &str = "intercloud";
+pub const ACCOUNTS: &[&str] = &["cloud1", "cloud2"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error(transparent)]
+    Init(#[from] crate::init::InitError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Node(#[from] crate::node::NodeError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("the node did not start: {0}")]
+    Start(String),
+    #[error("demo step failed: {0}")]
+    Step(String),
+}
+
+const T: Duration = Duration::from_secs(10);
+
+/// Runs the demo; with `exit` false the node keeps serving until Ctrl-C.
+pub fn run(dir: Option<PathBuf>, port: u16, exit: bool) -> Result<(), DemoError> {
+    let dir = dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("intercloud-demo-{}", std::process::id()))
+    });
+    let cfg_path = dir.join("intercloud.toml");
+    if !cfg_path.exists() {
+        crate::init::init(&crate::init::InitOptions {
+            dir: &dir,
+            domain: DOMAIN,
+            roles: vec!["cloud".into()],
+            c2s_port: port,
+            s2s_port: 5269,
+            p2p_port: 4001,
+        })?;
+    }
+    let config = Config::load(&cfg_path)?;
+    let store = node::open_store(&config)?;
+    for a in ACCOUNTS {
+        let jid = format!("{a}@{}", config.node.domain);
+        if !store.user_exists(&jid).unwrap_or(false) {
+            store
+                .add_user(&jid, PASSWORD, config.limits.scram_iterations)
+                .map_err(node::NodeError::from)?;
+        }
+    }
+    drop(store);
+    let pinned = crate::tls::load_certs(&config.path(&config.tls.cert))?.remove(0);
+    let domain = config.node.domain.clone();
+    println!("intercloud demo: node for {domain} in {}", dir.display());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let th = std::thread::spawn(move || {
+        node::run(
+            config,
+            Control {
+                ready: Some(ready_tx),
+                stop: Some(stop_rx),
+            },
+        )
+    });
+    let addr = match ready_rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(a) => a,
+        Err(_) => {
+            let e = match th.join() {
+                Ok(Err(e)) => e.to_string(),
+                _ => "no answer".into(),
+            };
+            return Err(DemoError::Start(e));
+        }
+    };
+    println!("c2s listening on {addr} (STARTTLS required, self-signed certificate)\n");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| DemoError::Start(e.to_string()))?;
+    let result = rt.block_on(dialog(addr, &domain, pinned));
+    if let Err(e) = &result {
+        println!("demo failed: {e}");
+    }
+    if exit || result.is_err() {
+        let _ = stop_tx.send(());
+        let _ = th.join();
+        return result;
+    }
+    println!(
+        "\nThe node keeps running. Log in with any XMPP client as {}@{domain} or {}@{domain}, password {PASSWORD:?}, server 127.0.0.1 port {}. Ctrl-C stops it.",
+        ACCOUNTS[0],
+        ACCOUNTS[1],
+        addr.port()
+    );
+    let r = th.join();
+    drop(stop_tx);
+    match r {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(DemoError::Start("node thread panicked".into())),
+    }
+}
+
+fn say(who: &str, what: &str) {
+    println!("{who:>8} | {what}");
+}
+
+fn presence(ty: Option<&str>, to: Option<&str>) -> Element {
+    let mut p = Element::new("presence", NS_CLIENT);
+    if let Some(t) = ty {
+        p.set_attr("type", t);
+    }
+    if let Some(t) = to {
+        p.set_attr("to", t);
+    }
+    p
+}
+
+fn is_presence(ty: &'static str) -> impl Fn(&Element) -> bool {
+    move |e| e.name == "presence" && e.get_attr("type").unwrap_or("") == ty
+}
+
+/// The paper's §7 dialog between two cloud gateways.
+async fn dialog(
+    addr: SocketAddr,
+    domain: &str,
+    pinned: rustls::pki_types::CertificateDer<'static>,
+) -> Result<(), DemoError> {
+    let c1 = format!("{}@{domain}", ACCOUNTS[0]);
+    let c2 = format!("{}@{domain}", ACCOUNTS[1]);
+    let mut a = Client::login(
+        addr,
+        domain,
+        pinned.clone(),
+        ACCOUNTS[0],
+        PASSWORD,
+        Some("gateway"),
+    )
+    .await?;
+    say("cloud1", &format!("logged in over STARTTLS as {}", a.jid));
+    let mut b = Client::login(addr, domain, pinned, ACCOUNTS[1], PASSWORD, Some("gateway")).await?;
+    say("cloud2", &format!("logged in over STARTTLS as {}", b.jid));
+    b.send(&presence(None, None)).await?;
+    a.send(&presence(None, None)).await?;
+
+    a.send(&presence(Some("subscribe"), Some(&c2))).await?;
+    say("cloud1", &format!("asks to see the presence of {c2}"));
+    b.wait_for(T, is_presence("subscribe")).await?;
+    b.send(&presence(Some("subscribed"), Some(&c1))).await?;
+    say("cloud2", "approves");
+    let p = a
+        .wait_for(T, |e| e.name == "presence" && e.get_attr("type").is_none())
+        .await?;
+    say(
+        "cloud1",
+        &format!("sees {} available", p.get_attr("from").unwrap_or("?")),
+    );
+
+    let ask = "Cloud 2, I would like to use your resources for storage replication using AMQP over UDT protocol.";
+    let m = Element::new("message", NS_CLIENT)
+        .attr("to", c2.clone())
+        .attr("type", "chat")
+        .attr("id", "nego1")
+        .child(Element::new("body", NS_CLIENT).text(ask));
+    a.send(&m).await?;
+    say("cloud1", &format!("-> {c2}: {ask}"));
+    let got = b.wait_for(T, |e| e.name == "message").await?;
+    let body = got.child_text("body", NS_CLIENT).unwrap_or_default();
+    say(
+        "cloud2",
+        &format!("<- {}: {body}", got.get_attr("from").unwrap_or("?")),
+    );
+    let reply = "Cloud 1, please go ahead and use my resources for storage replication using AMQP/UDT protocol.";
+    let r = Element::new("message", NS_CLIENT)
+        .attr("to", got.get_attr("from").unwrap_or(&c1).to_string())
+        .attr("type", "normal")
+        .child(Element::new("body", NS_CLIENT).text(reply));
+    b.send(&r).await?;
+    say("cloud2", &format!("-> {c1}: {reply}"));
+    let got = a.wait_for(T, |e| e.name == "message").await?;
+    say(
+        "cloud1",
+        &format!(
+            "<- {}: {}",
+            got.get_attr("from").unwrap_or("?"),
+            got.child_text("body", NS_CLIENT).unwrap_or_default()
+        ),
+    );
+
+    let ping = Element::new("iq", NS_CLIENT)
+        .attr("type", "get")
+        .attr("id", "ping1")
+        .attr("to", domain)
+        .child(Element::new("ping", NS_PING));
+    a.send(&ping).await?;
+    a.wait_for(T, |e| {
+        e.get_attr("id") == Some("ping1") && e.get_attr("type") == Some("result")
+    })
+    .await?;
+    say("cloud1", "pinged the server (XEP-0199): pong");
+    let disco = Element::new("iq", NS_CLIENT)
+        .attr("type", "get")
+        .attr("id", "disco1")
+        .attr("to", domain)
+        .child(Element::new("query", NS_DISCO_INFO));
+    a.send(&disco).await?;
+    let info = a
+        .wait_for(T, |e| e.get_attr("id") == Some("disco1"))
+        .await?;
+    let n = info
+        .get_child("query", NS_DISCO_INFO)
+        .map(|q| q.elements().filter(|f| f.name == "feature").count())
+        .unwrap_or(0);
+    if n == 0 {
+        return Err(DemoError::Step("disco#info listed no features".into()));
+    }
+    say("cloud1", &format!("disco#info on {domain}: {n} features"));
+    a.send_raw("</stream:stream>").await?;
+    b.send_raw("</stream:stream>").await?;
+    println!("\ndemo dialog complete");
+    Ok(())
+}

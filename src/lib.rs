@@ -1,0 +1,8 @@
+//! intercloud: the node of an Intercloud cloud — XMPP wire, TLS, configuration and assembly of the actor system.
+
+pub mod config;
+pub mod demo;
+pub mod init;
+pub mod node;
+pub mod tls;
+pub mod xmpp;

@@ -1,0 +1,190 @@
+//! The `intercloud` command line: init a node, run it, manage its accounts, run the demo.
+
+use clap::{Parser, Subcommand};
+use intercloud::config::Config;
+use intercloud::node::{self, Control};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "intercloud",
+    version,
+    about = "An Intercloud node: a cloud's XMPP gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a node directory: DIR/intercloud.toml, TLS material, data dir.
+    Init {
+        dir: PathBuf,
+        #[arg(long)]
+        domain: String,
+        /// Comma-separated roles: cloud, exchange, root.
+        #[arg(long, default_value = "cloud", value_delimiter = ',')]
+        roles: Vec<String>,
+        #[arg(long, default_value_t = 5222)]
+        c2s_port: u16,
+        #[arg(long, default_value_t = 5269)]
+        s2s_port: u16,
+        #[arg(long, default_value_t = 4001)]
+        p2p_port: u16,
+    },
+    /// Run a node in the foreground (stops cleanly on SIGINT/SIGTERM).
+    Node {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Manage the node's accounts.
+    User {
+        #[command(subcommand)]
+        cmd: UserCmd,
+    },
+    /// Start a demo node on localhost with accounts, and show a conversation through it.
+    Demo {
+        /// Directory for the demo node (default: a fresh temporary one).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 5222)]
+        port: u16,
+        /// Stop after the scripted conversation instead of serving clients.
+        #[arg(long)]
+        exit: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Add an account (password from --password or INTERCLOUD_PASSWORD).
+    Add {
+        #[arg(long)]
+        config: PathBuf,
+        jid: String,
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// Remove an account with its roster and offline messages.
+    Remove {
+        #[arg(long)]
+        config: PathBuf,
+        jid: String,
+    },
+    /// List accounts.
+    List {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn account_jid(config: &Config, jid: &str) -> Result<String, String> {
+    let full = if jid.contains('@') {
+        jid.to_string()
+    } else {
+        format!("{jid}@{}", config.node.domain)
+    };
+    let j: intercloud_actors::jid::Jid =
+        full.parse().map_err(|e| format!("bad JID {jid:?}: {e}"))?;
+    if j.local().is_none() || j.resource().is_some() {
+        return Err(format!("{jid:?} is not an account JID (user@domain)"));
+    }
+    if j.domain() != config.node.domain {
+        return Err(format!(
+            "{jid:?} is not in this node's domain {}",
+            config.node.domain
+        ));
+    }
+    Ok(j.to_string())
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.cmd {
+        Cmd::Init {
+            dir,
+            domain,
+            roles,
+            c2s_port,
+            s2s_port,
+            p2p_port,
+        } => {
+            let cfg = intercloud::init::init(&intercloud::init::InitOptions {
+                dir: &dir,
+                domain: &domain,
+                roles,
+                c2s_port,
+                s2s_port,
+                p2p_port,
+            })
+            .map_err(|e| e.to_string())?;
+            println!("wrote {}", cfg.display());
+            Ok(())
+        }
+        Cmd::Node { config } => {
+            let c = Config::load(&config).map_err(|e| e.to_string())?;
+            init_tracing(&c.node.log);
+            node::run(c, Control::default()).map_err(|e| e.to_string())
+        }
+        Cmd::User { cmd } => {
+            let (config, action) = match &cmd {
+                UserCmd::Add { config, .. }
+                | UserCmd::Remove { config, .. }
+                | UserCmd::List { config } => (config.clone(), ()),
+            };
+            let _ = action;
+            let c = Config::load(&config).map_err(|e| e.to_string())?;
+            let store = node::open_store(&c).map_err(|e| e.to_string())?;
+            match cmd {
+                UserCmd::Add { jid, password, .. } => {
+                    let jid = account_jid(&c, &jid)?;
+                    let pw = password
+                        .or_else(|| std::env::var("INTERCLOUD_PASSWORD").ok())
+                        .ok_or("give --password or set INTERCLOUD_PASSWORD")?;
+                    if pw.is_empty() {
+                        return Err("empty password".into());
+                    }
+                    store
+                        .add_user(&jid, &pw, c.limits.scram_iterations)
+                        .map_err(|e| e.to_string())?;
+                    println!("added {jid}");
+                }
+                UserCmd::Remove { jid, .. } => {
+                    let jid = account_jid(&c, &jid)?;
+                    store.remove_user(&jid).map_err(|e| e.to_string())?;
+                    println!("removed {jid}");
+                }
+                UserCmd::List { .. } => {
+                    for u in store.list_users().map_err(|e| e.to_string())? {
+                        println!("{u}");
+                    }
+                }
+            }
+            Ok(())
+        }
+        Cmd::Demo { dir, port, exit } => {
+            init_tracing("warn");
+            intercloud::demo::run(dir, port, exit).map_err(|e| e.to_string())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("intercloud: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

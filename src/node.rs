@@ -1,0 +1,166 @@
+//! Builds a node's actors from its config and roles, and runs its listeners until told to stop.
+
+use crate::config::Config;
+use crate::xmpp::c2s::{self, C2s};
+use intercloud_actors::router::Shutdown;
+use intercloud_actors::store::Store;
+use intercloud_actors::{Cloud, Settings};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("cannot create {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error(transparent)]
+    Store(#[from] intercloud_actors::store::StoreError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(String, std::io::Error),
+}
+
+/// Hooks for running a node inside another program (the demo, tests).
+#[derive(Default)]
+pub struct Control {
+    /// Told the c2s address once the node accepts clients.
+    pub ready: Option<std::sync::mpsc::Sender<SocketAddr>>,
+    /// Stops the node when it fires (or is dropped).
+    pub stop: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+/// Opens the node's database, creating its data directory.
+pub fn open_store(config: &Config) -> Result<Store, NodeError> {
+    let dir = config.data_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| NodeError::DataDir(dir.display().to_string(), e))?;
+    Ok(Store::open(&config.db_path())?)
+}
+
+/// Runs a node in the foreground until SIGINT/SIGTERM or `control.stop`.
+pub fn run(config: Config, control: Control) -> Result<(), NodeError> {
+    let sys = actix_rt::System::new();
+    let r = sys.block_on(run_async(config, control));
+    r
+}
+
+async fn wait_signal(stop: Option<tokio::sync::oneshot::Receiver<()>>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let ext = async {
+        match stop {
+            Some(rx) => {
+                let _ = rx.await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => tracing::info!("SIGTERM: stopping"),
+        _ = ext => tracing::info!("stop requested"),
+    }
+}
+
+async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
+    let domain = config.node.domain.clone();
+    let span = tracing::info_span!("node", domain = %domain);
+    let _g = span.enter();
+    let store = Arc::new(open_store(&config)?);
+    let l = &config.limits;
+    let settings = Settings {
+        domain: domain.clone(),
+        max_offline_per_user: l.max_offline_per_user,
+        max_roster_items: l.max_roster_items,
+        session_queue: l.session_queue,
+    };
+    let cloud = Cloud::start(settings, store);
+    let tls = crate::tls::server_config(
+        &config.path(&config.tls.cert),
+        &config.path(&config.tls.key),
+    )?;
+    let c2s = C2s::new(cloud.clone(), tls, l, config.c2s.allow_anonymous);
+    let bind = format!("{}:{}", config.c2s.bind, config.c2s.port);
+    let listener = TcpListener::bind(&bind)
+        .await
+        .map_err(|e| NodeError::Listen(bind.clone(), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| NodeError::Listen(bind.clone(), e))?;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let arbiters: Vec<actix_rt::Arbiter> = (0..cores).map(|_| actix_rt::Arbiter::new()).collect();
+    tracing::info!(%addr, roles = ?config.node.roles, arbiters = cores, "c2s listening");
+    if let Some(r) = control.ready {
+        let _ = r.send(addr);
+    }
+    let signal = wait_signal(control.stop);
+    tokio::pin!(signal);
+    let mut next = 0usize;
+    loop {
+        tokio::select! {
+            _ = &mut signal => break,
+            r = listener.accept() => {
+                let (tcp, peer) = match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Some(slot) = c2s.admit(peer.ip()) else {
+                    tracing::warn!(%peer, "connection limit reached; refusing");
+                    refuse(tcp, &domain);
+                    continue;
+                };
+                let Ok(std_tcp) = tcp.into_std() else { continue };
+                let c2s = c2s.clone();
+                // Sessions are spread over one arbiter per core.
+                let arb = &arbiters[next % arbiters.len()];
+                next += 1;
+                arb.spawn_fn(move || {
+                    actix_rt::spawn(async move {
+                        match tokio::net::TcpStream::from_std(std_tcp) {
+                            Ok(tcp) => c2s::serve(tcp, peer, c2s, slot).await,
+                            Err(e) => tracing::warn!(error = %e, "socket hand-over failed"),
+                        }
+                    });
+                });
+            }
+        }
+    }
+    drop(listener);
+    let n = cloud.router.send(Shutdown).await.unwrap_or(0);
+    tracing::info!(sessions = n, "stopping: sessions told");
+    tokio::time::sleep(Duration::from_millis(if n > 0 { 300 } else { 10 })).await;
+    for a in &arbiters {
+        a.stop();
+    }
+    for a in arbiters {
+        let _ = a.join();
+    }
+    Ok(())
+}
+
+/// Answers a connection over the limits with a stream error and closes it.
+fn refuse(tcp: tokio::net::TcpStream, domain: &str) {
+    let msg = format!(
+        "{}{}",
+        crate::xmpp::codec::stream_header(
+            intercloud_actors::element::NS_CLIENT,
+            Some(domain),
+            None,
+            None,
+            &[]
+        ),
+        crate::xmpp::codec::stream_error("policy-violation", Some("too many connections"))
+    );
+    actix_rt::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut tcp = tcp;
+        let _ = tokio::time::timeout(Duration::from_secs(2), tcp.write_all(msg.as_bytes())).await;
+    });
+}

@@ -1,0 +1,580 @@
+//! Client-to-server streams (RFC 6120): STARTTLS, SASL, then a session actor fed with the client's stanzas.
+
+use super::codec::{self, Event, Limits};
+use super::sasl::{self, Authenticator, Step, NS_SASL};
+use super::stream::{WireError, XmlStream};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use intercloud_actors::element::{Element, NS_CLIENT};
+use intercloud_actors::jid::Jid;
+use intercloud_actors::session::{Closed, Inbound, Outbound, Session};
+use intercloud_actors::stanza::{NS_BIND, NS_SESSION};
+use intercloud_actors::Cloud;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+
+/// What every client connection of a node shares.
+pub struct C2s {
+    pub cloud: Arc<Cloud>,
+    pub tls: tokio_rustls::TlsAcceptor,
+    pub auth: Authenticator,
+    pub limits: Limits,
+    pub allow_anonymous: bool,
+    pub negotiation_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub keepalive: Duration,
+    pub max_auth_attempts: u32,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    conns: Mutex<(usize, std::collections::HashMap<IpAddr, usize>)>,
+}
+
+/// Counts a connection while it lives.
+pub struct ConnSlot {
+    c2s: Arc<C2s>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        let mut g = self.c2s.conns.lock().unwrap_or_else(|p| p.into_inner());
+        g.0 -= 1;
+        if let Some(n) = g.1.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                g.1.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl C2s {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        cloud: Arc<Cloud>,
+        tls: Arc<rustls::ServerConfig>,
+        limits: &crate::config::Limits,
+        allow_anonymous: bool,
+    ) -> Arc<C2s> {
+        Arc::new(C2s {
+            auth: Authenticator {
+                store: cloud.store.clone(),
+                domain: cloud.settings.domain.clone(),
+                iterations: limits.scram_iterations,
+            },
+            cloud,
+            tls: tokio_rustls::TlsAcceptor::from(tls),
+            limits: Limits {
+                max_stanza_bytes: limits.max_stanza_bytes,
+                max_depth: limits.max_depth,
+            },
+            allow_anonymous,
+            negotiation_timeout: Duration::from_secs(limits.negotiation_timeout_secs.max(1)),
+            idle_timeout: Duration::from_secs(limits.idle_timeout_secs.max(1)),
+            keepalive: Duration::from_secs(limits.keepalive_secs.max(1)),
+            max_auth_attempts: limits.max_auth_attempts.max(1),
+            max_connections: limits.max_connections,
+            max_connections_per_ip: limits.max_connections_per_ip,
+            conns: Mutex::new((0, Default::default())),
+        })
+    }
+
+    /// Takes a connection slot for `ip`, or None when a limit is reached.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnSlot> {
+        let mut g = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let per_ip = g.1.get(&ip).copied().unwrap_or(0);
+        if g.0 >= self.max_connections || per_ip >= self.max_connections_per_ip {
+            return None;
+        }
+        g.0 += 1;
+        *g.1.entry(ip).or_insert(0) += 1;
+        Some(ConnSlot {
+            c2s: self.clone(),
+            ip,
+        })
+    }
+
+    fn domain(&self) -> &str {
+        &self.cloud.settings.domain
+    }
+}
+
+/// Ends a stream: our header first if it was not sent, then the error.
+async fn fail<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut XmlStream<S>,
+    c2s: &C2s,
+    header_sent: bool,
+    condition: &str,
+    text: &str,
+) {
+    tracing::info!(condition, text, "closing client stream with stream error");
+    let mut out = String::new();
+    if !header_sent {
+        out.push_str(&codec::stream_header(
+            NS_CLIENT,
+            Some(c2s.domain()),
+            None,
+            Some(&new_id()),
+            &[],
+        ));
+    }
+    out.push_str(&codec::stream_error(condition, Some(text)));
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = s.send(&out).await;
+        let _ = s.io.shutdown().await;
+    })
+    .await;
+}
+
+fn new_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// The stream error for a read failure, if one should be sent.
+fn wire_condition(e: &WireError) -> Option<(&'static str, String)> {
+    match e {
+        WireError::Codec(c) => Some((c.condition(), c.to_string())),
+        WireError::Timeout => Some(("connection-timeout", "timed out".into())),
+        WireError::Io(_) | WireError::Eof => None,
+    }
+}
+
+/// Reads the peer's stream header and answers with ours plus `features`.
+/// On failure the stream was already closed with the right error.
+async fn open_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut XmlStream<S>,
+    c2s: &C2s,
+    features: &[Element],
+) -> Option<()> {
+    let ev = match s.next_event(c2s.negotiation_timeout).await {
+        Ok(ev) => ev,
+        Err(e) => {
+            if let Some((c, t)) = wire_condition(&e) {
+                fail(s, c2s, false, c, &t).await;
+            }
+            return None;
+        }
+    };
+    let Event::StreamStart(h) = ev else {
+        fail(s, c2s, false, "not-well-formed", "expected a stream header").await;
+        return None;
+    };
+    if h.default_ns != NS_CLIENT {
+        fail(
+            s,
+            c2s,
+            false,
+            "invalid-namespace",
+            "this port serves jabber:client",
+        )
+        .await;
+        return None;
+    }
+    if let Some(to) = h.get("to") {
+        if !to.eq_ignore_ascii_case(c2s.domain()) {
+            fail(
+                s,
+                c2s,
+                false,
+                "host-unknown",
+                "this server does not serve that domain",
+            )
+            .await;
+            return None;
+        }
+    }
+    match h.get("version") {
+        Some(v) if v.split('.').next() == Some("1") => {}
+        _ => {
+            fail(
+                s,
+                c2s,
+                false,
+                "unsupported-version",
+                "version 1.0 is required",
+            )
+            .await;
+            return None;
+        }
+    }
+    let mut out = codec::stream_header(
+        NS_CLIENT,
+        Some(c2s.domain()),
+        h.get("from"),
+        Some(&new_id()),
+        &[],
+    );
+    out.push_str(&codec::features(features));
+    s.send(&out).await.ok()
+}
+
+/// Serves one client connection from accept to close.
+pub async fn serve(tcp: TcpStream, peer: SocketAddr, c2s: Arc<C2s>, _slot: ConnSlot) {
+    let span = tracing::info_span!("c2s", domain = %c2s.domain(), peer = %peer);
+    serve_inner(tcp, c2s).instrument(span).await
+}
+
+async fn serve_inner(tcp: TcpStream, c2s: Arc<C2s>) {
+    let _ = tcp.set_nodelay(true);
+    let mut s = XmlStream::new(tcp, c2s.limits);
+    let starttls = Element::new("starttls", NS_TLS).child(Element::new("required", NS_TLS));
+    if open_stream(&mut s, &c2s, &[starttls]).await.is_none() {
+        return;
+    }
+    // Plain phase: only STARTTLS moves on.
+    loop {
+        match s.next_event(c2s.negotiation_timeout).await {
+            Ok(Event::Stanza(e)) if e.is("starttls", NS_TLS) => break,
+            Ok(Event::Stanza(e)) if e.ns == NS_SASL && e.name == "auth" => {
+                tracing::info!("refused SASL before TLS");
+                let f = Element::new("failure", NS_SASL)
+                    .child(Element::new("encryption-required", NS_SASL));
+                if s.send(&f.to_xml()).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Event::Stanza(_)) => {
+                return fail(
+                    &mut s,
+                    &c2s,
+                    true,
+                    "policy-violation",
+                    "STARTTLS is required",
+                )
+                .await
+            }
+            Ok(Event::StreamEnd) => {
+                let _ = s.send("</stream:stream>").await;
+                return;
+            }
+            Ok(Event::StreamStart(_)) => {
+                return fail(
+                    &mut s,
+                    &c2s,
+                    true,
+                    "not-well-formed",
+                    "second stream header",
+                )
+                .await
+            }
+            Err(e) => {
+                if let Some((c, t)) = wire_condition(&e) {
+                    fail(&mut s, &c2s, true, c, &t).await;
+                }
+                return;
+            }
+        }
+    }
+    if s.decoder.pending() > 0 {
+        return fail(
+            &mut s,
+            &c2s,
+            true,
+            "policy-violation",
+            "data after <starttls/>",
+        )
+        .await;
+    }
+    if s.send(&Element::new("proceed", NS_TLS).to_xml())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let (tcp, _) = s.into_parts();
+    let tls = match tokio::time::timeout(c2s.negotiation_timeout, c2s.tls.accept(tcp)).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!("TLS handshake timed out");
+            return;
+        }
+    };
+    let mut s = XmlStream::new(tls, c2s.limits);
+    let mut mechs = Element::new("mechanisms", NS_SASL);
+    for m in sasl::offered(true, c2s.allow_anonymous) {
+        mechs = mechs.child(Element::new("mechanism", NS_SASL).text(m));
+    }
+    if open_stream(&mut s, &c2s, &[mechs]).await.is_none() {
+        return;
+    }
+    let Some((jid, anonymous)) = authenticate(&mut s, &c2s).await else {
+        return;
+    };
+    tracing::info!(jid = %jid, "authenticated");
+    s.decoder.reset();
+    let bind = Element::new("bind", NS_BIND);
+    let session = Element::new("session", NS_SESSION).child(Element::new("optional", NS_SESSION));
+    if open_stream(&mut s, &c2s, &[bind, session]).await.is_none() {
+        return;
+    }
+    run_session(s, c2s, jid, anonymous).await;
+}
+
+/// The SASL exchange; Some((account, anonymous)) on success.
+async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut XmlStream<S>,
+    c2s: &C2s,
+) -> Option<(Jid, bool)> {
+    let offered = sasl::offered(true, c2s.allow_anonymous);
+    let mut failures = 0u32;
+    let mut mech: Option<sasl::Mechanism> = None;
+    loop {
+        let ev = match s.next_event(c2s.negotiation_timeout).await {
+            Ok(ev) => ev,
+            Err(e) => {
+                if let Some((c, t)) = wire_condition(&e) {
+                    fail(s, c2s, true, c, &t).await;
+                }
+                return None;
+            }
+        };
+        let e = match ev {
+            Event::Stanza(e) => e,
+            Event::StreamEnd => {
+                let _ = s.send("</stream:stream>").await;
+                return None;
+            }
+            Event::StreamStart(_) => {
+                fail(s, c2s, true, "not-well-formed", "second stream header").await;
+                return None;
+            }
+        };
+        if e.ns != NS_SASL {
+            fail(s, c2s, true, "not-authorized", "authenticate first").await;
+            return None;
+        }
+        let step = match e.name.as_str() {
+            "auth" => {
+                let name = e.get_attr("mechanism").unwrap_or("");
+                match offered
+                    .contains(&name)
+                    .then(|| c2s.auth.start(name))
+                    .flatten()
+                {
+                    None => Step::Failure("invalid-mechanism"),
+                    Some(mut m) => {
+                        let text = e.text_content();
+                        let step = match decode_b64(&text) {
+                            Err(()) => Step::Failure("incorrect-encoding"),
+                            Ok(None)
+                                if matches!(
+                                    m,
+                                    sasl::Mechanism::Scram(_) | sasl::Mechanism::Plain
+                                ) =>
+                            {
+                                Step::Challenge(Vec::new())
+                            }
+                            Ok(data) => c2s.auth.step(&mut m, &data.unwrap_or_default()),
+                        };
+                        mech = Some(m);
+                        step
+                    }
+                }
+            }
+            "response" => match (&mut mech, decode_b64(&e.text_content())) {
+                (Some(m), Ok(data)) => c2s.auth.step(m, &data.unwrap_or_default()),
+                (Some(_), Err(())) => Step::Failure("incorrect-encoding"),
+                (None, _) => Step::Failure("malformed-request"),
+            },
+            "abort" => Step::Failure("aborted"),
+            _ => Step::Failure("malformed-request"),
+        };
+        match step {
+            Step::Challenge(c) => {
+                let el = Element::new("challenge", NS_SASL).text(B64.encode(c));
+                s.send(&el.to_xml()).await.ok()?;
+            }
+            Step::Success {
+                jid,
+                additional,
+                anonymous,
+            } => {
+                let mut el = Element::new("success", NS_SASL);
+                if let Some(a) = additional {
+                    el = el.text(B64.encode(a));
+                }
+                s.send(&el.to_xml()).await.ok()?;
+                return Some((jid, anonymous));
+            }
+            Step::Failure(cond) => {
+                mech = None;
+                failures += 1;
+                tracing::info!(condition = cond, failures, "SASL failure");
+                let el = Element::new("failure", NS_SASL).child(Element::new(cond, NS_SASL));
+                s.send(&el.to_xml()).await.ok()?;
+                if failures >= c2s.max_auth_attempts {
+                    fail(
+                        s,
+                        c2s,
+                        true,
+                        "policy-violation",
+                        "too many failed authentication attempts",
+                    )
+                    .await;
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Base64 of a SASL element: Ok(None) for no data, Ok(Some(empty)) for "=".
+fn decode_b64(text: &str) -> Result<Option<Vec<u8>>, ()> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    if t == "=" {
+        return Ok(Some(Vec::new()));
+    }
+    B64.decode(t).map(Some).map_err(|_| ())
+}
+
+/// After binding is offered: a session actor, a writer task, and this task reading.
+async fn run_session<S>(s: XmlStream<S>, c2s: Arc<C2s>, jid: Jid, anonymous: bool)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    use actix::Actor;
+    let (io, mut decoder) = s.into_parts();
+    let (mut rd, wr) = tokio::io::split(io);
+    let (tx, rx) = mpsc::channel(c2s.cloud.settings.session_queue);
+    let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+    let writer = tokio::spawn(write_loop(wr, rx, c2s.keepalive, stop_tx).in_current_span());
+    let session = Session::new(c2s.cloud.clone(), jid, anonymous, tx.clone()).start();
+    let mut buf = vec![0u8; 16 * 1024];
+    'read: loop {
+        loop {
+            match decoder.next_event() {
+                Ok(Some(Event::Stanza(e))) => {
+                    if session.send(Inbound(e)).await.is_err() {
+                        break 'read;
+                    }
+                }
+                Ok(Some(Event::StreamEnd)) => {
+                    tracing::debug!("client closed its stream");
+                    let _ = tx.send(Outbound::Close).await;
+                    break 'read;
+                }
+                Ok(Some(Event::StreamStart(_))) => {
+                    let _ = tx
+                        .send(Outbound::Error {
+                            condition: "not-well-formed",
+                            text: Some("second stream header".into()),
+                        })
+                        .await;
+                    break 'read;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::info!(error = %e, "closing client stream with stream error");
+                    let _ = tx
+                        .send(Outbound::Error {
+                            condition: e.condition(),
+                            text: Some(e.to_string()),
+                        })
+                        .await;
+                    break 'read;
+                }
+            }
+        }
+        let read = tokio::select! {
+            r = tokio::time::timeout(c2s.idle_timeout, tokio::io::AsyncReadExt::read(&mut rd, &mut buf)) => r,
+            _ = &mut stop_rx => break 'read,
+        };
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => decoder.feed(&buf[..n]),
+            Err(_) => {
+                let _ = tx
+                    .send(Outbound::Error {
+                        condition: "connection-timeout",
+                        text: Some("idle for too long".into()),
+                    })
+                    .await;
+                break;
+            }
+        }
+    }
+    session.do_send(Closed);
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// Writes what the session queues, batching, with whitespace keepalives when idle.
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    mut rx: mpsc::Receiver<Outbound>,
+    keepalive: Duration,
+    stop: oneshot::Sender<()>,
+) {
+    let mut out = String::with_capacity(8192);
+    let mut closing = false;
+    loop {
+        let first = match tokio::time::timeout(keepalive, rx.recv()).await {
+            Ok(Some(o)) => Some(o),
+            Ok(None) => {
+                out.push_str("</stream:stream>");
+                closing = true;
+                None
+            }
+            Err(_) => {
+                out.push(' ');
+                None
+            }
+        }
+        .into_iter();
+        let mut batch: Vec<Outbound> = first.collect();
+        while batch.len() < 256 {
+            match rx.try_recv() {
+                Ok(o) => batch.push(o),
+                Err(_) => break,
+            }
+        }
+        for o in batch {
+            if closing {
+                break;
+            }
+            match o {
+                Outbound::Stanza(e) => e.write_to(&mut out, NS_CLIENT),
+                Outbound::Raw(s) => out.push_str(&s),
+                Outbound::Error { condition, text } => {
+                    out.push_str(&codec::stream_error(condition, text.as_deref()));
+                    closing = true;
+                }
+                Outbound::Close => {
+                    out.push_str("</stream:stream>");
+                    closing = true;
+                }
+            }
+        }
+        if !out.is_empty() {
+            let r =
+                tokio::time::timeout(Duration::from_secs(30), wr.write_all(out.as_bytes())).await;
+            out.clear();
+            if !matches!(r, Ok(Ok(()))) {
+                closing = true;
+            } else {
+                let _ = wr.flush().await;
+            }
+        }
+        if closing {
+            let _ = tokio::time::timeout(Duration::from_secs(5), wr.shutdown()).await;
+            let _ = stop.send(());
+            // Drain so the session's sends do not fail while it winds down.
+            rx.close();
+            return;
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! A small XMPP client (STARTTLS, SASL PLAIN, bind) used by the demo and by tests to drive a node over real sockets.
+
+use super::c2s::NS_TLS;
+use super::codec::{self, Event, Limits};
+use super::sasl::NS_SASL;
+use super::stream::{WireError, XmlStream};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use intercloud_actors::element::{Element, NS_CLIENT};
+use intercloud_actors::jid::Jid;
+use intercloud_actors::stanza::NS_BIND;
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("unexpected: {0}")]
+    Unexpected(String),
+    #[error("authentication failed: {0}")]
+    Auth(String),
+}
+
+const T: Duration = Duration::from_secs(10);
+
+/// A logged-in client stream.
+pub struct Client {
+    pub stream: XmlStream<TlsStream<TcpStream>>,
+    pub jid: Jid,
+}
+
+fn header(domain: &str) -> String {
+    codec::stream_header(NS_CLIENT, None, Some(domain), None, &[])
+}
+
+async fn expect_features<S>(s: &mut XmlStream<S>) -> Result<Element, ClientError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match s.next_event(T).await? {
+        Event::StreamStart(_) => {}
+        e => return Err(ClientError::Unexpected(format!("{e:?}"))),
+    }
+    match s.next_event(T).await? {
+        Event::Stanza(f) if f.name == "features" => Ok(f),
+        e => Err(ClientError::Unexpected(format!("{e:?}"))),
+    }
+}
+
+impl Client {
+    /// Connects, upgrades with STARTTLS (accepting only `pinned`), logs in
+    /// with PLAIN and binds `resource` (or a server-chosen one).
+    pub async fn login(
+        addr: SocketAddr,
+        domain: &str,
+        pinned: CertificateDer<'static>,
+        user: &str,
+        password: &str,
+        resource: Option<&str>,
+    ) -> Result<Client, ClientError> {
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let mut s = XmlStream::new(tcp, Limits::default());
+        s.send(&header(domain)).await?;
+        expect_features(&mut s).await?;
+        s.send(&Element::new("starttls", NS_TLS).to_xml()).await?;
+        match s.next_event(T).await? {
+            Event::Stanza(p) if p.name == "proceed" => {}
+            e => return Err(ClientError::Unexpected(format!("{e:?}"))),
+        }
+        let (tcp, _) = s.into_parts();
+        let connector = tokio_rustls::TlsConnector::from(crate::tls::pinned_client_config(pinned));
+        let name = ServerName::try_from(domain.to_string())
+            .map_err(|e| ClientError::Unexpected(e.to_string()))?;
+        let tls = connector.connect(name, tcp).await?;
+        let mut s = XmlStream::new(tls, Limits::default());
+        s.send(&header(domain)).await?;
+        expect_features(&mut s).await?;
+        let creds = format!("\0{user}\0{password}");
+        let auth = Element::new("auth", NS_SASL)
+            .attr("mechanism", "PLAIN")
+            .text(B64.encode(creds));
+        s.send(&auth.to_xml()).await?;
+        match s.next_event(T).await? {
+            Event::Stanza(e) if e.name == "success" => {}
+            Event::Stanza(e) => {
+                let cond = e
+                    .first_element()
+                    .map(|c| c.name.clone())
+                    .unwrap_or_default();
+                return Err(ClientError::Auth(cond));
+            }
+            e => return Err(ClientError::Unexpected(format!("{e:?}"))),
+        }
+        s.decoder.reset();
+        s.send(&header(domain)).await?;
+        expect_features(&mut s).await?;
+        let mut bind = Element::new("bind", NS_BIND);
+        if let Some(r) = resource {
+            bind = bind.child(Element::new("resource", NS_BIND).text(r));
+        }
+        let iq = Element::new("iq", NS_CLIENT)
+            .attr("type", "set")
+            .attr("id", "bind1")
+            .child(bind);
+        s.send(&iq.to_xml_in(NS_CLIENT)).await?;
+        let jid = match s.next_event(T).await? {
+            Event::Stanza(r) if r.get_attr("type") == Some("result") => r
+                .get_child("bind", NS_BIND)
+                .and_then(|b| b.child_text("jid", NS_BIND))
+                .and_then(|j| j.parse().ok())
+                .ok_or_else(|| ClientError::Unexpected("bind result without jid".into()))?,
+            e => return Err(ClientError::Unexpected(format!("{e:?}"))),
+        };
+        Ok(Client { stream: s, jid })
+    }
+
+    /// Sends one stanza.
+    pub async fn send(&mut self, e: &Element) -> Result<(), ClientError> {
+        Ok(self.stream.send(&e.to_xml_in(NS_CLIENT)).await?)
+    }
+
+    /// Sends raw bytes of XML.
+    pub async fn send_raw(&mut self, xml: &str) -> Result<(), ClientError> {
+        Ok(self.stream.send(xml).await?)
+    }
+
+    /// The next stanza (or stream end), waiting at most `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> Result<Event, ClientError> {
+        Ok(self.stream.next_event(timeout).await?)
+    }
+
+    /// Waits for the first stanza satisfying `pred`, skipping others.
+    pub async fn wait_for(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&Element) -> bool,
+    ) -> Result<Element, ClientError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await? {
+                Event::Stanza(e) if pred(&e) => return Ok(e),
+                Event::Stanza(_) => {}
+                e => return Err(ClientError::Unexpected(format!("{e:?}"))),
+            }
+        }
+    }
+}

@@ -1,0 +1,694 @@
+//! Incremental XMPP stream codec on quick-xml: bytes in any chunking -> stream events and stanza trees.
+//!
+//! The decoder is sans-IO: callers `feed` whatever the socket gave them and
+//! pull `Event`s. It enforces RFC 6120 §11 restricted XML (no DTD, entity
+//! declarations, comments or processing instructions), a maximum stanza
+//! size and a maximum nesting depth.
+
+use intercloud_actors::element::{escape, Attr, Element, Node, NS_XML};
+use quick_xml::events::{BytesStart, Event as XEvent};
+use quick_xml::Reader;
+
+pub const NS_STREAM: &str = "http://etherx.jabber.org/streams";
+
+/// Limits the decoder enforces.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest stanza, in bytes of its serialized form as received.
+    pub max_stanza_bytes: usize,
+    /// Deepest element nesting inside a stanza (the stanza itself is depth 1).
+    pub max_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_stanza_bytes: 256 * 1024,
+            max_depth: 64,
+        }
+    }
+}
+
+/// The opening `<stream:stream>` of a peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamHeader {
+    /// The default namespace (`jabber:client` or `jabber:server`).
+    pub default_ns: String,
+    pub attrs: Vec<Attr>,
+    /// Extra prefixed namespace declarations (e.g. `xmlns:db`).
+    pub prefixes: Vec<(String, String)>,
+}
+
+impl StreamHeader {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|a| a.ns.is_none() && a.name == name)
+            .map(|a| a.value.as_str())
+    }
+}
+
+/// What the decoder yields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    StreamStart(StreamHeader),
+    Stanza(Element),
+    StreamEnd,
+}
+
+/// A stream-level failure, named after the RFC 6120 §4.9.3 condition it maps to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("not well-formed: {0}")]
+    NotWellFormed(String),
+    #[error("restricted XML: {0}")]
+    RestrictedXml(String),
+    #[error("policy violation: {0}")]
+    PolicyViolation(String),
+    #[error("invalid namespace: {0}")]
+    InvalidNamespace(String),
+}
+
+impl CodecError {
+    /// The RFC 6120 stream error condition element name.
+    pub fn condition(&self) -> &'static str {
+        match self {
+            CodecError::NotWellFormed(_) => "not-well-formed",
+            CodecError::RestrictedXml(_) => "restricted-xml",
+            CodecError::PolicyViolation(_) => "policy-violation",
+            CodecError::InvalidNamespace(_) => "invalid-namespace",
+        }
+    }
+}
+
+type Scope = Vec<(Option<String>, String)>;
+
+/// The incremental stream decoder.
+pub struct Decoder {
+    limits: Limits,
+    buf: Vec<u8>,
+    pos: usize,
+    started: bool,
+    ended: bool,
+    scopes: Vec<Scope>,
+    /// Elements under construction (index 0 is the stanza).
+    stack: Vec<Element>,
+    /// Raw names of open elements in the current stanza, for end-tag checks.
+    names: Vec<Vec<u8>>,
+    stanza_bytes: usize,
+    failed: Option<CodecError>,
+}
+
+impl Decoder {
+    pub fn new(limits: Limits) -> Decoder {
+        Decoder {
+            limits,
+            buf: Vec::with_capacity(4096),
+            pos: 0,
+            started: false,
+            ended: false,
+            scopes: Vec::new(),
+            stack: Vec::new(),
+            names: Vec::new(),
+            stanza_bytes: 0,
+            failed: None,
+        }
+    }
+
+    /// Forgets everything: used for the stream restarts after STARTTLS and SASL.
+    pub fn reset(&mut self) {
+        *self = Decoder::new(self.limits);
+    }
+
+    /// Appends received bytes.
+    pub fn feed(&mut self, data: &[u8]) {
+        if self.pos > 0 && self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Bytes received but not yet consumed as events.
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// The next complete event, `Ok(None)` when more input is needed.
+    pub fn next_event(&mut self) -> Result<Option<Event>, CodecError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let r = self.next_inner();
+        if let Err(e) = &r {
+            self.failed = Some(e.clone());
+        }
+        if matches!(r, Ok(None)) && self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        r
+    }
+
+    fn next_inner(&mut self) -> Result<Option<Event>, CodecError> {
+        loop {
+            if self.ended {
+                return Ok(None);
+            }
+            let input = &self.buf[self.pos..];
+            if input.is_empty() {
+                return Ok(None);
+            }
+            // Restricted XML is refused before quick-xml is asked to make sense of it.
+            if input[0] == b'<' && input.len() >= 2 {
+                if input[1] == b'!' {
+                    let rest = &input[2..];
+                    let cdata = b"[CDATA[";
+                    let n = rest.len().min(cdata.len());
+                    if rest[..n] != cdata[..n] {
+                        return Err(CodecError::RestrictedXml(
+                            "DTDs, entity declarations and comments are not allowed".into(),
+                        ));
+                    }
+                    if n < cdata.len() {
+                        // Too short to tell yet.
+                        self.check_size(input.len())?;
+                        return Ok(None);
+                    }
+                    if self.stack.is_empty() {
+                        return Err(CodecError::NotWellFormed(
+                            "character data outside a stanza".into(),
+                        ));
+                    }
+                } else if input[1] == b'?' {
+                    let decl = b"<?xml ";
+                    let n = input.len().min(decl.len());
+                    if self.started || input[..n] != decl[..n] {
+                        return Err(CodecError::RestrictedXml(
+                            "processing instructions are not allowed".into(),
+                        ));
+                    }
+                }
+            }
+            let mut reader = Reader::from_reader(input);
+            {
+                let c = reader.config_mut();
+                c.check_end_names = false;
+                c.expand_empty_elements = false;
+                c.trim_text_start = false;
+                c.trim_text_end = false;
+                c.allow_unmatched_ends = true;
+            }
+            let ev = reader.read_event();
+            let consumed = reader.buffer_position() as usize;
+            let complete_len = input.len();
+            let ev = match ev {
+                Ok(ev) => ev,
+                Err(quick_xml::Error::Syntax(_)) => {
+                    // Input ended inside markup: wait for more, within the limit.
+                    self.check_size(complete_len)?;
+                    return Ok(None);
+                }
+                Err(e) => return Err(CodecError::NotWellFormed(e.to_string())),
+            };
+            match ev {
+                XEvent::Eof => return Ok(None),
+                XEvent::Text(t) => {
+                    let raw: &[u8] = &t;
+                    let at_end = consumed >= complete_len;
+                    if self.stack.is_empty() {
+                        if raw.iter().all(|b| b.is_ascii_whitespace()) {
+                            // Whitespace between stanzas (keepalives) is consumed as it comes.
+                            self.pos += consumed;
+                            continue;
+                        }
+                        return Err(CodecError::NotWellFormed(
+                            "character data outside a stanza".into(),
+                        ));
+                    }
+                    if at_end {
+                        self.check_size(complete_len)?;
+                        return Ok(None);
+                    }
+                    let text = t.unescape().map_err(|e| {
+                        CodecError::NotWellFormed(format!("bad character data: {e}"))
+                    })?;
+                    let text = text.into_owned();
+                    self.account(consumed)?;
+                    self.pos += consumed;
+                    push_text(self.stack.last_mut().expect("open element"), text);
+                }
+                XEvent::CData(c) => {
+                    let text = std::str::from_utf8(&c)
+                        .map_err(|_| CodecError::NotWellFormed("invalid UTF-8".into()))?
+                        .to_string();
+                    self.account(consumed)?;
+                    self.pos += consumed;
+                    push_text(self.stack.last_mut().expect("open element"), text);
+                }
+                XEvent::Decl(_) => {
+                    self.pos += consumed;
+                }
+                XEvent::PI(_) | XEvent::DocType(_) | XEvent::Comment(_) => {
+                    return Err(CodecError::RestrictedXml(
+                        "DTDs, comments and processing instructions are not allowed".into(),
+                    ))
+                }
+                XEvent::Start(s) => {
+                    let s = s.into_owned();
+                    self.pos += consumed;
+                    if let Some(ev) = self.start(&s, false, consumed)? {
+                        return Ok(Some(ev));
+                    }
+                }
+                XEvent::Empty(s) => {
+                    let s = s.into_owned();
+                    self.pos += consumed;
+                    if let Some(ev) = self.start(&s, true, consumed)? {
+                        return Ok(Some(ev));
+                    }
+                }
+                XEvent::End(e) => {
+                    let name = e.name().as_ref().to_vec();
+                    self.pos += consumed;
+                    if let Some(ev) = self.end(&name, consumed)? {
+                        return Ok(Some(ev));
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_size(&self, pending: usize) -> Result<(), CodecError> {
+        if self.stanza_bytes + pending > self.limits.max_stanza_bytes {
+            return Err(CodecError::PolicyViolation(format!(
+                "stanza larger than {} bytes",
+                self.limits.max_stanza_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    fn account(&mut self, n: usize) -> Result<(), CodecError> {
+        self.stanza_bytes += n;
+        self.check_size(0)
+    }
+
+    fn resolve(&self, prefix: Option<&str>) -> Option<&str> {
+        if prefix == Some("xml") {
+            return Some(NS_XML);
+        }
+        for scope in self.scopes.iter().rev() {
+            for (p, ns) in scope.iter().rev() {
+                if p.as_deref() == prefix {
+                    return Some(ns);
+                }
+            }
+        }
+        None
+    }
+
+    fn start(
+        &mut self,
+        s: &BytesStart<'_>,
+        empty: bool,
+        consumed: usize,
+    ) -> Result<Option<Event>, CodecError> {
+        if !self.started {
+            // The stream header is not a stanza and does not count towards its size.
+        } else {
+            if self.stack.is_empty() {
+                self.stanza_bytes = 0;
+            }
+            self.account(consumed)?;
+            if self.stack.len() >= self.limits.max_depth {
+                return Err(CodecError::PolicyViolation(format!(
+                    "elements nested deeper than {}",
+                    self.limits.max_depth
+                )));
+            }
+        }
+        let qname = utf8(s.name().as_ref())?.to_string();
+        let (prefix, local) = split_qname(&qname)?;
+        let mut scope: Scope = Vec::new();
+        let mut plain: Vec<(String, String)> = Vec::new();
+        for a in s.attributes() {
+            let a = a.map_err(|e| CodecError::NotWellFormed(format!("bad attribute: {e}")))?;
+            let key = utf8(a.key.as_ref())?.to_string();
+            let value = a
+                .unescape_value()
+                .map_err(|e| CodecError::NotWellFormed(format!("bad attribute value: {e}")))?
+                .into_owned();
+            if key == "xmlns" {
+                scope.push((None, value));
+            } else if let Some(p) = key.strip_prefix("xmlns:") {
+                if value.is_empty() {
+                    return Err(CodecError::NotWellFormed("empty prefix binding".into()));
+                }
+                scope.push((Some(p.to_string()), value));
+            } else {
+                plain.push((key, value));
+            }
+        }
+        self.scopes.push(scope);
+        let ns = match self.resolve(prefix) {
+            Some(ns) => ns.to_string(),
+            None if prefix.is_none() => String::new(),
+            None => {
+                return Err(CodecError::NotWellFormed(format!(
+                    "undeclared prefix in <{qname}>"
+                )))
+            }
+        };
+        let mut attrs = Vec::with_capacity(plain.len());
+        for (k, v) in plain {
+            let (p, l) = split_qname(&k)?;
+            let ans = match p {
+                None => None,
+                Some(p) => Some(
+                    self.resolve(Some(p))
+                        .ok_or_else(|| {
+                            CodecError::NotWellFormed(format!("undeclared prefix in {k}"))
+                        })?
+                        .to_string(),
+                ),
+            };
+            attrs.push(Attr {
+                ns: ans,
+                name: l.to_string(),
+                value: v,
+            });
+        }
+
+        if !self.started {
+            if local != "stream" || ns != NS_STREAM {
+                return Err(CodecError::InvalidNamespace(format!(
+                    "stream root must be <stream xmlns='{NS_STREAM}'>"
+                )));
+            }
+            if empty {
+                return Err(CodecError::NotWellFormed("empty stream element".into()));
+            }
+            self.started = true;
+            let own = self.scopes.last().cloned().unwrap_or_default();
+            let default_ns = own
+                .iter()
+                .find(|(p, _)| p.is_none())
+                .map(|(_, n)| n.clone())
+                .unwrap_or_default();
+            let prefixes = own
+                .into_iter()
+                .filter_map(|(p, n)| p.map(|p| (p, n)))
+                .collect();
+            return Ok(Some(Event::StreamStart(StreamHeader {
+                default_ns,
+                attrs,
+                prefixes,
+            })));
+        }
+        let el = Element {
+            name: local.to_string(),
+            ns,
+            attrs,
+            children: Vec::new(),
+        };
+        if empty {
+            self.scopes.pop();
+            return Ok(self.close(el));
+        }
+        self.stack.push(el);
+        self.names.push(qname.into_bytes());
+        Ok(None)
+    }
+
+    fn end(&mut self, name: &[u8], consumed: usize) -> Result<Option<Event>, CodecError> {
+        if self.stack.is_empty() {
+            // The closing </stream:stream>.
+            let qname = utf8(name)?;
+            let (p, l) = split_qname(qname)?;
+            if l == "stream" && self.resolve(p) == Some(NS_STREAM) {
+                self.ended = true;
+                return Ok(Some(Event::StreamEnd));
+            }
+            return Err(CodecError::NotWellFormed(format!("unexpected </{qname}>")));
+        }
+        self.account(consumed)?;
+        let open = self.names.pop().expect("open element name");
+        if open != name {
+            return Err(CodecError::NotWellFormed(format!(
+                "</{}> closes <{}>",
+                String::from_utf8_lossy(name),
+                String::from_utf8_lossy(&open)
+            )));
+        }
+        self.scopes.pop();
+        let el = self.stack.pop().expect("open element");
+        Ok(self.close(el))
+    }
+
+    fn close(&mut self, el: Element) -> Option<Event> {
+        match self.stack.last_mut() {
+            Some(parent) => {
+                parent.children.push(Node::Element(el));
+                None
+            }
+            None => {
+                self.stanza_bytes = 0;
+                Some(Event::Stanza(el))
+            }
+        }
+    }
+}
+
+fn push_text(el: &mut Element, text: String) {
+    if let Some(Node::Text(t)) = el.children.last_mut() {
+        t.push_str(&text);
+    } else {
+        el.children.push(Node::Text(text));
+    }
+}
+
+fn utf8(b: &[u8]) -> Result<&str, CodecError> {
+    std::str::from_utf8(b).map_err(|_| CodecError::NotWellFormed("invalid UTF-8".into()))
+}
+
+fn split_qname(q: &str) -> Result<(Option<&str>, &str), CodecError> {
+    match q.split_once(':') {
+        None => Ok((None, q)),
+        Some((p, l)) if !p.is_empty() && !l.is_empty() && !l.contains(':') => Ok((Some(p), l)),
+        _ => Err(CodecError::NotWellFormed(format!("bad name {q:?}"))),
+    }
+}
+
+/// The opening tag of a stream we send.
+pub fn stream_header(
+    default_ns: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    id: Option<&str>,
+    extra_ns: &[(&str, &str)],
+) -> String {
+    let mut s = String::from("<?xml version='1.0'?><stream:stream xmlns='");
+    s.push_str(&escape(default_ns));
+    s.push_str("' xmlns:stream='");
+    s.push_str(NS_STREAM);
+    s.push('\'');
+    for (p, ns) in extra_ns {
+        s.push_str(&format!(" xmlns:{p}='{}'", escape(ns)));
+    }
+    if let Some(f) = from {
+        s.push_str(&format!(" from='{}'", escape(f)));
+    }
+    if let Some(t) = to {
+        s.push_str(&format!(" to='{}'", escape(t)));
+    }
+    if let Some(i) = id {
+        s.push_str(&format!(" id='{}'", escape(i)));
+    }
+    s.push_str(" version='1.0' xml:lang='en'>");
+    s
+}
+
+/// A `<stream:error>` carrying `condition`, followed by the stream close.
+pub fn stream_error(condition: &str, text: Option<&str>) -> String {
+    let mut s = format!("<stream:error><{condition} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>");
+    if let Some(t) = text {
+        s.push_str(&format!(
+            "<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>{}</text>",
+            escape(t)
+        ));
+    }
+    s.push_str("</stream:error></stream:stream>");
+    s
+}
+
+/// Serialises a `<stream:features>` element whose children are `features`.
+pub fn features(features: &[Element]) -> String {
+    let mut s = String::from("<stream:features>");
+    for f in features {
+        f.write_to(&mut s, "");
+    }
+    s.push_str("</stream:features>");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use intercloud_actors::element::NS_CLIENT;
+
+    fn all_events(chunks: &[&[u8]], limits: Limits) -> Result<Vec<Event>, CodecError> {
+        let mut d = Decoder::new(limits);
+        let mut out = Vec::new();
+        for c in chunks {
+            d.feed(c);
+            while let Some(e) = d.next_event()? {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Feeds `sample` split at every byte boundary (and byte by byte) and
+    /// checks each split yields the same events as feeding it whole.
+    fn check_splits(sample: &[u8]) -> Result<Vec<Event>, CodecError> {
+        let whole = all_events(&[sample], Limits::default());
+        for i in 0..=sample.len() {
+            let (a, b) = sample.split_at(i);
+            assert_eq!(
+                all_events(&[a, b], Limits::default()),
+                whole,
+                "split at {i}"
+            );
+        }
+        let bytes: Vec<&[u8]> = sample.chunks(1).collect();
+        assert_eq!(all_events(&bytes, Limits::default()), whole, "byte by byte");
+        whole
+    }
+
+    const PAPER_HEADER: &str = "<stream:stream\n    xmlns='jabber:client'\n    xmlns:stream='http://etherx.jabber.org/streams'\n    to='intercloudexchg.com'\n    version='1.0'>";
+
+    #[test]
+    fn paper_stream_and_starttls() {
+        let s = format!("{PAPER_HEADER}\n<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+        let ev = check_splits(s.as_bytes()).unwrap();
+        assert_eq!(ev.len(), 2);
+        match &ev[0] {
+            Event::StreamStart(h) => {
+                assert_eq!(h.default_ns, NS_CLIENT);
+                assert_eq!(h.get("to"), Some("intercloudexchg.com"));
+            }
+            e => panic!("{e:?}"),
+        }
+        match &ev[1] {
+            Event::Stanza(e) => assert!(e.is("starttls", "urn:ietf:params:xml:ns:xmpp-tls")),
+            e => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn stanzas_text_cdata_entities_and_close() {
+        let s = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='x'> \n\
+            <message to='a@x' xml:lang='en'><body>h&amp;i &lt;&#x263A;&#65;<![CDATA[<raw>]]>ü</body><x xmlns='urn:a' xmlns:p='urn:p' p:k='v'><p:y/></x></message>  \
+            <iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq></stream:stream>";
+        let ev = check_splits(s.as_bytes()).unwrap();
+        assert_eq!(ev.len(), 4);
+        let Event::Stanza(m) = &ev[1] else { panic!() };
+        assert_eq!(m.ns, NS_CLIENT);
+        assert_eq!(m.child_text("body", NS_CLIENT).unwrap(), "h&i <☺A<raw>ü");
+        assert_eq!(m.attrs[1].ns.as_deref(), Some(NS_XML));
+        let x = m.get_child("x", "urn:a").unwrap();
+        assert_eq!(x.attrs[0].ns.as_deref(), Some("urn:p"));
+        assert!(x.get_child("y", "urn:p").is_some());
+        assert_eq!(ev[3], Event::StreamEnd);
+        // Serialising and parsing again gives the same tree.
+        let again = format!(
+            "{}{}",
+            stream_header(NS_CLIENT, None, Some("x"), None, &[]),
+            m.to_xml_in(NS_CLIENT)
+        );
+        let ev2 = check_splits(again.as_bytes()).unwrap();
+        assert_eq!(ev2[1], ev[1]);
+    }
+
+    #[test]
+    fn refuses_dtd_and_entities() {
+        let s = "<?xml version='1.0'?><!DOCTYPE lolz [<!ENTITY lol 'lol'><!ENTITY lol2 '&lol;&lol;'>]><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
+        assert!(matches!(
+            check_splits(s.as_bytes()),
+            Err(CodecError::RestrictedXml(_))
+        ));
+        let s = format!("{PAPER_HEADER}<message><body>&lol;</body></message>");
+        assert!(matches!(
+            check_splits(s.as_bytes()),
+            Err(CodecError::NotWellFormed(_))
+        ));
+        let s = format!("{PAPER_HEADER}<message><!-- hi --></message>");
+        assert!(matches!(
+            check_splits(s.as_bytes()),
+            Err(CodecError::RestrictedXml(_))
+        ));
+        let s = format!("{PAPER_HEADER}<?php x ?>");
+        assert!(matches!(
+            check_splits(s.as_bytes()),
+            Err(CodecError::RestrictedXml(_))
+        ));
+    }
+
+    #[test]
+    fn refuses_bad_structure() {
+        for bad in [
+            "<stream:stream xmlns:stream='urn:wrong'>",
+            "<stream xmlns='jabber:client'>",
+        ] {
+            assert!(matches!(
+                check_splits(bad.as_bytes()),
+                Err(CodecError::InvalidNamespace(_))
+            ));
+        }
+        for bad in [
+            format!("{PAPER_HEADER}<a></b>"),
+            format!("{PAPER_HEADER}garbage"),
+            format!("{PAPER_HEADER}<a x='1' x='2'/>"),
+            format!("{PAPER_HEADER}<q:a/>"),
+            "\u{1}\u{2}\u{3}<<<>>>".to_string(),
+        ] {
+            assert!(check_splits(bad.as_bytes()).is_err(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn limits_size_and_depth() {
+        let limits = Limits {
+            max_stanza_bytes: 1000,
+            max_depth: 8,
+        };
+        let big = format!(
+            "{PAPER_HEADER}<message><body>{}</body></message>",
+            "a".repeat(2000)
+        );
+        assert!(matches!(
+            all_events(&[big.as_bytes()], limits),
+            Err(CodecError::PolicyViolation(_))
+        ));
+        // An unterminated huge tag is refused before it completes.
+        let open = format!("{PAPER_HEADER}<message to='{}", "a".repeat(2000));
+        assert!(matches!(
+            all_events(&[open.as_bytes()], limits),
+            Err(CodecError::PolicyViolation(_))
+        ));
+        let deep = format!("{PAPER_HEADER}{}", "<a>".repeat(10));
+        assert!(matches!(
+            all_events(&[deep.as_bytes()], limits),
+            Err(CodecError::PolicyViolation(_))
+        ));
+        let ok = format!("{PAPER_HEADER}{}{}", "<a>".repeat(8), "</a>".repeat(8));
+        assert_eq!(all_events(&[ok.as_bytes()], limits).unwrap().len(), 2);
+        // Many stanzas in a row each count from zero.
+        let many = format!(
+            "{PAPER_HEADER}{}",
+            "<message><body>0123456789</body></message>".repeat(100)
+        );
+        assert_eq!(all_events(&[many.as_bytes()], limits).unwrap().len(), 101);
+    }
+}

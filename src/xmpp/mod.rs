@@ -1,0 +1,7 @@
+//! The XMPP wire: stream codec, STARTTLS, SASL, and the client-to-server listener. Knows sockets; routing is the actors' business.
+
+pub mod c2s;
+pub mod client;
+pub mod codec;
+pub mod sasl;
+pub mod stream;

@@ -1,0 +1,68 @@
+//! An XML stream over any async byte stream: reads events through the codec, writes serialized XML.
+
+use super::codec::{CodecError, Decoder, Event, Limits};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Why no event came.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("peer closed the connection")]
+    Eof,
+    #[error("timed out")]
+    Timeout,
+}
+
+/// A byte stream with an XMPP stream decoder on its read side.
+pub struct XmlStream<S> {
+    pub io: S,
+    pub decoder: Decoder,
+    buf: Vec<u8>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> XmlStream<S> {
+    pub fn new(io: S, limits: Limits) -> XmlStream<S> {
+        XmlStream {
+            io,
+            decoder: Decoder::new(limits),
+            buf: vec![0u8; 16 * 1024],
+        }
+    }
+
+    /// The next event, reading as needed, within `timeout`.
+    pub async fn next_event(&mut self, timeout: Duration) -> Result<Event, WireError> {
+        match tokio::time::timeout(timeout, self.next_event_untimed()).await {
+            Ok(r) => r,
+            Err(_) => Err(WireError::Timeout),
+        }
+    }
+
+    /// The next event, reading as needed.
+    pub async fn next_event_untimed(&mut self) -> Result<Event, WireError> {
+        loop {
+            if let Some(ev) = self.decoder.next_event()? {
+                return Ok(ev);
+            }
+            let n = self.io.read(&mut self.buf).await?;
+            if n == 0 {
+                return Err(WireError::Eof);
+            }
+            self.decoder.feed(&self.buf[..n]);
+        }
+    }
+
+    /// Writes and flushes.
+    pub async fn send(&mut self, xml: &str) -> std::io::Result<()> {
+        self.io.write_all(xml.as_bytes()).await?;
+        self.io.flush().await
+    }
+
+    /// Replaces the transport (after STARTTLS), starting a fresh stream.
+    pub fn into_parts(self) -> (S, Decoder) {
+        (self.io, self.decoder)
+    }
+}
