@@ -86,6 +86,7 @@ fn init_tracing(default: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -137,12 +138,11 @@ fn run(cli: Cli) -> Result<(), String> {
             node::run(c, Control::default()).map_err(|e| e.to_string())
         }
         Cmd::User { cmd } => {
-            let (config, action) = match &cmd {
+            let config = match &cmd {
                 UserCmd::Add { config, .. }
                 | UserCmd::Remove { config, .. }
-                | UserCmd::List { config } => (config.clone(), ()),
+                | UserCmd::List { config } => config.clone(),
             };
-            let _ = action;
             let c = Config::load(&config).map_err(|e| e.to_string())?;
             let store = node::open_store(&c).map_err(|e| e.to_string())?;
             match cmd {

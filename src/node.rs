@@ -41,8 +41,7 @@ pub fn open_store(config: &Config) -> Result<Store, NodeError> {
 /// Runs a node in the foreground until SIGINT/SIGTERM or `control.stop`.
 pub fn run(config: Config, control: Control) -> Result<(), NodeError> {
     let sys = actix_rt::System::new();
-    let r = sys.block_on(run_async(config, control));
-    r
+    sys.block_on(run_async(config, control))
 }
 
 async fn wait_signal(stop: Option<tokio::sync::oneshot::Receiver<()>>) {

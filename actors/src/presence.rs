@@ -242,22 +242,20 @@ impl Presence {
                 }
                 self.route(st);
             }
-            "subscribed" => {
-                if item.pending_in {
-                    item.pending_in = false;
-                    item.subscription = item.subscription.with_from(true);
-                    item.visible = true;
-                    self.save(&user, &item);
-                    self.route(st);
-                    if let Some(m) = self.online.get(&user) {
-                        for (r, last) in m {
-                            let mut p = last.clone();
-                            if let Ok(f) = user.with_resource(r) {
-                                p.set_attr("from", f.to_string());
-                            }
-                            p.set_attr("to", contact.to_string());
-                            self.route(p);
+            "subscribed" if item.pending_in => {
+                item.pending_in = false;
+                item.subscription = item.subscription.with_from(true);
+                item.visible = true;
+                self.save(&user, &item);
+                self.route(st);
+                if let Some(m) = self.online.get(&user) {
+                    for (r, last) in m {
+                        let mut p = last.clone();
+                        if let Ok(f) = user.with_resource(r) {
+                            p.set_attr("from", f.to_string());
                         }
+                        p.set_attr("to", contact.to_string());
+                        self.route(p);
                     }
                 }
             }
@@ -269,23 +267,23 @@ impl Presence {
                 }
                 self.route(st);
             }
-            "unsubscribed" => {
-                if existing.is_some() && (item.subscription.has_from() || item.pending_in) {
-                    let had_from = item.subscription.has_from();
-                    item.subscription = item.subscription.with_from(false);
-                    item.pending_in = false;
-                    if item.visible {
-                        self.save(&user, &item);
-                    } else if let Err(e) = self
-                        .store
-                        .delete_roster_item(&user.to_string(), &contact.to_string())
-                    {
-                        tracing::error!(error = %e, "roster write failed");
-                    }
-                    self.route(st);
-                    if had_from {
-                        self.send_unavailable_from(&user, &contact);
-                    }
+            "unsubscribed"
+                if existing.is_some() && (item.subscription.has_from() || item.pending_in) =>
+            {
+                let had_from = item.subscription.has_from();
+                item.subscription = item.subscription.with_from(false);
+                item.pending_in = false;
+                if item.visible {
+                    self.save(&user, &item);
+                } else if let Err(e) = self
+                    .store
+                    .delete_roster_item(&user.to_string(), &contact.to_string())
+                {
+                    tracing::error!(error = %e, "roster write failed");
+                }
+                self.route(st);
+                if had_from {
+                    self.send_unavailable_from(&user, &contact);
                 }
             }
             _ => {}

@@ -227,6 +227,14 @@ impl Decoder {
                         ));
                     }
                     if at_end {
+                        if let Some(b) = raw
+                            .iter()
+                            .find(|b| **b < 0x20 && !matches!(**b, b'\t' | b'\n' | b'\r'))
+                        {
+                            return Err(CodecError::NotWellFormed(format!(
+                                "character U+{b:04X} is not allowed in XML"
+                            )));
+                        }
                         self.check_size(complete_len)?;
                         return Ok(None);
                     }
@@ -234,6 +242,7 @@ impl Decoder {
                         CodecError::NotWellFormed(format!("bad character data: {e}"))
                     })?;
                     let text = text.into_owned();
+                    check_chars(&text)?;
                     self.account(consumed)?;
                     self.pos += consumed;
                     push_text(self.stack.last_mut().expect("open element"), text);
@@ -242,6 +251,7 @@ impl Decoder {
                     let text = std::str::from_utf8(&c)
                         .map_err(|_| CodecError::NotWellFormed("invalid UTF-8".into()))?
                         .to_string();
+                    check_chars(&text)?;
                     self.account(consumed)?;
                     self.pos += consumed;
                     push_text(self.stack.last_mut().expect("open element"), text);
@@ -339,6 +349,7 @@ impl Decoder {
                 .unescape_value()
                 .map_err(|e| CodecError::NotWellFormed(format!("bad attribute value: {e}")))?
                 .into_owned();
+            check_chars(&value)?;
             if key == "xmlns" {
                 scope.push((None, value));
             } else if let Some(p) = key.strip_prefix("xmlns:") {
@@ -473,10 +484,39 @@ fn utf8(b: &[u8]) -> Result<&str, CodecError> {
 }
 
 fn split_qname(q: &str) -> Result<(Option<&str>, &str), CodecError> {
-    match q.split_once(':') {
-        None => Ok((None, q)),
-        Some((p, l)) if !p.is_empty() && !l.is_empty() && !l.contains(':') => Ok((Some(p), l)),
-        _ => Err(CodecError::NotWellFormed(format!("bad name {q:?}"))),
+    let bad = || CodecError::NotWellFormed(format!("bad name {q:?}"));
+    let (p, l) = match q.split_once(':') {
+        None => (None, q),
+        Some((p, l)) => (Some(p), l),
+    };
+    if !is_ncname(l) || p.map(|p| !is_ncname(p)).unwrap_or(false) {
+        return Err(bad());
+    }
+    Ok((p, l))
+}
+
+/// An XML NCName (no colon): a letter or `_` first, then name characters.
+fn is_ncname(s: &str) -> bool {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) if f.is_alphabetic() || f == '_' => {}
+        _ => return false,
+    }
+    c.all(|ch| {
+        ch.is_alphanumeric() || matches!(ch, '-' | '.' | '_' | '\u{b7}') || (ch as u32) > 0x7f
+    })
+}
+
+/// Refuses characters XML 1.0 does not allow (control characters but TAB, LF, CR).
+fn check_chars(s: &str) -> Result<(), CodecError> {
+    match s.chars().find(|c| {
+        (*c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(*c, '\u{fffe}' | '\u{ffff}')
+    }) {
+        Some(c) => Err(CodecError::NotWellFormed(format!(
+            "character U+{:04X} is not allowed in XML",
+            c as u32
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -652,6 +692,10 @@ mod tests {
             format!("{PAPER_HEADER}<a x='1' x='2'/>"),
             format!("{PAPER_HEADER}<q:a/>"),
             "\u{1}\u{2}\u{3}<<<>>>".to_string(),
+            format!("{PAPER_HEADER}<<<>>>"),
+            format!("{PAPER_HEADER}<message><body>\u{1}</body></message>"),
+            format!("{PAPER_HEADER}<message><body>a\u{1}"),
+            format!("{PAPER_HEADER}<1a/>"),
         ] {
             assert!(check_splits(bad.as_bytes()).is_err(), "accepted {bad:?}");
         }

@@ -49,15 +49,18 @@ pub struct Scram {
 
 enum ScramState {
     Start,
-    SentFirst {
-        gs2_header: String,
-        client_first_bare: String,
-        server_first: String,
-        nonce: String,
-        user: Option<Jid>,
-        keys: ScramKeys,
-    },
+    SentFirst(Box<SentFirst>),
     Done,
+}
+
+/// What the server remembers between its first message and the client's final one.
+struct SentFirst {
+    gs2_header: String,
+    client_first_bare: String,
+    server_first: String,
+    nonce: String,
+    user: Option<Jid>,
+    keys: ScramKeys,
 }
 
 /// Shared context of the mechanisms.
@@ -198,24 +201,25 @@ impl Authenticator {
                     B64.encode(&keys.salt),
                     keys.iterations
                 );
-                s.state = ScramState::SentFirst {
+                s.state = ScramState::SentFirst(Box::new(SentFirst {
                     gs2_header: format!("{cb},{authzid},"),
                     client_first_bare: bare.to_string(),
                     server_first: server_first.clone(),
                     nonce,
                     user,
                     keys,
-                };
+                }));
                 Step::Challenge(server_first.into_bytes())
             }
-            ScramState::SentFirst {
-                gs2_header,
-                client_first_bare,
-                server_first,
-                nonce,
-                user,
-                keys,
-            } => {
+            ScramState::SentFirst(first) => {
+                let SentFirst {
+                    gs2_header,
+                    client_first_bare,
+                    server_first,
+                    nonce,
+                    user,
+                    keys,
+                } = *first;
                 let Some(i) = msg.rfind(",p=") else {
                     return Step::Failure("malformed-request");
                 };

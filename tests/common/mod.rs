@@ -1,0 +1,204 @@
+//! Test harness: real `intercloud` processes on loopback, started through the CLI as a user would.
+#![allow(dead_code)]
+
+use intercloud::xmpp::client::Client;
+use rustls::pki_types::CertificateDer;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_intercloud");
+
+/// A fresh directory under the system temp dir.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "intercloud-test-{tag}-{}-{:x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs the CLI and panics with its output when it fails.
+pub fn cli(args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run intercloud");
+    assert!(
+        out.status.success(),
+        "intercloud {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// One node process.
+pub struct Node {
+    pub dir: PathBuf,
+    pub domain: String,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// `intercloud init` a node for `domain`; `extra` replaces lines of the config
+    /// (pairs of `old line`, `new line`).
+    pub fn init(tag: &str, domain: &str, edits: &[(&str, &str)]) -> Node {
+        let dir = temp_dir(tag);
+        let port = free_port();
+        cli(&[
+            "init",
+            dir.to_str().unwrap(),
+            "--domain",
+            domain,
+            "--c2s-port",
+            &port.to_string(),
+        ]);
+        let cfg = dir.join("intercloud.toml");
+        let mut text = std::fs::read_to_string(&cfg).unwrap();
+        for (old, new) in edits {
+            assert!(text.contains(old), "config has no line {old:?}");
+            text = text.replace(old, new);
+        }
+        std::fs::write(&cfg, text).unwrap();
+        Node {
+            dir,
+            domain: domain.to_string(),
+            port,
+            child: None,
+        }
+    }
+
+    pub fn config(&self) -> String {
+        self.dir.join("intercloud.toml").display().to_string()
+    }
+
+    pub fn add_user(&self, user: &str, password: &str) {
+        let jid = format!("{user}@{}", self.domain);
+        cli(&[
+            "user",
+            "add",
+            "--config",
+            &self.config(),
+            &jid,
+            "--password",
+            password,
+        ]);
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        format!("127.0.0.1:{}", self.port).parse().unwrap()
+    }
+
+    pub fn cert(&self) -> CertificateDer<'static> {
+        intercloud::tls::load_certs(&self.dir.join("tls/cert.pem"))
+            .unwrap()
+            .remove(0)
+    }
+
+    /// Starts `intercloud node` and waits until it accepts connections.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("node.log"))
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["node", "--config", &self.config()])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn node");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect(self.addr()).is_ok() {
+                return;
+            }
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("node exited early with {st}: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("node did not listen: {}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        unsafe_kill(c.id(), 15);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                c.kill().unwrap();
+                panic!("node did not stop on SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub async fn login(&self, user: &str, password: &str, resource: Option<&str>) -> Client {
+        Client::login(
+            self.addr(),
+            &self.domain,
+            self.cert(),
+            user,
+            password,
+            resource,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("login {user}: {e}"))
+    }
+}
+
+fn unsafe_kill(pid: u32, sig: i32) {
+    let st = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The directory of this crate.
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
