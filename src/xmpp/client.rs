@@ -64,6 +64,27 @@ impl Client {
         password: &str,
         resource: Option<&str>,
     ) -> Result<Client, ClientError> {
+        let creds = format!("\0{user}\0{password}");
+        Client::login_with(addr, domain, pinned, "PLAIN", creds.as_bytes(), resource).await
+    }
+
+    /// As `login`, with SASL ANONYMOUS.
+    pub async fn login_anonymous(
+        addr: SocketAddr,
+        domain: &str,
+        pinned: CertificateDer<'static>,
+    ) -> Result<Client, ClientError> {
+        Client::login_with(addr, domain, pinned, "ANONYMOUS", b"", None).await
+    }
+
+    async fn login_with(
+        addr: SocketAddr,
+        domain: &str,
+        pinned: CertificateDer<'static>,
+        mechanism: &str,
+        initial: &[u8],
+        resource: Option<&str>,
+    ) -> Result<Client, ClientError> {
         let tcp = TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
         let mut s = XmlStream::new(tcp, Limits::default());
@@ -82,10 +103,14 @@ impl Client {
         let mut s = XmlStream::new(tls, Limits::default());
         s.send(&header(domain)).await?;
         expect_features(&mut s).await?;
-        let creds = format!("\0{user}\0{password}");
+        let data = if initial.is_empty() {
+            "=".to_string()
+        } else {
+            B64.encode(initial)
+        };
         let auth = Element::new("auth", NS_SASL)
-            .attr("mechanism", "PLAIN")
-            .text(B64.encode(creds));
+            .attr("mechanism", mechanism)
+            .text(data);
         s.send(&auth.to_xml()).await?;
         match s.next_event(T).await? {
             Event::Stanza(e) if e.name == "success" => {}
