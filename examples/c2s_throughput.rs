@@ -2,7 +2,7 @@
 //!
 //! `cargo run --release --example c2s_throughput -- [MESSAGES_EACH_WAY]`
 
-use intercloud::node::{self, Control};
+use intercloud::node;
 use intercloud::xmpp::client::Client;
 use intercloud_actors::element::{Element, NS_CLIENT};
 use std::time::{Duration, Instant};
@@ -32,20 +32,8 @@ fn main() {
     let cert = intercloud::tls::load_certs(&config.path(&config.tls.cert))
         .unwrap()
         .remove(0);
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-    let th = std::thread::spawn(move || {
-        node::run(
-            config,
-            Control {
-                ready: Some(ready_tx),
-                stop: Some(stop_rx),
-            },
-        )
-    });
-    let addr = ready_rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("node ready");
+    let node = node::Background::spawn(config).expect("node");
+    let addr = node.addr;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -86,8 +74,7 @@ fn main() {
             (2 * n) as f64 / el.as_secs_f64()
         );
     });
-    let _ = stop_tx.send(());
-    let _ = th.join();
+    node.stop().expect("clean stop");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -1,7 +1,7 @@
 //! `intercloud demo`: a node on localhost with two gateway accounts, and the paper's §7 dialog run through it over real TLS sockets.
 
 use crate::config::Config;
-use crate::node::{self, Control};
+use crate::node;
 use crate::xmpp::client::{Client, ClientError};
 use intercloud_actors::element::{Element, NS_CLIENT};
 use intercloud_actors::stanza::{NS_DISCO_INFO, NS_PING};
@@ -25,7 +25,7 @@ pub enum DemoError {
     Client(#[from] ClientError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
-    #[error("the node did not start: {0}")]
+    #[error("demo runtime: {0}")]
     Start(String),
     #[error("demo step failed: {0}")]
     Step(String),
@@ -63,27 +63,8 @@ pub fn run(dir: Option<PathBuf>, port: u16, exit: bool) -> Result<(), DemoError>
     let pinned = crate::tls::load_certs(&config.path(&config.tls.cert))?.remove(0);
     let domain = config.node.domain.clone();
     println!("intercloud demo: node for {domain} in {}", dir.display());
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-    let th = std::thread::spawn(move || {
-        node::run(
-            config,
-            Control {
-                ready: Some(ready_tx),
-                stop: Some(stop_rx),
-            },
-        )
-    });
-    let addr = match ready_rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(a) => a,
-        Err(_) => {
-            let e = match th.join() {
-                Ok(Err(e)) => e.to_string(),
-                _ => "no answer".into(),
-            };
-            return Err(DemoError::Start(e));
-        }
-    };
+    let node = node::Background::spawn(config)?;
+    let addr = node.addr;
     println!("c2s listening on {addr} (STARTTLS required, self-signed certificate)\n");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -94,8 +75,7 @@ pub fn run(dir: Option<PathBuf>, port: u16, exit: bool) -> Result<(), DemoError>
         println!("demo failed: {e}");
     }
     if exit || result.is_err() {
-        let _ = stop_tx.send(());
-        let _ = th.join();
+        node.stop()?;
         return result;
     }
     println!(
@@ -104,12 +84,7 @@ pub fn run(dir: Option<PathBuf>, port: u16, exit: bool) -> Result<(), DemoError>
         ACCOUNTS[1],
         addr.port()
     );
-    let r = th.join();
-    drop(stop_tx);
-    match r {
-        Ok(r) => Ok(r?),
-        Err(_) => Err(DemoError::Start("node thread panicked".into())),
-    }
+    Ok(node.join()?)
 }
 
 fn say(who: &str, what: &str) {

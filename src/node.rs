@@ -20,6 +20,72 @@ pub enum NodeError {
     Tls(#[from] crate::tls::TlsError),
     #[error("cannot listen on {0}: {1}")]
     Listen(String, std::io::Error),
+    #[error("the node did not start: {0}")]
+    Start(String),
+}
+
+/// A node running on a thread of its own (the demo, benchmarks).
+pub struct Background {
+    /// Where its clients connect.
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), NodeError>>>,
+}
+
+impl Background {
+    /// Starts the node and waits until it accepts clients.
+    pub fn spawn(config: Config) -> Result<Background, NodeError> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::spawn(move || {
+            run(
+                config,
+                Control {
+                    ready: Some(ready_tx),
+                    stop: Some(stop_rx),
+                },
+            )
+        });
+        match ready_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => Ok(Background {
+                addr,
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            }),
+            Err(_) => Err(match thread.join() {
+                Ok(Err(e)) => e,
+                _ => NodeError::Start("no answer within 30 s".into()),
+            }),
+        }
+    }
+
+    /// Stops the node and waits for it.
+    pub fn stop(mut self) -> Result<(), NodeError> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.join()
+    }
+
+    /// Waits until the node stops by itself (SIGINT/SIGTERM).
+    pub fn join(mut self) -> Result<(), NodeError> {
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(NodeError::Start("node thread panicked".into())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Hooks for running a node inside another program (the demo, tests).

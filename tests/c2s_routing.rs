@@ -321,3 +321,29 @@ async fn sigterm_tells_clients_system_shutdown() {
     }
     assert!(seen.contains("<system-shutdown"), "{seen}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_storage_is_bounded_per_account() {
+    let node = node(
+        "offline",
+        &[("max_offline_per_user = 1000", "max_offline_per_user = 2")],
+    );
+    let mut alice = node.login("alice", "pw", None).await;
+    for i in 0..3 {
+        alice
+            .send(&msg("bob@route.test", "chat", &format!("o{i}")))
+            .await
+            .unwrap();
+    }
+    // The third does not fit: it bounces instead of vanishing.
+    let e = alice
+        .wait_for(T, |e| e.get_attr("type") == Some("error"))
+        .await
+        .unwrap();
+    assert_eq!(e.child_text("body", NS_CLIENT).as_deref(), Some("o2"));
+    let mut bob = node.login("bob", "pw", None).await;
+    bob.send(&presence(0)).await.unwrap();
+    bob.wait_for(T, is_msg("o0")).await.unwrap();
+    bob.wait_for(T, is_msg("o1")).await.unwrap();
+    nothing(&mut bob, is_msg("o2")).await;
+}

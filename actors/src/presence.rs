@@ -248,16 +248,7 @@ impl Presence {
                 item.visible = true;
                 self.save(&user, &item);
                 self.route(st);
-                if let Some(m) = self.online.get(&user) {
-                    for (r, last) in m {
-                        let mut p = last.clone();
-                        if let Ok(f) = user.with_resource(r) {
-                            p.set_attr("from", f.to_string());
-                        }
-                        p.set_attr("to", contact.to_string());
-                        self.route(p);
-                    }
-                }
+                self.send_current_presence(&user, &contact);
             }
             "unsubscribe" => {
                 if existing.is_some() && (item.subscription.has_to() || item.ask) {
@@ -287,6 +278,20 @@ impl Presence {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Sends `to` the last presence of each available resource of `user`.
+    fn send_current_presence(&self, user: &Jid, to: &Jid) {
+        if let Some(m) = self.online.get(user) {
+            for (r, last) in m {
+                let mut p = last.clone();
+                if let Ok(f) = user.with_resource(r) {
+                    p.set_attr("from", f.to_string());
+                }
+                p.set_attr("to", to.to_string());
+                self.route(p);
+            }
         }
     }
 
@@ -329,16 +334,7 @@ impl Presence {
                 if !item.subscription.has_from() {
                     return;
                 }
-                if let Some(m) = self.online.get(&local) {
-                    for (r, last) in m {
-                        let mut p = last.clone();
-                        if let Ok(f) = local.with_resource(r) {
-                            p.set_attr("from", f.to_string());
-                        }
-                        p.set_attr("to", from.to_string());
-                        self.route(p);
-                    }
-                }
+                self.send_current_presence(&local, &from);
             }
             "subscribe" => {
                 if !self.store.user_exists(&local.to_string()).unwrap_or(false)

@@ -124,11 +124,8 @@ impl Session {
         ctx.stop();
     }
 
-    fn cleanup(&mut self, _ctx: &mut Context<Self>) {
-        if !self.bound {
-            return;
-        }
-        self.bound = false;
+    /// Tells everyone we sent directed presence to that we are gone (RFC 6121 §4.6.3).
+    fn end_directed_presence(&mut self) {
         for to in self.directed.drain() {
             let p = Element::new("presence", NS_CLIENT)
                 .attr("type", "unavailable")
@@ -136,6 +133,14 @@ impl Session {
                 .attr("to", to.to_string());
             self.cloud.router.do_send(Route(p));
         }
+    }
+
+    fn cleanup(&mut self, _ctx: &mut Context<Self>) {
+        if !self.bound {
+            return;
+        }
+        self.bound = false;
+        self.end_directed_presence();
         // The router tells the presence actor, which broadcasts unavailability.
         self.cloud.router.do_send(Unbind {
             full: self.jid.clone(),
@@ -305,13 +310,7 @@ impl Session {
                     stanza: st,
                 });
                 if !self.available {
-                    for to in self.directed.drain() {
-                        let p = Element::new("presence", NS_CLIENT)
-                            .attr("type", "unavailable")
-                            .attr("from", self.jid.to_string())
-                            .attr("to", to.to_string());
-                        self.cloud.router.do_send(Route(p));
-                    }
+                    self.end_directed_presence();
                 }
             }
             (None, _) => {}
