@@ -21,7 +21,7 @@ pub struct Config {
     #[serde(default)]
     pub c2s: C2sSection,
     #[serde(default)]
-    pub s2s: ListenSection,
+    pub s2s: S2sSection,
     #[serde(default)]
     pub p2p: P2pSection,
     #[serde(default)]
@@ -64,19 +64,60 @@ impl Default for C2sSection {
     }
 }
 
+/// Server-to-server federation.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ListenSection {
+pub struct S2sSection {
     pub bind: String,
     pub port: u16,
+    /// Peer authentication methods allowed: "external" (XEP-0178), "dialback" (XEP-0220).
+    pub auth: Vec<String>,
+    /// Refuse peers that do not do STARTTLS.
+    pub tls_required: bool,
+    /// PEM files of the CAs whose certificates SASL EXTERNAL accepts.
+    pub trust_anchors: Vec<PathBuf>,
+    /// When not empty, only these domains may federate with us.
+    pub allow: Vec<String>,
+    /// These domains may never federate with us.
+    pub deny: Vec<String>,
+    /// Secret for dialback keys (XEP-0185); `init` generates one.
+    pub dialback_secret: String,
+    /// Static routes: domain -> "host:port", tried before the directory and DNS.
+    pub routes: std::collections::BTreeMap<String, String>,
 }
 
-impl Default for ListenSection {
+impl Default for S2sSection {
     fn default() -> Self {
-        ListenSection {
+        S2sSection {
             bind: "127.0.0.1".into(),
             port: 5269,
+            auth: vec!["external".into(), "dialback".into()],
+            tls_required: true,
+            trust_anchors: Vec::new(),
+            allow: Vec::new(),
+            deny: Vec::new(),
+            dialback_secret: String::new(),
+            routes: Default::default(),
         }
+    }
+}
+
+impl S2sSection {
+    /// Whether policy lets `domain` federate with us.
+    pub fn allows(&self, domain: &str) -> bool {
+        let d = domain.to_ascii_lowercase();
+        if self.deny.iter().any(|x| x.eq_ignore_ascii_case(&d)) {
+            return false;
+        }
+        self.allow.is_empty() || self.allow.iter().any(|x| x.eq_ignore_ascii_case(&d))
+    }
+
+    pub fn external(&self) -> bool {
+        self.auth.iter().any(|a| a == "external")
+    }
+
+    pub fn dialback(&self) -> bool {
+        self.auth.iter().any(|a| a == "dialback")
     }
 }
 
@@ -124,6 +165,10 @@ pub struct Limits {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub scram_iterations: u32,
+    pub s2s_connect_timeout_secs: u64,
+    pub s2s_idle_timeout_secs: u64,
+    pub s2s_queue: usize,
+    pub max_s2s_connections: usize,
 }
 
 impl Default for Limits {
@@ -141,6 +186,10 @@ impl Default for Limits {
             max_connections: 10_000,
             max_connections_per_ip: 1000,
             scram_iterations: 4096,
+            s2s_connect_timeout_secs: 10,
+            s2s_idle_timeout_secs: 600,
+            s2s_queue: 10_000,
+            max_s2s_connections: 1000,
         }
     }
 }
@@ -175,6 +224,19 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         intercloud_actors::jid::Jid::domain_jid(&self.node.domain)
             .map_err(|e| ConfigError::Invalid(format!("node.domain: {e}")))?;
+        for a in &self.s2s.auth {
+            if a != "external" && a != "dialback" {
+                return Err(ConfigError::Invalid(format!(
+                    "s2s.auth: unknown method {a:?} (external, dialback)"
+                )));
+            }
+        }
+        if self.s2s.dialback() && self.s2s.dialback_secret.len() < 16 {
+            return Err(ConfigError::Invalid(
+                "s2s.dialback_secret must be at least 16 characters when dialback is allowed"
+                    .into(),
+            ));
+        }
         for r in &self.node.roles {
             if !ROLES.contains(&r.as_str()) {
                 return Err(ConfigError::Invalid(format!(
@@ -218,6 +280,7 @@ pub fn template(
     c2s_port: u16,
     s2s_port: u16,
     p2p_port: u16,
+    dialback_secret: &str,
 ) -> String {
     let l = Limits::default();
     let roles = roles
@@ -249,6 +312,22 @@ allow_anonymous = false
 # Server-to-server listener (federation).
 bind = "127.0.0.1"
 port = {s2s_port}
+# How peers prove their domain: "external" = SASL EXTERNAL with a certificate
+# from a trusted CA (XEP-0178); "dialback" = Server Dialback (XEP-0220).
+auth = ["external", "dialback"]
+# Refuse peers that will not do STARTTLS.
+tls_required = true
+# PEM files of the CAs trusted for SASL EXTERNAL (e.g. the Intercloud roots).
+trust_anchors = []
+# If not empty, only these domains may federate with this node; deny always wins.
+allow = []
+deny = []
+# Secret for dialback keys. Keep it private; changing it only invalidates keys in flight.
+dialback_secret = "{dialback_secret}"
+
+# Static routes, tried before the Intercloud directory and DNS:
+# "cloud2.test" = "127.0.0.1:5270"
+[s2s.routes]
 
 [p2p]
 # libp2p port of the Intercloud Root directory.
@@ -283,6 +362,14 @@ max_connections = {}
 max_connections_per_ip = {}
 # PBKDF2 iterations for new SCRAM credentials.
 scram_iterations = {}
+# Seconds to reach and authenticate a remote server before senders get <remote-server-timeout/>.
+s2s_connect_timeout_secs = {}
+# Seconds without traffic before an outgoing s2s link is closed.
+s2s_idle_timeout_secs = {}
+# Stanzas held per remote domain while its link connects.
+s2s_queue = {}
+# Incoming s2s connections in all.
+max_s2s_connections = {}
 "#,
         l.max_stanza_bytes,
         l.max_depth,
@@ -296,6 +383,10 @@ scram_iterations = {}
         l.max_connections,
         l.max_connections_per_ip,
         l.scram_iterations,
+        l.s2s_connect_timeout_secs,
+        l.s2s_idle_timeout_secs,
+        l.s2s_queue,
+        l.max_s2s_connections,
     )
 }
 
@@ -311,6 +402,7 @@ mod tests {
             5222,
             5269,
             4001,
+            "0123456789abcdef0123",
         );
         let c: Config = toml::from_str(&t).unwrap();
         assert_eq!(c.node.domain, "cloud1.test");

@@ -52,7 +52,12 @@ pub fn init(o: &InitOptions<'_>) -> Result<PathBuf, InitError> {
     if !cert.exists() || !key.exists() {
         crate::tls::generate_self_signed(o.domain, &cert, &key)?;
     }
-    let text = config::template(o.domain, &roles, o.c2s_port, o.s2s_port, o.p2p_port);
+    let secret: String = (0..32)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect();
+    let text = config::template(
+        o.domain, &roles, o.c2s_port, o.s2s_port, o.p2p_port, &secret,
+    );
     std::fs::write(&cfg, text).map_err(|e| InitError::Io(cfg.clone(), e))?;
     Ok(cfg)
 }

@@ -2,7 +2,8 @@
 
 use crate::config::Config;
 use crate::xmpp::c2s::{self, C2s};
-use intercloud_actors::router::Shutdown;
+use intercloud_actors::link::LinkSettings;
+use intercloud_actors::router::{SetDialer, Shutdown};
 use intercloud_actors::store::Store;
 use intercloud_actors::{Cloud, Settings};
 use std::net::SocketAddr;
@@ -22,6 +23,8 @@ pub enum NodeError {
     Listen(String, std::io::Error),
     #[error("the node did not start: {0}")]
     Start(String),
+    #[error(transparent)]
+    S2s(#[from] crate::xmpp::s2s::S2sSetupError),
 }
 
 /// A node running on a thread of its own (the demo, benchmarks).
@@ -146,6 +149,19 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
         &config.path(&config.tls.key),
     )?;
     let c2s = C2s::new(cloud.clone(), tls, l, config.c2s.allow_anonymous);
+    let s2s = crate::xmpp::s2s::S2s::new(cloud.clone(), &config)?;
+    cloud.router.do_send(SetDialer(
+        Arc::new(crate::xmpp::s2s::S2sDialer(s2s.clone())),
+        LinkSettings {
+            queue: l.s2s_queue,
+            idle: Duration::from_secs(l.s2s_idle_timeout_secs.max(1)),
+        },
+    ));
+    let s2s_bind = format!("{}:{}", config.s2s.bind, config.s2s.port);
+    let s2s_listener = TcpListener::bind(&s2s_bind)
+        .await
+        .map_err(|e| NodeError::Listen(s2s_bind.clone(), e))?;
+    tracing::info!(addr = %s2s_bind, auth = ?config.s2s.auth, "s2s listening");
     let bind = format!("{}:{}", config.c2s.bind, config.c2s.port);
     let listener = TcpListener::bind(&bind)
         .await
@@ -167,6 +183,22 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
     loop {
         tokio::select! {
             _ = &mut signal => break,
+            r = s2s_listener.accept() => {
+                let (tcp, peer) = match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "s2s accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Some(slot) = s2s.admit() else {
+                    tracing::warn!(%peer, "s2s connection limit reached; refusing");
+                    continue;
+                };
+                let s2s = s2s.clone();
+                actix_rt::spawn(crate::xmpp::s2s::serve(tcp, peer, s2s, slot));
+            }
             r = listener.accept() => {
                 let (tcp, peer) = match r {
                     Ok(x) => x,
@@ -198,6 +230,7 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
         }
     }
     drop(listener);
+    drop(s2s_listener);
     let n = cloud.router.send(Shutdown).await.unwrap_or(0);
     tracing::info!(sessions = n, "stopping: sessions told");
     tokio::time::sleep(Duration::from_millis(if n > 0 { 300 } else { 10 })).await;

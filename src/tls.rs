@@ -143,3 +143,214 @@ impl rustls::client::danger::ServerCertVerifier for Pinned {
         self.algs.supported_schemes()
     }
 }
+
+/// Creates a certificate authority (for test federations, and later the trust authority).
+pub fn generate_ca(name: &str, cert: &Path, key: &Path) -> Result<(), TlsError> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    let kp = KeyPair::generate()?;
+    let c = params.self_signed(&kp)?;
+    write_pair(cert, &c.pem(), key, &kp.serialize_pem())
+}
+
+/// Issues a certificate for `domain` signed by the CA at `ca_cert`/`ca_key`,
+/// for both ends of mutual TLS.
+pub fn issue(
+    ca_cert: &Path,
+    ca_key: &Path,
+    domain: &str,
+    cert: &Path,
+    key: &Path,
+) -> Result<(), TlsError> {
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
+    let ca_key_pem = std::fs::read_to_string(ca_key)
+        .map_err(|e| TlsError::Read(ca_key.display().to_string(), e))?;
+    let ca_kp = KeyPair::from_pem(&ca_key_pem)?;
+    let ca_pem = std::fs::read_to_string(ca_cert)
+        .map_err(|e| TlsError::Read(ca_cert.display().to_string(), e))?;
+    let ca_params = CertificateParams::from_ca_cert_pem(&ca_pem)?;
+    let ca = ca_params.self_signed(&ca_kp)?;
+    let mut params = CertificateParams::new(vec![domain.to_string(), format!("*.{domain}")])?;
+    params.distinguished_name.push(DnType::CommonName, domain);
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    let kp = KeyPair::generate()?;
+    let c = params.signed_by(&kp, &ca, &ca_kp)?;
+    write_pair(cert, &c.pem(), key, &kp.serialize_pem())
+}
+
+fn write_pair(cert: &Path, cert_pem: &str, key: &Path, key_pem: &str) -> Result<(), TlsError> {
+    for (path, pem) in [(cert, cert_pem), (key, key_pem)] {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| TlsError::Write(dir.display().to_string(), e))?;
+        }
+        std::fs::write(path, pem).map_err(|e| TlsError::Write(path.display().to_string(), e))?;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(())
+}
+
+/// The trust anchors for SASL EXTERNAL, from PEM files.
+pub fn load_roots(paths: &[std::path::PathBuf]) -> Result<rustls::RootCertStore, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for p in paths {
+        for c in load_certs(p)? {
+            roots.add(c)?;
+        }
+    }
+    Ok(roots)
+}
+
+/// Checks a peer's certificate chain against `roots` and its name against `domain` (XEP-0178).
+pub fn verify_peer(
+    chain: &[CertificateDer<'_>],
+    roots: &rustls::RootCertStore,
+    domain: &str,
+) -> Result<(), rustls::Error> {
+    let Some((ee, intermediates)) = chain.split_first() else {
+        return Err(rustls::Error::NoCertificatesPresented);
+    };
+    if roots.is_empty() {
+        return Err(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        ));
+    }
+    let parsed = rustls::server::ParsedCertificate::try_from(ee)?;
+    rustls::client::verify_server_cert_signed_by_trust_anchor(
+        &parsed,
+        roots,
+        intermediates,
+        UnixTime::now(),
+        provider().signature_verification_algorithms.all,
+    )?;
+    let name = ServerName::try_from(domain.to_string())
+        .map_err(|_| rustls::Error::General(format!("bad domain {domain}")))?;
+    rustls::client::verify_server_name(&parsed, &name)
+}
+
+/// Server side of s2s TLS: asks for a client certificate but accepts any at
+/// the TLS layer (dialback peers have self-signed ones); SASL EXTERNAL checks
+/// it afterwards with `verify_peer`.
+pub fn s2s_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let p = provider();
+    let v = Arc::new(AnyClientCert {
+        algs: p.signature_verification_algorithms,
+    });
+    let cfg = rustls::ServerConfig::builder_with_provider(p)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(v)
+        .with_single_cert(load_certs(cert)?, load_key(key)?)?;
+    Ok(Arc::new(cfg))
+}
+
+/// Client side of s2s TLS: presents our certificate; the server's is checked
+/// after the handshake (`verify_peer`) when SASL EXTERNAL is used.
+pub fn s2s_client_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let p = provider();
+    let v = Arc::new(AnyServerCert {
+        algs: p.signature_verification_algorithms,
+    });
+    let cfg = rustls::ClientConfig::builder_with_provider(p)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(v)
+        .with_client_auth_cert(load_certs(cert)?, load_key(key)?)?;
+    Ok(Arc::new(cfg))
+}
+
+/// Accepts any client certificate, still checking the handshake signature.
+#[derive(Debug)]
+struct AnyClientCert {
+    algs: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl rustls::server::danger::ClientCertVerifier for AnyClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+    fn verify_client_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+/// Accepts any server certificate, still checking the handshake signature.
+#[derive(Debug)]
+struct AnyServerCert {
+    algs: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}

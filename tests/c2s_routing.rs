@@ -278,11 +278,31 @@ async fn connection_flood_is_limited_per_address() {
             "max_connections_per_ip = 4",
         )],
     );
+    // Four connections that the node has admitted: each got its stream features.
+    // (A slot of the harness's readiness probe may not be free yet: retry then.)
     let mut held = Vec::new();
-    for _ in 0..4 {
-        held.push(tokio::net::TcpStream::connect(node.addr()).await.unwrap());
+    while held.len() < 4 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(node.addr()).await.unwrap();
+        s.write_all(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='route.test' version='1.0'>").await.unwrap();
+        let mut got = String::new();
+        let mut buf = [0u8; 2048];
+        while !got.contains("</stream:features>") && !got.contains("</stream:stream>") {
+            let n = tokio::time::timeout(T, s.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        if got.contains("</stream:features>") {
+            held.push(s);
+        } else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let mut extra = tokio::net::TcpStream::connect(node.addr()).await.unwrap();
     let mut got = String::new();
     let _ = tokio::time::timeout(T, async {
@@ -296,7 +316,7 @@ async fn connection_flood_is_limited_per_address() {
         }
     })
     .await;
-    assert!(got.contains("<policy-violation"), "{got}");
+    assert!(got.contains("<policy-violation"), "{got}\n{}", node.log());
     drop(held);
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Slots are given back when connections close.

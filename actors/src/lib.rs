@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod disco;
 pub mod element;
 pub mod jid;
+pub mod link;
 pub mod offline;
 pub mod ping;
 pub mod presence;

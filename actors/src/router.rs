@@ -2,6 +2,7 @@
 
 use crate::element::Element;
 use crate::jid::Jid;
+use crate::link::{Dialer, IsUp, Link, LinkSettings, Outgoing};
 use crate::presence::{InboundPresence, Presence, ResourceGone};
 use crate::session::{Deliver, DeliverRaw, Kick, Session};
 use crate::stanza::{self, error_reply, Kind};
@@ -25,8 +26,10 @@ pub struct Router {
     store: Arc<Store>,
     presence: Addr<Presence>,
     sessions: HashMap<Jid, HashMap<String, Entry>>,
-    /// Where stanzas for other domains go (the s2s layer), when there is one.
-    remote: Option<Recipient<RemoteStanza>>,
+    /// Opens links to other domains (the s2s layer), when there is one.
+    dialer: Option<(Arc<dyn Dialer>, LinkSettings)>,
+    /// One link actor per remote domain.
+    links: HashMap<String, Addr<Link>>,
 }
 
 impl Actor for Router {
@@ -93,15 +96,15 @@ pub struct RosterPush {
     pub item: Element,
 }
 
-/// A stanza for a domain this node does not serve.
+/// Plugs in the s2s layer: stanzas for other domains go over links it dials.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct RemoteStanza(pub Element);
+pub struct SetDialer(pub Arc<dyn Dialer>, pub LinkSettings);
 
-/// Plugs in the handler for other domains.
+/// Whether the link to a domain is up (for tests and metrics).
 #[derive(Message)]
-#[rtype(result = "()")]
-pub struct SetRemote(pub Recipient<RemoteStanza>);
+#[rtype(result = "Vec<String>")]
+pub struct LinksUp;
 
 /// The node is stopping: every session ends with `<system-shutdown/>`.
 #[derive(Message)]
@@ -133,7 +136,8 @@ impl Router {
             store,
             presence,
             sessions: HashMap::new(),
-            remote: None,
+            dialer: None,
+            links: HashMap::new(),
         }
     }
 
@@ -152,28 +156,41 @@ impl Router {
     }
 
     /// Sends an error reply for `st` back to its sender.
-    fn bounce(&mut self, st: &Element, condition: &str) {
+    fn bounce(&mut self, st: &Element, condition: &str, ctx: &mut Context<Self>) {
         if stanza::may_bounce(st) && st.get_attr("from").is_some() {
             tracing::debug!(condition, to = ?st.get_attr("to"), "bouncing stanza");
             let reply = error_reply(st, condition, None);
-            self.route(reply);
+            self.route(reply, ctx);
         }
     }
 
-    fn route(&mut self, st: Element) {
+    fn route_remote(&mut self, domain: String, st: Element, ctx: &mut Context<Self>) {
+        let Some((dialer, settings)) = &self.dialer else {
+            return self.bounce(&st, "remote-server-not-found", ctx);
+        };
+        let link = self.links.entry(domain.clone()).or_insert_with(|| {
+            Link::new(
+                self.settings.domain.clone(),
+                domain,
+                dialer.clone(),
+                ctx.address(),
+                settings.clone(),
+            )
+            .start()
+        });
+        link.do_send(Outgoing(st));
+    }
+
+    fn route(&mut self, st: Element, ctx: &mut Context<Self>) {
         let to = match stanza::to(&st) {
             Ok(Some(t)) => t,
             _ => {
-                self.bounce(&st, "jid-malformed");
+                self.bounce(&st, "jid-malformed", ctx);
                 return;
             }
         };
         if to.domain() != self.settings.domain {
-            match &self.remote {
-                Some(r) => r.do_send(RemoteStanza(st)),
-                None => self.bounce(&st, "remote-server-not-found"),
-            }
-            return;
+            return self.route_remote(to.domain().to_string(), st, ctx);
         }
         let Some(kind) = stanza::kind(&st) else {
             return;
@@ -182,15 +199,15 @@ impl Router {
             // Addressed to the server itself.
             if kind == Kind::Iq {
                 if let Some(reply) = answer_server_iq(&st) {
-                    self.route(reply);
+                    self.route(reply, ctx);
                 }
             }
             return;
         }
         match kind {
             Kind::Presence => self.presence.do_send(InboundPresence(st)),
-            Kind::Message => self.route_message(&to, st),
-            Kind::Iq => self.route_iq(&to, st),
+            Kind::Message => self.route_message(&to, st, ctx),
+            Kind::Iq => self.route_iq(&to, st, ctx),
         }
     }
 
@@ -205,7 +222,7 @@ impl Router {
             .unwrap_or_default()
     }
 
-    fn route_message(&mut self, to: &Jid, st: Element) {
+    fn route_message(&mut self, to: &Jid, st: Element, ctx: &mut Context<Self>) {
         if !to.is_bare() && self.deliver(to, st.clone()) {
             return;
         }
@@ -213,7 +230,7 @@ impl Router {
         let ty = st.get_attr("type").unwrap_or("normal").to_string();
         match ty.as_str() {
             "error" => return,
-            "groupchat" => return self.bounce(&st, "service-unavailable"),
+            "groupchat" => return self.bounce(&st, "service-unavailable", ctx),
             _ => {}
         }
         let avail = self.available(&bare);
@@ -221,7 +238,7 @@ impl Router {
             let bare_s = bare.to_string();
             let exists = self.store.user_exists(&bare_s).unwrap_or(false);
             if !exists {
-                return self.bounce(&st, "service-unavailable");
+                return self.bounce(&st, "service-unavailable", ctx);
             }
             if ty == "headline" || !offline::keeps(&st) {
                 return;
@@ -234,11 +251,11 @@ impl Router {
                 Ok(true) => tracing::debug!(to = %bare_s, "message stored offline"),
                 Ok(false) => {
                     tracing::info!(to = %bare_s, "offline storage full");
-                    self.bounce(&st, "service-unavailable")
+                    self.bounce(&st, "service-unavailable", ctx)
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "offline store failed");
-                    self.bounce(&st, "internal-server-error")
+                    self.bounce(&st, "internal-server-error", ctx)
                 }
             }
             return;
@@ -265,7 +282,7 @@ impl Router {
         }
     }
 
-    fn route_iq(&mut self, to: &Jid, st: Element) {
+    fn route_iq(&mut self, to: &Jid, st: Element, ctx: &mut Context<Self>) {
         let is_request = matches!(stanza::stype(&st), "get" | "set");
         if to.is_bare() {
             if !is_request {
@@ -273,13 +290,13 @@ impl Router {
             }
             let exists = self.store.user_exists(&to.to_string()).unwrap_or(false);
             match disco::answer_account(&st).or_else(|| ping::answer(&st)) {
-                Some(reply) if exists => self.route(reply),
-                _ => self.bounce(&st, "service-unavailable"),
+                Some(reply) if exists => self.route(reply, ctx),
+                _ => self.bounce(&st, "service-unavailable", ctx),
             }
             return;
         }
         if !self.deliver(to, st.clone()) && is_request {
-            self.bounce(&st, "service-unavailable");
+            self.bounce(&st, "service-unavailable", ctx);
         }
     }
 
@@ -403,8 +420,8 @@ impl Handler<SetInterested> for Router {
 
 impl Handler<Route> for Router {
     type Result = ();
-    fn handle(&mut self, msg: Route, _: &mut Context<Self>) {
-        self.route(msg.0);
+    fn handle(&mut self, msg: Route, ctx: &mut Context<Self>) {
+        self.route(msg.0, ctx);
     }
 }
 
@@ -431,10 +448,10 @@ impl Handler<RosterPush> for Router {
     }
 }
 
-impl Handler<SetRemote> for Router {
+impl Handler<SetDialer> for Router {
     type Result = ();
-    fn handle(&mut self, msg: SetRemote, _: &mut Context<Self>) {
-        self.remote = Some(msg.0);
+    fn handle(&mut self, msg: SetDialer, _: &mut Context<Self>) {
+        self.dialer = Some((msg.0, msg.1));
     }
 }
 
@@ -452,6 +469,27 @@ impl Handler<Shutdown> for Router {
             }
         }
         n
+    }
+}
+
+impl Handler<LinksUp> for Router {
+    type Result = ResponseFuture<Vec<String>>;
+    fn handle(&mut self, _: LinksUp, _: &mut Context<Self>) -> Self::Result {
+        let links: Vec<(String, Addr<Link>)> = self
+            .links
+            .iter()
+            .map(|(d, a)| (d.clone(), a.clone()))
+            .collect();
+        Box::pin(async move {
+            let mut up = Vec::new();
+            for (d, a) in links {
+                if a.send(IsUp).await.unwrap_or(false) {
+                    up.push(d);
+                }
+            }
+            up.sort();
+            up
+        })
     }
 }
 

@@ -3,5 +3,8 @@
 pub mod c2s;
 pub mod client;
 pub mod codec;
+pub mod dialback;
+pub mod resolve;
+pub mod s2s;
 pub mod sasl;
 pub mod stream;

@@ -50,7 +50,46 @@ pub struct Node {
     pub dir: PathBuf,
     pub domain: String,
     pub port: u16,
+    pub s2s_port: u16,
     child: Option<Child>,
+}
+
+/// A test certificate authority.
+pub struct Ca {
+    pub dir: PathBuf,
+}
+
+impl Ca {
+    pub fn new(tag: &str) -> Ca {
+        let dir = temp_dir(tag);
+        intercloud::tls::generate_ca(
+            "Intercloud test CA",
+            &dir.join("ca.pem"),
+            &dir.join("ca.key"),
+        )
+        .unwrap();
+        Ca { dir }
+    }
+    pub fn cert(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+    /// Issues a certificate for `domain` into `dir/cert.pem`, `dir/key.pem`.
+    pub fn issue(&self, domain: &str, dir: &Path) {
+        intercloud::tls::issue(
+            &self.dir.join("ca.pem"),
+            &self.dir.join("ca.key"),
+            domain,
+            &dir.join("cert.pem"),
+            &dir.join("key.pem"),
+        )
+        .unwrap();
+    }
+}
+
+impl Drop for Ca {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl Node {
@@ -59,6 +98,7 @@ impl Node {
     pub fn init(tag: &str, domain: &str, edits: &[(&str, &str)]) -> Node {
         let dir = temp_dir(tag);
         let port = free_port();
+        let s2s_port = free_port();
         cli(&[
             "init",
             dir.to_str().unwrap(),
@@ -66,6 +106,8 @@ impl Node {
             domain,
             "--c2s-port",
             &port.to_string(),
+            "--s2s-port",
+            &s2s_port.to_string(),
         ]);
         let cfg = dir.join("intercloud.toml");
         let mut text = std::fs::read_to_string(&cfg).unwrap();
@@ -78,8 +120,39 @@ impl Node {
             dir,
             domain: domain.to_string(),
             port,
+            s2s_port,
             child: None,
         }
+    }
+
+    /// Replaces a line of the config.
+    pub fn edit(&self, old: &str, new: &str) {
+        let cfg = self.dir.join("intercloud.toml");
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        assert!(text.contains(old), "config has no {old:?}");
+        std::fs::write(&cfg, text.replacen(old, new, 1)).unwrap();
+    }
+
+    /// Adds a static s2s route.
+    pub fn route(&self, domain: &str, addr: &str) {
+        self.edit(
+            "[s2s.routes]\n",
+            &format!("[s2s.routes]\n\"{domain}\" = \"{addr}\"\n"),
+        );
+    }
+
+    /// Routes to `other`'s s2s port.
+    pub fn route_to(&self, other: &Node) {
+        self.route(&other.domain, &format!("127.0.0.1:{}", other.s2s_port));
+    }
+
+    /// Replaces the self-signed certificate with one from `ca`, and trusts `ca`.
+    pub fn use_ca(&self, ca: &Ca) {
+        ca.issue(&self.domain, &self.dir.join("tls"));
+        self.edit(
+            "trust_anchors = []",
+            &format!("trust_anchors = [\"{}\"]", ca.cert().display()),
+        );
     }
 
     pub fn config(&self) -> String {

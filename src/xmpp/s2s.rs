@@ -1,0 +1,922 @@
+//! Server-to-server streams (RFC 6120): the listener for peers and the dialer of outgoing links, with STARTTLS, SASL EXTERNAL (XEP-0178) and Server Dialback (XEP-0220).
+
+use super::c2s::NS_TLS;
+use super::codec::{self, Event, Limits, StreamHeader};
+use super::dialback::{self, NS_DIALBACK, NS_DIALBACK_FEATURE};
+use super::resolve::Resolver;
+use super::sasl::NS_SASL;
+use super::stream::{WireError, XmlStream};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use intercloud_actors::element::{Element, NS_CLIENT, NS_SERVER};
+use intercloud_actors::link::{DialError, DialFuture, Dialer, LinkSink};
+use intercloud_actors::router::Route;
+use intercloud_actors::stanza;
+use intercloud_actors::Cloud;
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+/// Counters kept for the metrics endpoint.
+#[derive(Default, Debug)]
+pub struct S2sMetrics {
+    pub links_up: AtomicU64,
+    pub inbound_up: AtomicU64,
+    pub dial_failures: AtomicU64,
+    pub auth_failures: AtomicU64,
+    pub stanzas_out: AtomicU64,
+    pub stanzas_in: AtomicU64,
+    pub refused_stanzas: AtomicU64,
+}
+
+/// Federation settings and shared state of one node.
+pub struct S2s {
+    pub cloud: Arc<Cloud>,
+    pub domain: String,
+    pub cfg: crate::config::S2sSection,
+    pub server_tls: tokio_rustls::TlsAcceptor,
+    pub client_tls: tokio_rustls::TlsConnector,
+    pub roots: rustls::RootCertStore,
+    pub limits: Limits,
+    pub resolver: Resolver,
+    pub connect_timeout: Duration,
+    pub negotiation_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub metrics: S2sMetrics,
+    conns: AtomicUsize,
+}
+
+/// Counts an inbound connection while it lives.
+pub struct InSlot(Arc<S2s>);
+
+impl Drop for InSlot {
+    fn drop(&mut self) {
+        self.0.conns.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum S2sSetupError {
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+}
+
+fn new_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn header(from: &str, to: Option<&str>, id: Option<&str>) -> String {
+    codec::stream_header(NS_SERVER, Some(from), to, id, &[("db", NS_DIALBACK)])
+}
+
+/// Renames `jabber:server` to the internal `jabber:client` throughout a stanza.
+fn to_internal_ns(e: &mut Element) {
+    if e.ns == NS_SERVER {
+        e.ns = NS_CLIENT.to_string();
+    }
+    for c in e.elements_mut() {
+        to_internal_ns(c);
+    }
+}
+
+/// Serialises a stanza for a `jabber:server` stream: elements in the internal
+/// `jabber:client` namespace inherit the stream's default namespace.
+pub fn write_server_stanza(e: &Element, out: &mut String) {
+    e.write_to(out, NS_CLIENT);
+}
+
+impl S2s {
+    pub fn new(
+        cloud: Arc<Cloud>,
+        config: &crate::config::Config,
+    ) -> Result<Arc<S2s>, S2sSetupError> {
+        let cert = config.path(&config.tls.cert);
+        let key = config.path(&config.tls.key);
+        let anchors: Vec<_> = config
+            .s2s
+            .trust_anchors
+            .iter()
+            .map(|p| config.path(p))
+            .collect();
+        let l = &config.limits;
+        Ok(Arc::new(S2s {
+            domain: cloud.settings.domain.clone(),
+            cloud,
+            cfg: config.s2s.clone(),
+            server_tls: tokio_rustls::TlsAcceptor::from(crate::tls::s2s_server_config(
+                &cert, &key,
+            )?),
+            client_tls: tokio_rustls::TlsConnector::from(crate::tls::s2s_client_config(
+                &cert, &key,
+            )?),
+            roots: crate::tls::load_roots(&anchors)?,
+            limits: Limits {
+                max_stanza_bytes: l.max_stanza_bytes,
+                max_depth: l.max_depth,
+            },
+            resolver: Resolver {
+                routes: config.s2s.routes.clone(),
+                directory: None,
+                default_port: 5269,
+            },
+            connect_timeout: Duration::from_secs(l.s2s_connect_timeout_secs.max(1)),
+            negotiation_timeout: Duration::from_secs(l.negotiation_timeout_secs.max(1)),
+            idle_timeout: Duration::from_secs(l.s2s_idle_timeout_secs.max(1)),
+            max_connections: l.max_s2s_connections,
+            metrics: S2sMetrics::default(),
+            conns: AtomicUsize::new(0),
+        }))
+    }
+
+    /// Takes an inbound connection slot, or None over the limit.
+    pub fn admit(self: &Arc<Self>) -> Option<InSlot> {
+        let n = self.conns.fetch_add(1, Ordering::Relaxed);
+        if n >= self.max_connections {
+            self.conns.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(InSlot(self.clone()))
+    }
+
+    fn peer_verified(&self, certs: Option<&[CertificateDer<'static>]>, domain: &str) -> bool {
+        match certs {
+            Some(c) => match crate::tls::verify_peer(c, &self.roots, domain) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::info!(peer = %domain, error = %e, "peer certificate not accepted");
+                    false
+                }
+            },
+            None => false,
+        }
+    }
+}
+
+/// Ends a stream with a stream error (our header first when not yet sent).
+async fn fail<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut XmlStream<S>,
+    local: &str,
+    header_sent: bool,
+    condition: &str,
+    text: &str,
+) {
+    tracing::info!(condition, text, "closing s2s stream with stream error");
+    let mut out = String::new();
+    if !header_sent {
+        out.push_str(&header(local, None, Some(&new_id())));
+    }
+    out.push_str(&codec::stream_error(condition, Some(text)));
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = s.send(&out).await;
+        let _ = s.io.shutdown().await;
+    })
+    .await;
+}
+
+fn wire_condition(e: &WireError) -> Option<(&'static str, String)> {
+    match e {
+        WireError::Codec(c) => Some((c.condition(), c.to_string())),
+        WireError::Timeout => Some(("connection-timeout", "timed out".into())),
+        WireError::Io(_) | WireError::Eof => None,
+    }
+}
+
+// ---------------------------------------------------------------- inbound
+
+/// Serves one connection from a peer server.
+pub async fn serve(tcp: TcpStream, peer: SocketAddr, s2s: Arc<S2s>, _slot: InSlot) {
+    let span = tracing::info_span!("s2s-in", local = %s2s.domain, remote = tracing::field::Empty, peer = %peer);
+    serve_inner(tcp, s2s).instrument(span).await
+}
+
+/// Reads the peer's header; checks namespace and `to`; answers with ours and `features`.
+async fn open_in<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut XmlStream<S>,
+    s2s: &S2s,
+    features: impl Fn(&StreamHeader) -> Vec<Element>,
+) -> Option<(StreamHeader, String)> {
+    let h = match s.next_event(s2s.negotiation_timeout).await {
+        Ok(Event::StreamStart(h)) => h,
+        Ok(_) => {
+            fail(
+                s,
+                &s2s.domain,
+                false,
+                "not-well-formed",
+                "expected a stream header",
+            )
+            .await;
+            return None;
+        }
+        Err(e) => {
+            if let Some((c, t)) = wire_condition(&e) {
+                fail(s, &s2s.domain, false, c, &t).await;
+            }
+            return None;
+        }
+    };
+    if h.default_ns != NS_SERVER {
+        fail(
+            s,
+            &s2s.domain,
+            false,
+            "invalid-namespace",
+            "this port serves jabber:server",
+        )
+        .await;
+        return None;
+    }
+    match h.get("to") {
+        Some(to) if to.eq_ignore_ascii_case(&s2s.domain) => {}
+        _ => {
+            fail(
+                s,
+                &s2s.domain,
+                false,
+                "host-unknown",
+                "this server does not serve that domain",
+            )
+            .await;
+            return None;
+        }
+    }
+    if let Some(from) = h.get("from") {
+        if !s2s.cfg.allows(from) {
+            fail(
+                s,
+                &s2s.domain,
+                false,
+                "policy-violation",
+                "federation with your domain is not allowed",
+            )
+            .await;
+            return None;
+        }
+        tracing::Span::current().record("remote", from);
+    }
+    let id = new_id();
+    let mut out = header(&s2s.domain, h.get("from"), Some(&id));
+    out.push_str(&codec::features(&features(&h)));
+    s.send(&out).await.ok()?;
+    Some((h, id))
+}
+
+async fn serve_inner(tcp: TcpStream, s2s: Arc<S2s>) {
+    let _ = tcp.set_nodelay(true);
+    let mut s = XmlStream::new(tcp, s2s.limits);
+    let tls_required = s2s.cfg.tls_required;
+    let dialback_ok = s2s.cfg.dialback();
+    let Some((_, id)) = open_in(&mut s, &s2s, |_| {
+        let mut f = vec![];
+        let mut st = Element::new("starttls", NS_TLS);
+        if tls_required {
+            st = st.child(Element::new("required", NS_TLS));
+        }
+        f.push(st);
+        if dialback_ok && !tls_required {
+            f.push(
+                Element::new("dialback", NS_DIALBACK_FEATURE)
+                    .child(Element::new("errors", NS_DIALBACK_FEATURE)),
+            );
+        }
+        f
+    })
+    .await
+    else {
+        return;
+    };
+    // Before TLS: STARTTLS, or (when TLS is optional) dialback on the plain stream.
+    let ev = match s.next_event(s2s.negotiation_timeout).await {
+        Ok(ev) => ev,
+        Err(e) => {
+            if let Some((c, t)) = wire_condition(&e) {
+                fail(&mut s, &s2s.domain, true, c, &t).await;
+            }
+            return;
+        }
+    };
+    match ev {
+        Event::Stanza(e) if e.is("starttls", NS_TLS) => {}
+        Event::Stanza(e) if !tls_required => {
+            // A plain stream: carry on without TLS.
+            return authenticated_loop(s, s2s, id, None, Some(e)).await;
+        }
+        Event::StreamEnd => {
+            let _ = s.send("</stream:stream>").await;
+            return;
+        }
+        _ => {
+            return fail(
+                &mut s,
+                &s2s.domain,
+                true,
+                "policy-violation",
+                "STARTTLS is required",
+            )
+            .await;
+        }
+    }
+    if s.decoder.pending() > 0 {
+        return fail(
+            &mut s,
+            &s2s.domain,
+            true,
+            "policy-violation",
+            "data after <starttls/>",
+        )
+        .await;
+    }
+    if s.send(&Element::new("proceed", NS_TLS).to_xml())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let (tcp, _) = s.into_parts();
+    let tls = match tokio::time::timeout(s2s.negotiation_timeout, s2s.server_tls.accept(tcp)).await
+    {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => return tracing::info!(error = %e, "s2s TLS handshake failed"),
+        Err(_) => return tracing::info!("s2s TLS handshake timed out"),
+    };
+    let certs: Option<Vec<CertificateDer<'static>>> =
+        tls.get_ref().1.peer_certificates().map(|c| c.to_vec());
+    let mut s = XmlStream::new(tls, s2s.limits);
+    let external_ok = s2s.cfg.external();
+    let s2s2 = s2s.clone();
+    let certs2 = certs.clone();
+    let Some((h, id)) = open_in(&mut s, &s2s, move |h| {
+        let mut f = vec![];
+        if external_ok {
+            if let Some(from) = h.get("from") {
+                if s2s2.peer_verified(certs2.as_deref(), from) {
+                    f.push(
+                        Element::new("mechanisms", NS_SASL)
+                            .child(Element::new("mechanism", NS_SASL).text("EXTERNAL")),
+                    );
+                }
+            }
+        }
+        if dialback_ok {
+            f.push(
+                Element::new("dialback", NS_DIALBACK_FEATURE)
+                    .child(Element::new("errors", NS_DIALBACK_FEATURE)),
+            );
+        }
+        f
+    })
+    .await
+    else {
+        return;
+    };
+    // SASL EXTERNAL, if the peer goes for it, comes first.
+    let first = match s.next_event(s2s.negotiation_timeout).await {
+        Ok(Event::Stanza(e)) => e,
+        Ok(Event::StreamEnd) => {
+            let _ = s.send("</stream:stream>").await;
+            return;
+        }
+        Ok(_) => {
+            return fail(
+                &mut s,
+                &s2s.domain,
+                true,
+                "not-well-formed",
+                "unexpected header",
+            )
+            .await
+        }
+        Err(e) => {
+            if let Some((c, t)) = wire_condition(&e) {
+                fail(&mut s, &s2s.domain, true, c, &t).await;
+            }
+            return;
+        }
+    };
+    if first.is("auth", NS_SASL) {
+        let from = h.get("from").unwrap_or("").to_string();
+        let authzid = match B64.decode(first.text_content().trim().trim_matches('=')) {
+            Ok(a) => String::from_utf8(a).unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let ok = external_ok
+            && first.get_attr("mechanism") == Some("EXTERNAL")
+            && !from.is_empty()
+            && (authzid.is_empty() || authzid.eq_ignore_ascii_case(&from))
+            && s2s.peer_verified(certs.as_deref(), &from);
+        if !ok {
+            s2s.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(peer_domain = %from, "SASL EXTERNAL refused");
+            let f = Element::new("failure", NS_SASL).child(Element::new("not-authorized", NS_SASL));
+            let _ = s.send(&f.to_xml()).await;
+            return fail(
+                &mut s,
+                &s2s.domain,
+                true,
+                "not-authorized",
+                "certificate does not prove that domain",
+            )
+            .await;
+        }
+        if s.send(&Element::new("success", NS_SASL).to_xml())
+            .await
+            .is_err()
+        {
+            return;
+        }
+        tracing::info!(peer_domain = %from, "peer authenticated with SASL EXTERNAL");
+        s.decoder.reset();
+        let Some((h2, id2)) = open_in(&mut s, &s2s, |_| vec![]).await else {
+            return;
+        };
+        if h2
+            .get("from")
+            .map(|f| !f.eq_ignore_ascii_case(&from))
+            .unwrap_or(false)
+        {
+            return fail(
+                &mut s,
+                &s2s.domain,
+                true,
+                "invalid-from",
+                "from changed after authentication",
+            )
+            .await;
+        }
+        let mut auth = HashSet::new();
+        auth.insert(from.to_ascii_lowercase());
+        return authenticated_loop(s, s2s, id2, Some(auth), None).await;
+    }
+    authenticated_loop(s, s2s, id, None, Some(first)).await
+}
+
+/// The stream after negotiation: dialback requests, verify requests, and stanzas from authenticated domains.
+async fn authenticated_loop<S>(
+    mut s: XmlStream<S>,
+    s2s: Arc<S2s>,
+    stream_id: String,
+    authenticated: Option<HashSet<String>>,
+    mut pending: Option<Element>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut auth = authenticated.unwrap_or_default();
+    let counted = !auth.is_empty();
+    if counted {
+        s2s.metrics.inbound_up.fetch_add(1, Ordering::Relaxed);
+    }
+    loop {
+        let e = match pending.take() {
+            Some(e) => e,
+            None => match s.next_event(s2s.idle_timeout).await {
+                Ok(Event::Stanza(e)) => e,
+                Ok(Event::StreamEnd) => {
+                    let _ = s.send("</stream:stream>").await;
+                    break;
+                }
+                Ok(Event::StreamStart(_)) => {
+                    fail(
+                        &mut s,
+                        &s2s.domain,
+                        true,
+                        "not-well-formed",
+                        "second stream header",
+                    )
+                    .await;
+                    break;
+                }
+                Err(e) => {
+                    if let Some((c, t)) = wire_condition(&e) {
+                        fail(&mut s, &s2s.domain, true, c, &t).await;
+                    }
+                    break;
+                }
+            },
+        };
+        if e.ns == NS_DIALBACK && e.name == "result" && e.get_attr("type").is_none() {
+            let from = e.get_attr("from").unwrap_or("").to_ascii_lowercase();
+            let to = e.get_attr("to").unwrap_or("");
+            if !s2s.cfg.dialback() || !s2s.cfg.allows(&from) || from.is_empty() {
+                let r = Element::new("result", NS_DIALBACK)
+                    .attr("from", s2s.domain.clone())
+                    .attr("to", from.clone())
+                    .attr("type", "error")
+                    .child(
+                        Element::new("error", NS_DIALBACK)
+                            .attr("type", "cancel")
+                            .child(Element::new("not-allowed", stanza::NS_STANZAS)),
+                    );
+                let _ = s.send(&r.to_xml_in(NS_SERVER)).await;
+                continue;
+            }
+            if !to.eq_ignore_ascii_case(&s2s.domain) {
+                let r = Element::new("result", NS_DIALBACK)
+                    .attr("from", to.to_string())
+                    .attr("to", from.clone())
+                    .attr("type", "error")
+                    .child(
+                        Element::new("error", NS_DIALBACK)
+                            .attr("type", "cancel")
+                            .child(Element::new("item-not-found", stanza::NS_STANZAS)),
+                    );
+                let _ = s.send(&r.to_xml_in(NS_SERVER)).await;
+                continue;
+            }
+            let key = e.text_content();
+            let valid = verify_with_authoritative(&s2s, &from, &stream_id, &key).await;
+            let r = Element::new("result", NS_DIALBACK)
+                .attr("from", s2s.domain.clone())
+                .attr("to", from.clone())
+                .attr("type", if valid { "valid" } else { "invalid" });
+            if s.send(&r.to_xml_in(NS_SERVER)).await.is_err() {
+                break;
+            }
+            if valid {
+                tracing::info!(peer_domain = %from, "peer authenticated with dialback");
+                if auth.is_empty() {
+                    s2s.metrics.inbound_up.fetch_add(1, Ordering::Relaxed);
+                }
+                auth.insert(from);
+            } else {
+                s2s.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer_domain = %from, "dialback key did not verify");
+                fail(
+                    &mut s,
+                    &s2s.domain,
+                    true,
+                    "not-authorized",
+                    "dialback key did not verify",
+                )
+                .await;
+                break;
+            }
+            continue;
+        }
+        if e.ns == NS_DIALBACK && e.name == "verify" && e.get_attr("type").is_none() {
+            // We are the authoritative server: is this key one we made?
+            let from = e.get_attr("from").unwrap_or("");
+            let to = e.get_attr("to").unwrap_or("");
+            let id = e.get_attr("id").unwrap_or("");
+            let valid = to.eq_ignore_ascii_case(&s2s.domain)
+                && dialback::verify(&s2s.cfg.dialback_secret, from, to, id, &e.text_content());
+            let r = Element::new("verify", NS_DIALBACK)
+                .attr("from", to.to_string())
+                .attr("to", from.to_string())
+                .attr("id", id.to_string())
+                .attr("type", if valid { "valid" } else { "invalid" });
+            if s.send(&r.to_xml_in(NS_SERVER)).await.is_err() {
+                break;
+            }
+            continue;
+        }
+        if stanza::kind(&e).is_none() || e.ns != NS_SERVER {
+            fail(
+                &mut s,
+                &s2s.domain,
+                true,
+                "unsupported-stanza-type",
+                "not a stanza",
+            )
+            .await;
+            break;
+        }
+        // RFC 6120 §13.7.1 / §8.1.2.2: only authenticated domains, only to us.
+        let (from, to) = match (stanza::from(&e), stanza::to(&e)) {
+            (Ok(Some(f)), Ok(Some(t))) => (f, t),
+            _ => {
+                fail(
+                    &mut s,
+                    &s2s.domain,
+                    true,
+                    "improper-addressing",
+                    "stanzas need valid from and to",
+                )
+                .await;
+                break;
+            }
+        };
+        if !auth.contains(from.domain()) {
+            s2s.metrics.refused_stanzas.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(from = %from, "stanza from a domain this stream did not authenticate");
+            fail(
+                &mut s,
+                &s2s.domain,
+                true,
+                "invalid-from",
+                "that domain is not authenticated on this stream",
+            )
+            .await;
+            break;
+        }
+        if to.domain() != s2s.domain {
+            s2s.metrics.refused_stanzas.fetch_add(1, Ordering::Relaxed);
+            fail(
+                &mut s,
+                &s2s.domain,
+                true,
+                "host-unknown",
+                "this server does not serve that domain",
+            )
+            .await;
+            break;
+        }
+        let mut e = e;
+        to_internal_ns(&mut e);
+        s2s.metrics.stanzas_in.fetch_add(1, Ordering::Relaxed);
+        s2s.cloud.router.do_send(Route(e));
+    }
+    if !auth.is_empty() || counted {
+        s2s.metrics.inbound_up.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Asks the authoritative server of `originating` whether `key` is its key
+/// for our stream `stream_id` (XEP-0220 §2.3).
+async fn verify_with_authoritative(
+    s2s: &Arc<S2s>,
+    originating: &str,
+    stream_id: &str,
+    key: &str,
+) -> bool {
+    let r = tokio::time::timeout(s2s.connect_timeout, async {
+        let mut s = open_out(s2s, originating, false).await.ok()?.0;
+        let v = Element::new("verify", NS_DIALBACK)
+            .attr("from", s2s.domain.clone())
+            .attr("to", originating.to_string())
+            .attr("id", stream_id.to_string())
+            .text(key.trim());
+        s.send(&v.to_xml_in(NS_SERVER)).await.ok()?;
+        loop {
+            match s.next_event(s2s.connect_timeout).await.ok()? {
+                Event::Stanza(r) if r.ns == NS_DIALBACK && r.name == "verify" => {
+                    let _ = s.send("</stream:stream>").await;
+                    return Some(
+                        r.get_attr("type") == Some("valid") && r.get_attr("id") == Some(stream_id),
+                    );
+                }
+                Event::Stanza(_) => {}
+                _ => return None,
+            }
+        }
+    })
+    .await;
+    matches!(r, Ok(Some(true)))
+}
+
+// ---------------------------------------------------------------- outbound
+
+type TlsOut = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// Connects to `remote`, does STARTTLS; returns the stream, the peer's stream
+/// header and its features. With `authenticate`, also authenticates us.
+async fn open_out(
+    s2s: &Arc<S2s>,
+    remote: &str,
+    authenticate: bool,
+) -> Result<(XmlStream<TlsOut>, StreamHeader, Element), DialError> {
+    let addrs = s2s.resolver.resolve(remote).await;
+    if addrs.is_empty() {
+        return Err(DialError::NotFound(format!("no address for {remote}")));
+    }
+    let mut last = String::new();
+    let mut tcp = None;
+    for a in &addrs {
+        match TcpStream::connect(a).await {
+            Ok(t) => {
+                tcp = Some(t);
+                break;
+            }
+            Err(e) => last = format!("{a}: {e}"),
+        }
+    }
+    let tcp = tcp.ok_or(DialError::NotFound(last))?;
+    let _ = tcp.set_nodelay(true);
+    let local = s2s.domain.clone();
+    let nf = |m: String| DialError::NotFound(m);
+    let mut s = XmlStream::new(tcp, s2s.limits);
+    s.send(&header(&local, Some(remote), None))
+        .await
+        .map_err(|e| nf(e.to_string()))?;
+    let (_, f) = read_header_features(&mut s, s2s).await?;
+    if f.get_child("starttls", NS_TLS).is_none() {
+        return Err(nf(format!("{remote} does not offer STARTTLS")));
+    }
+    s.send(&Element::new("starttls", NS_TLS).to_xml())
+        .await
+        .map_err(|e| nf(e.to_string()))?;
+    match s.next_event(s2s.negotiation_timeout).await {
+        Ok(Event::Stanza(p)) if p.name == "proceed" => {}
+        other => return Err(nf(format!("STARTTLS refused: {other:?}"))),
+    }
+    let (tcp, _) = s.into_parts();
+    let name = ServerName::try_from(remote.to_string()).map_err(|e| nf(e.to_string()))?;
+    let tls = s2s
+        .client_tls
+        .connect(name, tcp)
+        .await
+        .map_err(|e| nf(format!("TLS: {e}")))?;
+    let server_certs: Option<Vec<CertificateDer<'static>>> =
+        tls.get_ref().1.peer_certificates().map(|c| c.to_vec());
+    let mut s = XmlStream::new(tls, s2s.limits);
+    s.send(&header(&local, Some(remote), None))
+        .await
+        .map_err(|e| nf(e.to_string()))?;
+    let (h, f) = read_header_features(&mut s, s2s).await?;
+    if !authenticate {
+        return Ok((s, h, f));
+    }
+    let offers_external = f
+        .get_child("mechanisms", NS_SASL)
+        .map(|m| m.elements().any(|x| x.text_content().trim() == "EXTERNAL"))
+        .unwrap_or(false);
+    if s2s.cfg.external() && offers_external && s2s.peer_verified(server_certs.as_deref(), remote) {
+        let auth = Element::new("auth", NS_SASL)
+            .attr("mechanism", "EXTERNAL")
+            .text(B64.encode(local.as_bytes()));
+        s.send(&auth.to_xml())
+            .await
+            .map_err(|e| nf(e.to_string()))?;
+        match s.next_event(s2s.negotiation_timeout).await {
+            Ok(Event::Stanza(r)) if r.is("success", NS_SASL) => {}
+            other => return Err(nf(format!("SASL EXTERNAL refused by {remote}: {other:?}"))),
+        }
+        s.decoder.reset();
+        s.send(&header(&local, Some(remote), None))
+            .await
+            .map_err(|e| nf(e.to_string()))?;
+        let (h, f) = read_header_features(&mut s, s2s).await?;
+        tracing::info!(%remote, "authenticated to peer with SASL EXTERNAL");
+        return Ok((s, h, f));
+    }
+    let offers_dialback = f.get_child("dialback", NS_DIALBACK_FEATURE).is_some()
+        || h.prefixes.iter().any(|(_, ns)| ns == NS_DIALBACK);
+    if s2s.cfg.dialback() && offers_dialback {
+        let id = h.get("id").unwrap_or("").to_string();
+        let key = dialback::key(&s2s.cfg.dialback_secret, remote, &local, &id);
+        let r = Element::new("result", NS_DIALBACK)
+            .attr("from", local.clone())
+            .attr("to", remote.to_string())
+            .text(key);
+        s.send(&r.to_xml_in(NS_SERVER))
+            .await
+            .map_err(|e| nf(e.to_string()))?;
+        loop {
+            match s.next_event(s2s.connect_timeout).await {
+                Ok(Event::Stanza(r)) if r.ns == NS_DIALBACK && r.name == "result" => {
+                    if r.get_attr("type") == Some("valid") {
+                        tracing::info!(%remote, "authenticated to peer with dialback");
+                        return Ok((s, h, f));
+                    }
+                    return Err(nf(format!("{remote} refused our dialback key")));
+                }
+                Ok(Event::Stanza(_)) => {}
+                Err(WireError::Timeout) => {
+                    return Err(DialError::Timeout(format!("{remote}: dialback")))
+                }
+                other => return Err(nf(format!("dialback with {remote}: {other:?}"))),
+            }
+        }
+    }
+    Err(nf(format!(
+        "no authentication method in common with {remote}"
+    )))
+}
+
+async fn read_header_features<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut XmlStream<S>,
+    s2s: &S2s,
+) -> Result<(StreamHeader, Element), DialError> {
+    let nf = |m: String| DialError::NotFound(m);
+    let h = match s.next_event(s2s.negotiation_timeout).await {
+        Ok(Event::StreamStart(h)) => h,
+        Err(WireError::Timeout) => return Err(DialError::Timeout("no stream header".into())),
+        other => return Err(nf(format!("expected a stream header, got {other:?}"))),
+    };
+    if h.default_ns != NS_SERVER {
+        return Err(nf("peer does not speak jabber:server".into()));
+    }
+    match s.next_event(s2s.negotiation_timeout).await {
+        Ok(Event::Stanza(f)) if f.name == "features" => Ok((h, f)),
+        Err(WireError::Timeout) => Err(DialError::Timeout("no stream features".into())),
+        other => Err(nf(format!("expected stream features, got {other:?}"))),
+    }
+}
+
+/// Dials authenticated links for the link actors.
+pub struct S2sDialer(pub Arc<S2s>);
+
+impl Dialer for S2sDialer {
+    fn dial(&self, local: &str, remote: &str) -> DialFuture {
+        let s2s = self.0.clone();
+        let remote = remote.to_ascii_lowercase();
+        let local = local.to_string();
+        Box::pin(async move {
+            if !s2s.cfg.allows(&remote) {
+                return Err(DialError::Forbidden(remote));
+            }
+            let span = tracing::info_span!("s2s-out", local = %local, remote = %remote);
+            let r = tokio::time::timeout(s2s.connect_timeout, open_out(&s2s, &remote, true))
+                .instrument(span.clone())
+                .await;
+            let (s, _, _) = match r {
+                Ok(Ok(x)) => x,
+                Ok(Err(e)) => {
+                    s2s.metrics.dial_failures.fetch_add(1, Ordering::Relaxed);
+                    return Err(e);
+                }
+                Err(_) => {
+                    s2s.metrics.dial_failures.fetch_add(1, Ordering::Relaxed);
+                    return Err(DialError::Timeout(format!(
+                        "{remote} not reached within {:?}",
+                        s2s.connect_timeout
+                    )));
+                }
+            };
+            let (tx, rx) = mpsc::channel(1024);
+            let (closed_tx, closed_rx) = oneshot::channel();
+            s2s.metrics.links_up.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(run_out(s, rx, closed_tx, s2s.clone()).instrument(span));
+            Ok(LinkSink {
+                tx,
+                closed: closed_rx,
+            })
+        })
+    }
+}
+
+/// Writes the link's stanzas; watches the peer's side for its close.
+async fn run_out(
+    s: XmlStream<TlsOut>,
+    mut rx: mpsc::Receiver<Element>,
+    closed: oneshot::Sender<Vec<Element>>,
+    s2s: Arc<S2s>,
+) {
+    let (io, mut decoder) = s.into_parts();
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let mut out = String::with_capacity(8192);
+    let mut buf = vec![0u8; 8192];
+    loop {
+        tokio::select! {
+            m = rx.recv() => {
+                let Some(first) = m else {
+                    // The link actor let go: close the stream politely.
+                    let _ = wr.write_all(b"</stream:stream>").await;
+                    let _ = wr.shutdown().await;
+                    break;
+                };
+                write_server_stanza(&first, &mut out);
+                let mut n = 1u64;
+                while let Ok(e) = rx.try_recv() {
+                    write_server_stanza(&e, &mut out);
+                    n += 1;
+                    if out.len() > 64 * 1024 { break; }
+                }
+                if wr.write_all(out.as_bytes()).await.is_err() || wr.flush().await.is_err() {
+                    break;
+                }
+                s2s.metrics.stanzas_out.fetch_add(n, Ordering::Relaxed);
+                out.clear();
+            }
+            r = tokio::io::AsyncReadExt::read(&mut rd, &mut buf) => {
+                match r {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => {
+                        decoder.feed(&buf[..k]);
+                        let mut end = false;
+                        loop {
+                            match decoder.next_event() {
+                                Ok(Some(Event::StreamEnd)) | Err(_) => { end = true; break; }
+                                Ok(Some(Event::Stanza(e))) if e.name == "error" => {
+                                    tracing::warn!(error = %e.to_xml(), "peer sent a stream error");
+                                }
+                                Ok(Some(_)) => {}
+                                Ok(None) => break,
+                            }
+                        }
+                        if end {
+                            let _ = wr.write_all(b"</stream:stream>").await;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    s2s.metrics.links_up.fetch_sub(1, Ordering::Relaxed);
+    // Without stream management we cannot know what the peer received of
+    // what is still queued: hand it back for the next link.
+    let mut rest = Vec::new();
+    rx.close();
+    while let Ok(e) = rx.try_recv() {
+        rest.push(e);
+    }
+    let _ = closed.send(rest);
+}

@@ -1,0 +1,154 @@
+//! Federation between two real nodes: mutual TLS with certificates from a test CA and SASL EXTERNAL.
+
+mod common;
+
+use common::{Ca, Node};
+use intercloud::xmpp::client::Client;
+use intercloud_actors::element::{Element, NS_CLIENT};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(15);
+
+fn msg(to: &str, body: &str) -> Element {
+    Element::new("message", NS_CLIENT)
+        .attr("to", to)
+        .attr("type", "chat")
+        .child(Element::new("body", NS_CLIENT).text(body))
+}
+
+/// Two nodes that trust the same CA and allow only SASL EXTERNAL.
+fn pair(tag: &str) -> (Ca, Node, Node) {
+    let ca = Ca::new(tag);
+    let mut a = Node::init(&format!("{tag}1"), "cloud1.test", &[]);
+    let mut b = Node::init(&format!("{tag}2"), "cloud2.test", &[]);
+    for (n, other) in [(&a, &b), (&b, &a)] {
+        n.use_ca(&ca);
+        n.route_to(other);
+        n.edit(
+            "auth = [\"external\", \"dialback\"]",
+            "auth = [\"external\"]",
+        );
+    }
+    a.add_user("alice", "pw");
+    b.add_user("bob", "pw");
+    a.start();
+    b.start();
+    (ca, a, b)
+}
+
+async fn sync(c: &mut Client, id: &str) {
+    let p = Element::new("iq", NS_CLIENT)
+        .attr("type", "get")
+        .attr("id", id)
+        .child(Element::new("ping", "urn:xmpp:ping"));
+    c.send(&p).await.unwrap();
+    c.wait_for(T, |e| e.get_attr("id") == Some(id))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_iq_and_presence_cross_domains() {
+    let (_ca, a, b) = pair("fed");
+    let mut alice = a.login("alice", "pw", Some("a")).await;
+    let mut bob = b.login("bob", "pw", Some("b")).await;
+    alice
+        .send(&Element::new("presence", NS_CLIENT))
+        .await
+        .unwrap();
+    bob.send(&Element::new("presence", NS_CLIENT))
+        .await
+        .unwrap();
+    sync(&mut alice, "s1").await;
+    sync(&mut bob, "s2").await;
+
+    alice
+        .send(&msg("bob@cloud2.test", "hello cloud2"))
+        .await
+        .unwrap();
+    let m = bob
+        .wait_for(T, |e| e.name == "message")
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", a.log(), b.log()));
+    assert_eq!(m.get_attr("from"), Some("alice@cloud1.test/a"));
+    assert_eq!(
+        m.child_text("body", NS_CLIENT).as_deref(),
+        Some("hello cloud2")
+    );
+    bob.send(&msg("alice@cloud1.test", "hello cloud1"))
+        .await
+        .unwrap();
+    let m = alice.wait_for(T, |e| e.name == "message").await.unwrap();
+    assert_eq!(m.get_attr("from"), Some("bob@cloud2.test/b"));
+
+    // disco#info of the remote server, answered over the federation.
+    let iq = Element::new("iq", NS_CLIENT)
+        .attr("type", "get")
+        .attr("id", "d1")
+        .attr("to", "cloud2.test")
+        .child(Element::new(
+            "query",
+            "http://jabber.org/protocol/disco#info",
+        ));
+    alice.send(&iq).await.unwrap();
+    let r = alice
+        .wait_for(T, |e| e.get_attr("id") == Some("d1"))
+        .await
+        .unwrap();
+    assert_eq!(r.get_attr("type"), Some("result"), "{}", r.to_xml());
+    assert_eq!(r.get_attr("from"), Some("cloud2.test"));
+
+    // Subscription across domains, then presence.
+    let sub = Element::new("presence", NS_CLIENT)
+        .attr("to", "bob@cloud2.test")
+        .attr("type", "subscribe");
+    alice.send(&sub).await.unwrap();
+    let req = bob
+        .wait_for(T, |e| {
+            e.name == "presence" && e.get_attr("type") == Some("subscribe")
+        })
+        .await
+        .unwrap();
+    assert_eq!(req.get_attr("from"), Some("alice@cloud1.test"));
+    let ok = Element::new("presence", NS_CLIENT)
+        .attr("to", "alice@cloud1.test")
+        .attr("type", "subscribed");
+    bob.send(&ok).await.unwrap();
+    let p = alice
+        .wait_for(T, |e| {
+            e.name == "presence"
+                && e.get_attr("type").is_none()
+                && e.get_attr("from") == Some("bob@cloud2.test/b")
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        p.get_attr("to").map(|t| t.starts_with("alice@cloud1.test")),
+        Some(true)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_domain_bounces_remote_server_not_found() {
+    let (_ca, a, _b) = pair("unreach");
+    let mut alice = a.login("alice", "pw", Some("a")).await;
+    let t0 = std::time::Instant::now();
+    alice
+        .send(&msg("x@nowhere.invalid", "anyone?"))
+        .await
+        .unwrap();
+    let e = alice
+        .wait_for(T, |e| e.get_attr("type") == Some("error"))
+        .await
+        .unwrap();
+    assert!(
+        e.to_xml().contains("<remote-server-not-found"),
+        "{}",
+        e.to_xml()
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(11),
+        "took {:?}",
+        t0.elapsed()
+    );
+}
