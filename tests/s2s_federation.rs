@@ -152,3 +152,23 @@ async fn unreachable_domain_bounces_remote_server_not_found() {
         t0.elapsed()
     );
 }
+
+#[test]
+fn slixmpp_users_on_two_nodes_subscribe_and_exchange_1000_messages() {
+    let (_ca, a, b) = pair("slix2");
+    let out = common::s2s_flow(
+        &[
+            ("port1", a.port.to_string()),
+            ("domain1", a.domain.clone()),
+            ("user1", "alice".into()),
+            ("password1", "pw".into()),
+            ("port2", b.port.to_string()),
+            ("domain2", b.domain.clone()),
+            ("user2", "bob".into()),
+            ("password2", "pw".into()),
+        ],
+        &|| format!("{}\n{}", a.log(), b.log()),
+    );
+    println!("federation results: {out}");
+    assert!(out.contains("\"messages\": 2000"), "{out}");
+}

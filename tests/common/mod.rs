@@ -275,3 +275,24 @@ impl Drop for Node {
 pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// Runs `tests/py/s2s_flow.py` between two servers; returns its JSON line.
+pub fn s2s_flow(args: &[(&str, String)], logs: &dyn Fn() -> String) -> String {
+    let script = repo().join("tests/py/s2s_flow.py");
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.arg(&script);
+    for (k, v) in args {
+        cmd.arg(format!("--{k}")).arg(v);
+    }
+    let out = cmd
+        .output()
+        .expect("/usr/bin/python3 must exist (apt-get install python3-slixmpp)");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "s2s flow failed:\n{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        logs()
+    );
+    stdout
+}
