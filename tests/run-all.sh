@@ -10,13 +10,26 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 need_apt=()
 /usr/bin/python3 -c 'import slixmpp' 2>/dev/null || need_apt+=(python3-slixmpp)
+[ -x /usr/bin/prosody ] || need_apt+=(prosody)
 command -v cc >/dev/null || need_apt+=(gcc)
+command -v setpriv >/dev/null || need_apt+=(util-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   as_root apt-get update -q
+  # Keep Debian from starting its own Prosody service: the interop test runs
+  # one of its own on loopback ports.
+  started_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+    as_root chmod +x /usr/sbin/policy-rc.d
+    started_policy=1
+  fi
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_apt[@]}"
+  if [ -n "$started_policy" ]; then as_root rm -f /usr/sbin/policy-rc.d; fi
 fi
-/usr/bin/python3 -c 'import slixmpp' # interop tests must not silently skip
+# Interop tests must fail, never silently skip, when their peer is missing.
+/usr/bin/python3 -c 'import slixmpp'
+[ -x /usr/bin/prosody ]
 
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy

@@ -34,9 +34,9 @@ class Bot(slixmpp.ClientXMPP):
             self.chats.append(msg['body'])
 
 
-async def login(jid, password, port):
+async def login(jid, password, host, port):
     bot = Bot(jid, password)
-    bot.connect(address=('127.0.0.1', port))
+    bot.connect(address=(host, port))
     done, _ = await asyncio.wait([bot.session, bot.failed], timeout=TIMEOUT,
                                  return_when=asyncio.FIRST_COMPLETED)
     if not done or bot.failed.done():
@@ -55,8 +55,8 @@ async def until(pred, what, timeout=TIMEOUT, poll=0.02):
 
 async def main(a):
     j1, j2 = f'{a.user1}@{a.domain1}', f'{a.user2}@{a.domain2}'
-    u1 = await login(j1 + '/one', a.password1, a.port1)
-    u2 = await login(j2 + '/two', a.password2, a.port2)
+    u1 = await login(j1 + '/one', a.password1, a.host1, a.port1)
+    u2 = await login(j2 + '/two', a.password2, a.host2, a.port2)
     for u in (u1, u2):
         await u.get_roster(timeout=TIMEOUT)
         u.send_presence()
@@ -100,6 +100,7 @@ async def main(a):
 if __name__ == '__main__':
     ap = argparse.ArgumentParser()
     for k in ('1', '2'):
+        ap.add_argument('--host' + k, default='127.0.0.1')
         ap.add_argument('--port' + k, type=int, required=True)
         ap.add_argument('--domain' + k, required=True)
         ap.add_argument('--user' + k, required=True)
