@@ -169,6 +169,8 @@ pub struct Limits {
     pub s2s_idle_timeout_secs: u64,
     pub s2s_queue: usize,
     pub max_s2s_connections: usize,
+    pub sm_resume_timeout_secs: u64,
+    pub sm_ack_every: u32,
 }
 
 impl Default for Limits {
@@ -190,6 +192,8 @@ impl Default for Limits {
             s2s_idle_timeout_secs: 600,
             s2s_queue: 10_000,
             max_s2s_connections: 1000,
+            sm_resume_timeout_secs: 300,
+            sm_ack_every: 5,
         }
     }
 }
@@ -370,6 +374,10 @@ s2s_idle_timeout_secs = {}
 s2s_queue = {}
 # Incoming s2s connections in all.
 max_s2s_connections = {}
+# Seconds a client's session waits to be resumed after its connection drops (XEP-0198).
+sm_resume_timeout_secs = {}
+# Stream management asks the peer for an acknowledgement after this many stanzas.
+sm_ack_every = {}
 "#,
         l.max_stanza_bytes,
         l.max_depth,
@@ -387,6 +395,8 @@ max_s2s_connections = {}
         l.s2s_idle_timeout_secs,
         l.s2s_queue,
         l.max_s2s_connections,
+        l.sm_resume_timeout_secs,
+        l.sm_ack_every,
     )
 }
 

@@ -142,6 +142,8 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
         max_offline_per_user: l.max_offline_per_user,
         max_roster_items: l.max_roster_items,
         session_queue: l.session_queue,
+        sm_resume_timeout: Duration::from_secs(l.sm_resume_timeout_secs),
+        sm_ack_every: l.sm_ack_every.max(1),
     };
     let cloud = Cloud::start(settings, store);
     let tls = crate::tls::server_config(

@@ -15,6 +15,7 @@ pub mod presence;
 pub mod roster;
 pub mod router;
 pub mod session;
+pub mod sm;
 pub mod stanza;
 pub mod store;
 pub mod version;
@@ -30,8 +31,13 @@ pub struct Settings {
     pub max_offline_per_user: usize,
     /// Roster items per account.
     pub max_roster_items: usize,
-    /// Stanzas queued towards one client before it is disconnected as too slow.
+    /// Stanzas queued towards one client before it is disconnected as too slow
+    /// (also the most it may leave unacknowledged under XEP-0198).
     pub session_queue: usize,
+    /// How long a resumable session waits for its client (XEP-0198).
+    pub sm_resume_timeout: std::time::Duration,
+    /// Ask for an acknowledgement after this many stanzas.
+    pub sm_ack_every: u32,
 }
 
 impl Default for Settings {
@@ -41,6 +47,8 @@ impl Default for Settings {
             max_offline_per_user: 1000,
             max_roster_items: 1000,
             session_queue: 10_000,
+            sm_resume_timeout: std::time::Duration::from_secs(300),
+            sm_ack_every: 5,
         }
     }
 }
@@ -51,7 +59,11 @@ pub struct Cloud {
     pub store: Arc<store::Store>,
     pub router: actix::Addr<router::Router>,
     pub presence: actix::Addr<presence::Presence>,
+    /// Sessions that can be resumed (XEP-0198), by stream id.
+    resumable: std::sync::Mutex<ResumableMap>,
 }
+
+type ResumableMap = std::collections::HashMap<String, actix::Addr<session::Session>>;
 
 impl Cloud {
     /// Starts the router and presence actors on the current arbiter.
@@ -70,7 +82,26 @@ impl Cloud {
             store,
             router,
             presence: presence_addr.expect("presence started"),
+            resumable: Default::default(),
         })
+    }
+
+    fn resumable(&self) -> std::sync::MutexGuard<'_, ResumableMap> {
+        self.resumable.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a session that a later connection may resume.
+    pub fn remember_resumable(&self, id: &str, s: actix::Addr<session::Session>) {
+        self.resumable().insert(id.to_string(), s);
+    }
+
+    pub fn forget_resumable(&self, id: &str) {
+        self.resumable().remove(id);
+    }
+
+    /// The session a `<resume previd='…'/>` names.
+    pub fn find_resumable(&self, id: &str) -> Option<actix::Addr<session::Session>> {
+        self.resumable().get(id).cloned()
     }
 
     /// The server's own JID.

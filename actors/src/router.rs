@@ -321,7 +321,7 @@ impl Router {
         let mut delivered = Vec::new();
         for m in msgs {
             let xml = offline::stamp_serialized(&m.xml, &self.settings.domain, &m.stamp);
-            entry.addr.do_send(DeliverRaw(xml));
+            entry.addr.do_send(DeliverRaw { xml, stored: m.xml });
             delivered.push(m.id);
         }
         tracing::debug!(to = %full, n = delivered.len(), "offline messages delivered");

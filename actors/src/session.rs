@@ -4,6 +4,7 @@ use crate::element::{Element, NS_CLIENT};
 use crate::jid::Jid;
 use crate::presence::{Broadcast, OutboundSubscription, RosterIq};
 use crate::router::{answer_server_iq, Bind, Route, SetPresence, Unbind};
+use crate::sm::{self, StreamManagement, Unacked, NS_SM};
 use crate::stanza::{self, error_reply, iq_result, Kind, NS_BIND, NS_ROSTER, NS_SESSION};
 use crate::Cloud;
 use actix::prelude::*;
@@ -26,20 +27,26 @@ pub enum Outbound {
     Close,
 }
 
-/// A stanza the client sent.
+/// A stanza the client sent on connection `conn`.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Inbound(pub Element);
+pub struct Inbound {
+    pub conn: u64,
+    pub stanza: Element,
+}
 
 /// A stanza for the client.
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct Deliver(pub Element);
 
-/// A serialised stanza for the client.
+/// An offline message for the client: as written (stamped) and as stored.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct DeliverRaw(pub String);
+pub struct DeliverRaw {
+    pub xml: String,
+    pub stored: String,
+}
 
 /// End the session with a stream error.
 #[derive(Message)]
@@ -49,10 +56,25 @@ pub struct Kick {
     pub text: Option<String>,
 }
 
-/// The client's stream is over (closed, broken or timed out).
+/// Connection `conn` of the client is over (closed, broken or timed out).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Closed;
+pub struct Closed {
+    pub conn: u64,
+    /// False when the stream ended cleanly or by a stream error: no resumption then.
+    pub resumable: bool,
+}
+
+/// A new connection resumes this session (XEP-0198 §5): `h` is what the
+/// client says it handled. Answers with our own count.
+#[derive(Message)]
+#[rtype(result = "Result<u32, &'static str>")]
+pub struct Resume {
+    pub account: Jid,
+    pub h: u32,
+    pub conn: u64,
+    pub tx: mpsc::Sender<Outbound>,
+}
 
 /// One authenticated client stream.
 pub struct Session {
@@ -61,10 +83,15 @@ pub struct Session {
     jid: Jid,
     bound: bool,
     anonymous: bool,
-    tx: mpsc::Sender<Outbound>,
+    /// The writer of the current connection; None while detached.
+    tx: Option<mpsc::Sender<Outbound>>,
+    /// Which connection feeds us now.
+    conn: u64,
     available: bool,
     directed: HashSet<Jid>,
     ending: bool,
+    /// XEP-0198 state once the client enabled it.
+    sm: Option<StreamManagement>,
 }
 
 impl Actor for Session {
@@ -82,16 +109,46 @@ impl Session {
         bare: Jid,
         anonymous: bool,
         tx: mpsc::Sender<Outbound>,
+        conn: u64,
     ) -> Session {
         Session {
             cloud,
             jid: bare,
             bound: false,
             anonymous,
-            tx,
+            tx: Some(tx),
+            conn,
             available: false,
             directed: HashSet::new(),
             ending: false,
+            sm: None,
+        }
+    }
+
+    /// Hands a stanza to the client, counting it when stream management is on.
+    fn deliver(&mut self, ctx: &mut Context<Self>, item: Unacked) {
+        let out = match &item {
+            Unacked::Stanza(e) => Outbound::Stanza(e.clone()),
+            Unacked::Offline { xml, .. } => Outbound::Raw(xml.clone()),
+        };
+        let every = self.cloud.settings.sm_ack_every;
+        let request = match &mut self.sm {
+            Some(sm) => {
+                if sm.unacked_len() >= self.cloud.settings.session_queue {
+                    tracing::warn!(jid = %self.jid, "client does not acknowledge; closing its session");
+                    self.ending = true;
+                    ctx.stop();
+                    return;
+                }
+                sm.sent(item, every)
+            }
+            None => false,
+        };
+        if self.tx.is_some() {
+            self.send(ctx, out);
+            if request {
+                self.send(ctx, Outbound::Stanza(sm::request()));
+            }
         }
     }
 
@@ -99,7 +156,10 @@ impl Session {
         if self.ending {
             return;
         }
-        if let Err(e) = self.tx.try_send(out) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        if let Err(e) = tx.try_send(out) {
             match e {
                 mpsc::error::TrySendError::Full(_) => {
                     tracing::warn!(jid = %self.jid, "client is not reading; closing its session");
@@ -135,22 +195,118 @@ impl Session {
         }
     }
 
-    fn cleanup(&mut self, _ctx: &mut Context<Self>) {
-        if !self.bound {
-            return;
+    fn cleanup(&mut self, ctx: &mut Context<Self>) {
+        if let Some(sm) = &self.sm {
+            self.cloud.forget_resumable(&sm.id);
         }
-        self.bound = false;
-        self.end_directed_presence();
-        // The router tells the presence actor, which broadcasts unavailability.
-        self.cloud.router.do_send(Unbind {
-            full: self.jid.clone(),
-            session: _ctx.address(),
-        });
+        if self.bound {
+            self.bound = false;
+            self.end_directed_presence();
+            // The router tells the presence actor, which broadcasts unavailability.
+            self.cloud.router.do_send(Unbind {
+                full: self.jid.clone(),
+                session: ctx.address(),
+            });
+        }
+        self.requeue_unacked();
         if self.anonymous {
             if let Err(e) = self.cloud.store.forget(&self.jid.to_bare().to_string()) {
                 tracing::error!(error = %e, "forgetting anonymous user failed");
             }
         }
+    }
+
+    /// What the client never acknowledged is not lost: messages go back to
+    /// the router (another resource, or offline storage), iq requests are
+    /// answered with an error, offline messages return to the store.
+    fn requeue_unacked(&mut self) {
+        let Some(sm) = &mut self.sm else {
+            return;
+        };
+        let items = sm.take_unacked();
+        if items.is_empty() {
+            return;
+        }
+        tracing::info!(jid = %self.jid, n = items.len(), "re-routing unacknowledged stanzas");
+        let bare = self.jid.to_bare().to_string();
+        for it in items {
+            match it {
+                Unacked::Stanza(e) => match e.name.as_str() {
+                    "message" => self.cloud.router.do_send(Route(e)),
+                    "iq" if matches!(stanza::stype(&e), "get" | "set") => {
+                        self.cloud.router.do_send(Route(error_reply(
+                            &e,
+                            "recipient-unavailable",
+                            None,
+                        )));
+                    }
+                    _ => {}
+                },
+                Unacked::Offline { stored, .. } => {
+                    if let Err(e) = self.cloud.store.push_offline(&bare, &stored, usize::MAX) {
+                        tracing::error!(error = %e, "could not return an offline message to storage");
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_sm(&mut self, e: Element, ctx: &mut Context<Self>) {
+        match e.name.as_str() {
+            "enable" => {
+                if !self.bound || self.sm.is_some() {
+                    return self.send(ctx, Outbound::Stanza(sm::failed("unexpected-request")));
+                }
+                let resumable = matches!(e.get_attr("resume"), Some("true") | Some("1"));
+                let state = StreamManagement::new(resumable);
+                if resumable {
+                    self.cloud.remember_resumable(&state.id, ctx.address());
+                }
+                let reply = sm::enabled(&state, self.cloud.settings.sm_resume_timeout.as_secs());
+                self.sm = Some(state);
+                tracing::debug!(jid = %self.jid, resumable, "stream management enabled");
+                self.send(ctx, Outbound::Stanza(reply));
+            }
+            "r" => {
+                if let Some(sm) = &self.sm {
+                    let a = sm::answer(sm.h_in);
+                    self.send(ctx, Outbound::Stanza(a));
+                }
+            }
+            "a" => {
+                let Some(sm) = &mut self.sm else {
+                    return;
+                };
+                let Some(h) = sm::h_of(&e) else {
+                    return self.stream_error(ctx, "bad-format", "<a/> without a valid h");
+                };
+                if let Err(err) = sm.ack(h) {
+                    let text = err.to_string();
+                    return self.stream_error(ctx, "undefined-condition", &text);
+                }
+            }
+            _ => self.send(ctx, Outbound::Stanza(sm::failed("unexpected-request"))),
+        }
+    }
+
+    /// The connection is gone: a resumable session waits for the client to come back.
+    fn detach(&mut self, ctx: &mut Context<Self>) {
+        let resumable = self.bound && self.sm.as_ref().map(|s| s.resumable).unwrap_or(false);
+        if !resumable || self.ending {
+            self.ending = true;
+            ctx.stop();
+            return;
+        }
+        tracing::info!(jid = %self.jid, "connection lost; session kept for resumption");
+        self.tx = None;
+        let conn = self.conn;
+        ctx.run_later(self.cloud.settings.sm_resume_timeout, move |act, ctx| {
+            if act.tx.is_none() && act.conn == conn {
+                tracing::info!(jid = %act.jid, "not resumed in time; ending the session");
+                act.ending = true;
+                ctx.stop();
+            }
+        });
     }
 
     fn handle_bind(&mut self, iq: Element, ctx: &mut Context<Self>) {
@@ -199,6 +355,12 @@ impl Session {
     }
 
     fn handle_inbound(&mut self, mut st: Element, ctx: &mut Context<Self>) {
+        if st.ns == NS_SM {
+            return self.handle_sm(st, ctx);
+        }
+        if let Some(sm) = &mut self.sm {
+            sm.received();
+        }
         let Some(kind) = stanza::kind(&st) else {
             return self.stream_error(ctx, "unsupported-stanza-type", "not a stanza");
         };
@@ -337,8 +499,8 @@ impl Session {
 impl Handler<Inbound> for Session {
     type Result = ();
     fn handle(&mut self, msg: Inbound, ctx: &mut Context<Self>) {
-        if !self.ending {
-            self.handle_inbound(msg.0, ctx);
+        if !self.ending && msg.conn == self.conn {
+            self.handle_inbound(msg.stanza, ctx);
         }
     }
 }
@@ -346,14 +508,20 @@ impl Handler<Inbound> for Session {
 impl Handler<Deliver> for Session {
     type Result = ();
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
-        self.send(ctx, Outbound::Stanza(msg.0));
+        self.deliver(ctx, Unacked::Stanza(msg.0));
     }
 }
 
 impl Handler<DeliverRaw> for Session {
     type Result = ();
     fn handle(&mut self, msg: DeliverRaw, ctx: &mut Context<Self>) {
-        self.send(ctx, Outbound::Raw(msg.0));
+        self.deliver(
+            ctx,
+            Unacked::Offline {
+                xml: msg.xml,
+                stored: msg.stored,
+            },
+        );
     }
 }
 
@@ -377,8 +545,62 @@ impl Handler<Kick> for Session {
 
 impl Handler<Closed> for Session {
     type Result = ();
-    fn handle(&mut self, _: Closed, ctx: &mut Context<Self>) {
-        self.ending = true;
-        ctx.stop();
+    fn handle(&mut self, msg: Closed, ctx: &mut Context<Self>) {
+        if msg.conn == self.conn {
+            if !msg.resumable {
+                self.ending = true;
+                ctx.stop();
+                return;
+            }
+            self.detach(ctx);
+        }
+    }
+}
+
+impl Handler<Resume> for Session {
+    type Result = Result<u32, &'static str>;
+    fn handle(&mut self, msg: Resume, ctx: &mut Context<Self>) -> Self::Result {
+        if self.ending || self.jid.to_bare() != msg.account {
+            return Err("item-not-found");
+        }
+        let Some(sm) = &mut self.sm else {
+            return Err("item-not-found");
+        };
+        if let Err(e) = sm.ack(msg.h) {
+            tracing::warn!(jid = %self.jid, error = %e, "resume with a bad count");
+            return Err("unexpected-request");
+        }
+        let h_in = sm.h_in;
+        let id = sm.id.clone();
+        let resend: Vec<Outbound> = sm
+            .unacked()
+            .map(|u| match u {
+                Unacked::Stanza(e) => Outbound::Stanza(e.clone()),
+                Unacked::Offline { xml, .. } => Outbound::Raw(xml.clone()),
+            })
+            .collect();
+        if let Some(old) = self.tx.take() {
+            // The old connection may not have noticed it is dead yet.
+            let _ = old.try_send(Outbound::Error {
+                condition: "conflict",
+                text: Some("session resumed elsewhere".into()),
+            });
+        }
+        self.tx = Some(msg.tx);
+        self.conn = msg.conn;
+        tracing::info!(jid = %self.jid, resent = resend.len(), "session resumed");
+        self.send(
+            ctx,
+            Outbound::Stanza(
+                Element::new("resumed", NS_SM)
+                    .attr("h", h_in.to_string())
+                    .attr("previd", id),
+            ),
+        );
+        for o in resend {
+            self.send(ctx, o);
+        }
+        self.send(ctx, Outbound::Stanza(sm::request()));
+        Ok(h_in)
     }
 }

@@ -7,7 +7,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use intercloud_actors::element::{Element, NS_CLIENT};
 use intercloud_actors::jid::Jid;
-use intercloud_actors::session::{Closed, Inbound, Outbound, Session};
+use intercloud_actors::session::{Closed, Inbound, Outbound, Resume, Session};
+use intercloud_actors::sm::{self, NS_SM};
 use intercloud_actors::stanza::{NS_BIND, NS_SESSION};
 use intercloud_actors::Cloud;
 use std::net::{IpAddr, SocketAddr};
@@ -315,7 +316,11 @@ async fn serve_inner(tcp: TcpStream, c2s: Arc<C2s>) {
     s.decoder.reset();
     let bind = Element::new("bind", NS_BIND);
     let session = Element::new("session", NS_SESSION).child(Element::new("optional", NS_SESSION));
-    if open_stream(&mut s, &c2s, &[bind, session]).await.is_none() {
+    let sm = Element::new("sm", NS_SM);
+    if open_stream(&mut s, &c2s, &[bind, session, sm])
+        .await
+        .is_none()
+    {
         return;
     }
     run_session(s, c2s, jid, anonymous).await;
@@ -452,22 +457,54 @@ where
     let (tx, rx) = mpsc::channel(c2s.cloud.settings.session_queue);
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
     let writer = tokio::spawn(write_loop(wr, rx, c2s.keepalive, stop_tx).in_current_span());
-    let session = Session::new(c2s.cloud.clone(), jid, anonymous, tx.clone()).start();
+    let conn = NEXT_CONN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // The session is created by the first stanza, or found again by <resume/>.
+    let mut session: Option<actix::Addr<Session>> = None;
+    // Whether the client may resume after this connection ends.
+    let mut resumable = true;
     let mut buf = vec![0u8; 16 * 1024];
     'read: loop {
         loop {
             match decoder.next_event() {
                 Ok(Some(Event::Stanza(e))) => {
-                    if session.send(Inbound(e)).await.is_err() {
+                    let addr = match &session {
+                        Some(a) => a.clone(),
+                        None if e.is("resume", NS_SM) => {
+                            match resume(&c2s, &jid, &e, conn, tx.clone()).await {
+                                Some(a) => session = Some(a),
+                                None => {
+                                    let _ = tx
+                                        .send(Outbound::Stanza(sm::failed("item-not-found")))
+                                        .await;
+                                }
+                            }
+                            continue;
+                        }
+                        None => {
+                            let a = Session::new(
+                                c2s.cloud.clone(),
+                                jid.clone(),
+                                anonymous,
+                                tx.clone(),
+                                conn,
+                            )
+                            .start();
+                            session = Some(a.clone());
+                            a
+                        }
+                    };
+                    if addr.send(Inbound { conn, stanza: e }).await.is_err() {
                         break 'read;
                     }
                 }
                 Ok(Some(Event::StreamEnd)) => {
                     tracing::debug!("client closed its stream");
+                    resumable = false;
                     let _ = tx.send(Outbound::Close).await;
                     break 'read;
                 }
                 Ok(Some(Event::StreamStart(_))) => {
+                    resumable = false;
                     let _ = tx
                         .send(Outbound::Error {
                             condition: "not-well-formed",
@@ -478,6 +515,7 @@ where
                 }
                 Ok(None) => break,
                 Err(e) => {
+                    resumable = false;
                     tracing::info!(error = %e, "closing client stream with stream error");
                     let _ = tx
                         .send(Outbound::Error {
@@ -507,9 +545,38 @@ where
             }
         }
     }
-    session.do_send(Closed);
+    if let Some(a) = session {
+        a.do_send(Closed { conn, resumable });
+    }
     drop(tx);
     let _ = writer.await;
+}
+
+static NEXT_CONN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// XEP-0198 §5: attaches this connection to the session `<resume/>` names.
+async fn resume(
+    c2s: &C2s,
+    account: &Jid,
+    e: &Element,
+    conn: u64,
+    tx: mpsc::Sender<Outbound>,
+) -> Option<actix::Addr<Session>> {
+    let previd = e.get_attr("previd")?;
+    let h = sm::h_of(e)?;
+    let addr = c2s.cloud.find_resumable(previd)?;
+    match addr
+        .send(Resume {
+            account: account.clone(),
+            h,
+            conn,
+            tx,
+        })
+        .await
+    {
+        Ok(Ok(_)) => Some(addr),
+        _ => None,
+    }
 }
 
 /// Writes what the session queues, batching, with whitespace keepalives when idle.
