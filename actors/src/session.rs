@@ -282,7 +282,7 @@ impl Session {
                 };
                 if let Err(err) = sm.ack(h) {
                     let text = err.to_string();
-                    return self.stream_error(ctx, "undefined-condition", &text);
+                    self.stream_error(ctx, "undefined-condition", &text);
                 }
             }
             _ => self.send(ctx, Outbound::Stanza(sm::failed("unexpected-request"))),
