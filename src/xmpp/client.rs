@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use intercloud_actors::element::{Element, NS_CLIENT};
 use intercloud_actors::jid::Jid;
+use intercloud_actors::sm::NS_SM;
 use intercloud_actors::stanza::NS_BIND;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::net::SocketAddr;
@@ -28,6 +29,12 @@ pub enum ClientError {
 }
 
 const T: Duration = Duration::from_secs(10);
+
+/// What follows authentication.
+enum AfterAuth<'a> {
+    Bind(Option<&'a str>),
+    Resume { previd: &'a str, h: u32 },
+}
 
 /// A logged-in client stream.
 pub struct Client {
@@ -65,7 +72,54 @@ impl Client {
         resource: Option<&str>,
     ) -> Result<Client, ClientError> {
         let creds = format!("\0{user}\0{password}");
-        Client::login_with(addr, domain, pinned, "PLAIN", creds.as_bytes(), resource).await
+        let (c, _) = Client::login_with(
+            addr,
+            domain,
+            pinned,
+            "PLAIN",
+            creds.as_bytes(),
+            AfterAuth::Bind(resource),
+        )
+        .await?;
+        Ok(c)
+    }
+
+    /// Logs in and resumes the stream-managed session `previd`, telling the
+    /// server we handled `h` stanzas. Returns the client and the server's `<resumed/>`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn resume(
+        addr: SocketAddr,
+        domain: &str,
+        pinned: CertificateDer<'static>,
+        user: &str,
+        password: &str,
+        previd: &str,
+        h: u32,
+    ) -> Result<(Client, Element), ClientError> {
+        let creds = format!("\0{user}\0{password}");
+        let (c, r) = Client::login_with(
+            addr,
+            domain,
+            pinned,
+            "PLAIN",
+            creds.as_bytes(),
+            AfterAuth::Resume { previd, h },
+        )
+        .await?;
+        Ok((c, r.expect("resumed element")))
+    }
+
+    /// Enables XEP-0198 with resumption; returns the stream id.
+    pub async fn enable_sm(&mut self) -> Result<String, ClientError> {
+        self.send_raw("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+            .await?;
+        let e = self.wait_for(T, |e| e.ns == NS_SM && e.name != "r").await?;
+        if e.name != "enabled" {
+            return Err(ClientError::Unexpected(e.to_xml()));
+        }
+        e.get_attr("id")
+            .map(String::from)
+            .ok_or_else(|| ClientError::Unexpected("enabled without id".into()))
     }
 
     /// As `login`, with SASL ANONYMOUS.
@@ -74,7 +128,16 @@ impl Client {
         domain: &str,
         pinned: CertificateDer<'static>,
     ) -> Result<Client, ClientError> {
-        Client::login_with(addr, domain, pinned, "ANONYMOUS", b"", None).await
+        let (c, _) = Client::login_with(
+            addr,
+            domain,
+            pinned,
+            "ANONYMOUS",
+            b"",
+            AfterAuth::Bind(None),
+        )
+        .await?;
+        Ok(c)
     }
 
     async fn login_with(
@@ -83,8 +146,14 @@ impl Client {
         pinned: CertificateDer<'static>,
         mechanism: &str,
         initial: &[u8],
-        resource: Option<&str>,
-    ) -> Result<Client, ClientError> {
+        after: AfterAuth<'_>,
+    ) -> Result<(Client, Option<Element>), ClientError> {
+        // PLAIN's authentication identity names the account (for a resumed session's JID).
+        let user_hint = initial
+            .split(|b| *b == 0)
+            .nth(1)
+            .map(|u| String::from_utf8_lossy(u).into_owned())
+            .unwrap_or_default();
         let tcp = TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
         let mut s = XmlStream::new(tcp, Limits::default());
@@ -126,6 +195,24 @@ impl Client {
         s.decoder.reset();
         s.send(&header(domain)).await?;
         expect_features(&mut s).await?;
+        let resource = match after {
+            AfterAuth::Bind(r) => r,
+            AfterAuth::Resume { previd, h } => {
+                let r = Element::new("resume", NS_SM)
+                    .attr("previd", previd)
+                    .attr("h", h.to_string());
+                s.send(&r.to_xml()).await?;
+                return match s.next_event(T).await? {
+                    Event::Stanza(e) if e.is("resumed", NS_SM) => {
+                        let jid = format!("{user_hint}@{domain}")
+                            .parse()
+                            .map_err(|_| ClientError::Unexpected("bad jid".into()))?;
+                        Ok((Client { stream: s, jid }, Some(e)))
+                    }
+                    e => Err(ClientError::Unexpected(format!("{e:?}"))),
+                };
+            }
+        };
         let mut bind = Element::new("bind", NS_BIND);
         if let Some(r) = resource {
             bind = bind.child(Element::new("resource", NS_BIND).text(r));
@@ -143,7 +230,7 @@ impl Client {
                 .ok_or_else(|| ClientError::Unexpected("bind result without jid".into()))?,
             e => return Err(ClientError::Unexpected(format!("{e:?}"))),
         };
-        Ok(Client { stream: s, jid })
+        Ok((Client { stream: s, jid }, None))
     }
 
     /// Sends one stanza.

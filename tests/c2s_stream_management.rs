@@ -1,0 +1,160 @@
+//! XEP-0198 on client streams: a connection cut under load loses nothing — resumed, or re-routed to offline storage.
+
+mod common;
+
+use common::Node;
+use intercloud::xmpp::client::Client;
+use intercloud::xmpp::codec::Event;
+use intercloud_actors::element::{Element, NS_CLIENT};
+use intercloud_actors::sm::NS_SM;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(20);
+const N: usize = 2000;
+
+fn msg(to: &str, i: usize) -> Element {
+    Element::new("message", NS_CLIENT)
+        .attr("to", to)
+        .attr("type", "chat")
+        .child(Element::new("body", NS_CLIENT).text(format!("m{i}")))
+}
+
+/// Reads stanzas, answering ack requests, until `stop` says so or the stream ends.
+/// Returns the number of stanzas handled (XEP-0198's h) and the message numbers seen.
+async fn receive(
+    c: &mut Client,
+    h: &mut u32,
+    seen: &mut BTreeSet<usize>,
+    stop: impl Fn(&BTreeSet<usize>) -> bool,
+) {
+    while !stop(seen) {
+        match c.next(T).await {
+            Ok(Event::Stanza(e)) if e.ns == NS_SM => {
+                if e.name == "r" {
+                    c.send_raw(&format!("<a xmlns='urn:xmpp:sm:3' h='{h}'/>"))
+                        .await
+                        .unwrap();
+                }
+            }
+            Ok(Event::Stanza(e)) => {
+                *h = h.wrapping_add(1);
+                if e.name == "message" {
+                    if let Some(b) = e.child_text("body", NS_CLIENT) {
+                        if let Some(i) = b.strip_prefix('m').and_then(|n| n.parse().ok()) {
+                            seen.insert(i);
+                        }
+                    }
+                }
+            }
+            Ok(_) => return,
+            Err(e) => {
+                eprintln!("receiving: {e} after {} messages", seen.len());
+                return;
+            }
+        }
+    }
+}
+
+/// Sends N messages from alice to `to`, as fast as the socket takes them.
+async fn flood(node: &Node, to: &'static str) -> tokio::task::JoinHandle<Client> {
+    let mut alice = node.login("alice", "pw", Some("a")).await;
+    tokio::spawn(async move {
+        let mut batch = String::new();
+        for i in 0..N {
+            msg(to, i).write_to(&mut batch, NS_CLIENT);
+            if i % 50 == 49 {
+                alice.send_raw(&batch).await.unwrap();
+                batch.clear();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        alice.send_raw(&batch).await.unwrap();
+        alice
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_connection_is_resumed_without_loss() {
+    let mut node = Node::init("smres", "sm.test", &[]);
+    node.add_user("alice", "pw");
+    node.add_user("bob", "pw");
+    node.start();
+    let mut bob = node.login("bob", "pw", Some("b")).await;
+    let id = bob.enable_sm().await.unwrap();
+    bob.send(&Element::new("presence", NS_CLIENT))
+        .await
+        .unwrap();
+    let sender = flood(&node, "bob@sm.test/b").await;
+    let mut h = 0u32;
+    let mut seen = BTreeSet::new();
+    receive(&mut bob, &mut h, &mut seen, |s| s.len() >= 300).await;
+    // Cut the socket under load: no </stream:stream>, no last ack.
+    drop(bob);
+    let (mut bob, resumed) =
+        Client::resume(node.addr(), "sm.test", node.cert(), "bob", "pw", &id, h)
+            .await
+            .unwrap_or_else(|e| panic!("resume: {e}\n{}", node.log()));
+    assert_eq!(resumed.get_attr("previd"), Some(id.as_str()));
+    receive(&mut bob, &mut h, &mut seen, |s| s.len() >= N).await;
+    assert_eq!(
+        seen.len(),
+        N,
+        "missing: {:?}",
+        (0..N)
+            .filter(|i| !seen.contains(i))
+            .take(10)
+            .collect::<Vec<_>>()
+    );
+    sender.await.unwrap();
+    assert!(node.log().contains("session resumed"), "{}", node.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_stanzas_of_a_dead_session_go_to_offline_storage() {
+    let mut node = Node::init(
+        "smoff",
+        "sm.test",
+        &[
+            ("sm_resume_timeout_secs = 300", "sm_resume_timeout_secs = 1"),
+            // Room for all that may wait (beyond it, senders get errors, as they should).
+            ("max_offline_per_user = 1000", "max_offline_per_user = 5000"),
+        ],
+    );
+    node.add_user("alice", "pw");
+    node.add_user("bob", "pw");
+    node.start();
+    let mut bob = node.login("bob", "pw", Some("b")).await;
+    bob.enable_sm().await.unwrap();
+    bob.send(&Element::new("presence", NS_CLIENT))
+        .await
+        .unwrap();
+    let sender = flood(&node, "bob@sm.test").await;
+    let mut h = 0u32;
+    let mut seen = BTreeSet::new();
+    // Bob handles some, acknowledges what he handled, and then his connection dies.
+    receive(&mut bob, &mut h, &mut seen, |s| s.len() >= 300).await;
+    bob.send_raw(&format!("<a xmlns='urn:xmpp:sm:3' h='{h}'/>"))
+        .await
+        .unwrap();
+    drop(bob);
+    sender.await.unwrap();
+    // Not resumed within the timeout: what was not acknowledged, and what
+    // arrived meanwhile, waits in offline storage for the next session.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut bob = node.login("bob", "pw", Some("b2")).await;
+    bob.send(&Element::new("presence", NS_CLIENT))
+        .await
+        .unwrap();
+    let mut h2 = 0u32;
+    receive(&mut bob, &mut h2, &mut seen, |s| s.len() >= N).await;
+    assert_eq!(
+        seen.len(),
+        N,
+        "missing: {:?}",
+        (0..N)
+            .filter(|i| !seen.contains(i))
+            .take(10)
+            .collect::<Vec<_>>()
+    );
+}
