@@ -11,6 +11,7 @@ use base64::Engine;
 use intercloud_actors::element::{Element, NS_CLIENT, NS_SERVER};
 use intercloud_actors::link::{DialError, DialFuture, Dialer, LinkSink};
 use intercloud_actors::router::Route;
+use intercloud_actors::sm::{self, NS_SM};
 use intercloud_actors::stanza;
 use intercloud_actors::Cloud;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -370,6 +371,8 @@ async fn serve_inner(tcp: TcpStream, s2s: Arc<S2s>) {
                 Element::new("dialback", NS_DIALBACK_FEATURE)
                     .child(Element::new("errors", NS_DIALBACK_FEATURE)),
             );
+            // For the streams dialback authenticates.
+            f.push(Element::new("sm", NS_SM));
         }
         f
     })
@@ -434,7 +437,8 @@ async fn serve_inner(tcp: TcpStream, s2s: Arc<S2s>) {
         }
         tracing::info!(peer_domain = %from, "peer authenticated with SASL EXTERNAL");
         s.decoder.reset();
-        let Some((h2, id2)) = open_in(&mut s, &s2s, |_| vec![]).await else {
+        let Some((h2, id2)) = open_in(&mut s, &s2s, |_| vec![Element::new("sm", NS_SM)]).await
+        else {
             return;
         };
         if h2
@@ -470,6 +474,8 @@ async fn authenticated_loop<S>(
 {
     let mut auth = authenticated.unwrap_or_default();
     let counted = !auth.is_empty();
+    // XEP-0198: stanzas handled, once the peer enabled acknowledgements.
+    let mut handled: Option<u32> = None;
     if counted {
         s2s.metrics.inbound_up.fetch_add(1, Ordering::Relaxed);
     }
@@ -577,6 +583,23 @@ async fn authenticated_loop<S>(
             }
             continue;
         }
+        if e.ns == NS_SM {
+            let reply = match e.name.as_str() {
+                "enable" if !auth.is_empty() && handled.is_none() => {
+                    handled = Some(0);
+                    Some(Element::new("enabled", NS_SM))
+                }
+                "enable" => Some(sm::failed("unexpected-request")),
+                "r" => handled.map(sm::answer),
+                _ => None,
+            };
+            if let Some(r) = reply {
+                if s.send(&r.to_xml()).await.is_err() {
+                    break;
+                }
+            }
+            continue;
+        }
         if stanza::kind(&e).is_none() || e.ns != NS_SERVER {
             fail(
                 &mut s,
@@ -632,6 +655,9 @@ async fn authenticated_loop<S>(
         to_internal_ns(&mut e);
         s2s.metrics.stanzas_in.fetch_add(1, Ordering::Relaxed);
         s2s.cloud.router.do_send(Route(e));
+        if let Some(h) = &mut handled {
+            *h = h.wrapping_add(1);
+        }
     }
     if !auth.is_empty() || counted {
         s2s.metrics.inbound_up.fetch_sub(1, Ordering::Relaxed);
@@ -810,6 +836,24 @@ async fn read_header_features<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// Turns on XEP-0198 acknowledgements on an outgoing stream.
+async fn enable_sm(s: &mut XmlStream<TlsOut>, s2s: &S2s) -> bool {
+    if s.send(&Element::new("enable", NS_SM).to_xml())
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    loop {
+        match s.next_event(s2s.negotiation_timeout).await {
+            Ok(Event::Stanza(e)) if e.is("enabled", NS_SM) => return true,
+            Ok(Event::Stanza(e)) if e.is("failed", NS_SM) => return false,
+            Ok(Event::Stanza(_)) => {}
+            _ => return false,
+        }
+    }
+}
+
 /// Dials authenticated links for the link actors.
 pub struct S2sDialer(pub Arc<S2s>);
 
@@ -826,7 +870,7 @@ impl Dialer for S2sDialer {
             let r = tokio::time::timeout(s2s.connect_timeout, open_out(&s2s, &remote, true))
                 .instrument(span.clone())
                 .await;
-            let (s, _, _) = match r {
+            let (mut s, _, features) = match r {
                 Ok(Ok(x)) => x,
                 Ok(Err(e)) => {
                     s2s.metrics.dial_failures.fetch_add(1, Ordering::Relaxed);
@@ -840,10 +884,12 @@ impl Dialer for S2sDialer {
                     )));
                 }
             };
+            let managed = features.get_child("sm", NS_SM).is_some()
+                && enable_sm(&mut s, &s2s).instrument(span.clone()).await;
             let (tx, rx) = mpsc::channel(1024);
             let (closed_tx, closed_rx) = oneshot::channel();
             s2s.metrics.links_up.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(run_out(s, rx, closed_tx, s2s.clone()).instrument(span));
+            tokio::spawn(run_out(s, rx, closed_tx, s2s.clone(), managed).instrument(span));
             Ok(LinkSink {
                 tx,
                 closed: closed_rx,
@@ -852,32 +898,49 @@ impl Dialer for S2sDialer {
     }
 }
 
-/// Writes the link's stanzas; watches the peer's side for its close.
+/// Writes the link's stanzas; watches the peer's side for its close and,
+/// with XEP-0198, for its acknowledgements.
 async fn run_out(
     s: XmlStream<TlsOut>,
     mut rx: mpsc::Receiver<Element>,
     closed: oneshot::Sender<Vec<Element>>,
     s2s: Arc<S2s>,
+    managed: bool,
 ) {
     let (io, mut decoder) = s.into_parts();
     let (mut rd, mut wr) = tokio::io::split(io);
     let mut out = String::with_capacity(8192);
     let mut buf = vec![0u8; 8192];
+    // Sent but not acknowledged (only with stream management).
+    let mut unacked: std::collections::VecDeque<Element> = Default::default();
+    let mut sent: u32 = 0;
     loop {
         tokio::select! {
             m = rx.recv() => {
                 let Some(first) = m else {
-                    // The link actor let go: close the stream politely.
+                    if !unacked.is_empty() {
+                        // Wait a moment for the last acknowledgement before closing.
+                        let _ = wr.write_all(sm::request().to_xml().as_bytes()).await;
+                    }
                     let _ = wr.write_all(b"</stream:stream>").await;
                     let _ = wr.shutdown().await;
                     break;
                 };
-                write_server_stanza(&first, &mut out);
-                let mut n = 1u64;
+                let mut batch = vec![first];
                 while let Ok(e) = rx.try_recv() {
-                    write_server_stanza(&e, &mut out);
-                    n += 1;
-                    if out.len() > 64 * 1024 { break; }
+                    batch.push(e);
+                    if batch.len() >= 256 { break; }
+                }
+                for e in &batch {
+                    write_server_stanza(e, &mut out);
+                }
+                if managed {
+                    sm::request().write_to(&mut out, NS_SERVER);
+                }
+                let n = batch.len() as u64;
+                if managed {
+                    sent = sent.wrapping_add(batch.len() as u32);
+                    unacked.extend(batch);
                 }
                 if wr.write_all(out.as_bytes()).await.is_err() || wr.flush().await.is_err() {
                     break;
@@ -894,6 +957,19 @@ async fn run_out(
                         loop {
                             match decoder.next_event() {
                                 Ok(Some(Event::StreamEnd)) | Err(_) => { end = true; break; }
+                                Ok(Some(Event::Stanza(e))) if e.is("a", NS_SM) => {
+                                    // h counts what the peer handled; the rest stays for a resend.
+                                    if let Some(h) = sm::h_of(&e) {
+                                        let acked_before = sent.wrapping_sub(unacked.len() as u32);
+                                        let newly = h.wrapping_sub(acked_before) as usize;
+                                        if newly <= unacked.len() {
+                                            unacked.drain(..newly);
+                                        } else {
+                                            tracing::warn!(h, sent, "peer acknowledged more than was sent");
+                                        }
+                                    }
+                                }
+                                Ok(Some(Event::Stanza(e))) if e.is("r", NS_SM) => {}
                                 Ok(Some(Event::Stanza(e))) if e.name == "error" => {
                                     tracing::warn!(error = %e.to_xml(), "peer sent a stream error");
                                 }
@@ -911,12 +987,16 @@ async fn run_out(
         }
     }
     s2s.metrics.links_up.fetch_sub(1, Ordering::Relaxed);
-    // Without stream management we cannot know what the peer received of
-    // what is still queued: hand it back for the next link.
-    let mut rest = Vec::new();
+    // What the peer did not acknowledge, and what is still queued, goes to
+    // the next link. (Without stream management nothing is known about
+    // what was written; only the queue is handed back.)
+    let mut rest: Vec<Element> = unacked.into_iter().collect();
     rx.close();
     while let Ok(e) = rx.try_recv() {
         rest.push(e);
+    }
+    if !rest.is_empty() {
+        tracing::info!(n = rest.len(), "s2s link lost with stanzas to resend");
     }
     let _ = closed.send(rest);
 }
