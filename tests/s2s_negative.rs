@@ -230,3 +230,44 @@ async fn certificate_for_another_domain_is_refused() {
         b.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_list_refuses_both_ways() {
+    let mut a = Node::init("deny1", "cloud1.test", &[]);
+    let mut b = Node::init("deny2", "cloud2.test", &[]);
+    a.route_to(&b);
+    b.route_to(&a);
+    a.edit("deny = []", "deny = [\"cloud2.test\"]");
+    a.add_user("alice", "pw");
+    b.add_user("bob", "pw");
+    a.start();
+    b.start();
+    // Outbound: the sender is told at once.
+    let mut alice = a.login("alice", "pw", None).await;
+    alice.send(&msg("bob@cloud2.test", "no")).await.unwrap();
+    let e = alice
+        .wait_for(T, |e| e.get_attr("type") == Some("error"))
+        .await
+        .unwrap();
+    assert!(e.to_xml().contains("<not-allowed"), "{}", e.to_xml());
+    // Inbound: cloud2 cannot get a stream accepted by cloud1.
+    let mut bob = b.login("bob", "pw", None).await;
+    bob.send(&msg("alice@cloud1.test", "let me talk"))
+        .await
+        .unwrap();
+    let e = bob
+        .wait_for(T, |e| e.get_attr("type") == Some("error"))
+        .await
+        .unwrap();
+    assert!(
+        e.to_xml().contains("<remote-server-not-found"),
+        "{}",
+        e.to_xml()
+    );
+    assert!(
+        a.log()
+            .contains("federation with your domain is not allowed"),
+        "{}",
+        a.log()
+    );
+}
