@@ -82,6 +82,8 @@ pub struct S2sSection {
     pub deny: Vec<String>,
     /// Secret for dialback keys (XEP-0185); `init` generates one.
     pub dialback_secret: String,
+    /// DNS servers ("ip:port") for SRV lookups; empty: the system's.
+    pub dns_servers: Vec<String>,
     /// Static routes: domain -> "host:port", tried before the directory and DNS.
     pub routes: std::collections::BTreeMap<String, String>,
 }
@@ -97,6 +99,7 @@ impl Default for S2sSection {
             allow: Vec::new(),
             deny: Vec::new(),
             dialback_secret: String::new(),
+            dns_servers: Vec::new(),
             routes: Default::default(),
         }
     }
@@ -328,6 +331,8 @@ allow = []
 deny = []
 # Secret for dialback keys. Keep it private; changing it only invalidates keys in flight.
 dialback_secret = "{dialback_secret}"
+# DNS servers ("ip:port") for _xmpp-server._tcp SRV lookups; empty = the system's.
+dns_servers = []
 
 # Static routes, tried before the Intercloud directory and DNS:
 # "cloud2.test" = "127.0.0.1:5270"

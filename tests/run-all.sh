@@ -11,6 +11,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 need_apt=()
 /usr/bin/python3 -c 'import slixmpp' 2>/dev/null || need_apt+=(python3-slixmpp)
 [ -x /usr/bin/prosody ] || need_apt+=(prosody)
+[ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
 command -v cc >/dev/null || need_apt+=(gcc)
 command -v setpriv >/dev/null || need_apt+=(util-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -30,6 +31,7 @@ fi
 # Interop tests must fail, never silently skip, when their peer is missing.
 /usr/bin/python3 -c 'import slixmpp'
 [ -x /usr/bin/prosody ]
+[ -x /usr/sbin/dnsmasq ]
 
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy

@@ -170,5 +170,14 @@ fn slixmpp_users_on_two_nodes_subscribe_and_exchange_1000_messages() {
         &|| format!("{}\n{}", a.log(), b.log()),
     );
     println!("federation results: {out}");
+    // Time to a first link (connect + TLS + SASL EXTERNAL), from the nodes' logs.
+    for n in [&a, &b] {
+        for l in n.log().lines().filter(|l| l.contains("s2s link up")) {
+            println!(
+                "{}",
+                l.split("intercloud_actors::link: ").last().unwrap_or(l)
+            );
+        }
+    }
     assert!(out.contains("\"messages\": 2000"), "{out}");
 }

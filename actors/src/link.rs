@@ -129,7 +129,7 @@ impl Link {
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
             Ok(sink) => {
                 act.failures = 0;
-                tracing::info!(remote = %act.remote, ms = started.elapsed().as_millis() as u64, "s2s link up");
+                tracing::info!(remote = %act.remote, micros = started.elapsed().as_micros() as u64, "s2s link up");
                 let tx = sink.tx.clone();
                 act.state = State::Up(tx);
                 act.flush(ctx);

@@ -68,6 +68,8 @@ impl Drop for InSlot {
 pub enum S2sSetupError {
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Resolver(#[from] super::resolve::ResolverError),
 }
 
 fn new_id() -> String {
@@ -123,11 +125,11 @@ impl S2s {
                 max_stanza_bytes: l.max_stanza_bytes,
                 max_depth: l.max_depth,
             },
-            resolver: Resolver {
-                routes: config.s2s.routes.clone(),
-                directory: None,
-                default_port: 5269,
-            },
+            resolver: Resolver::new(
+                config.s2s.routes.clone(),
+                &config.s2s.dns_servers,
+                Duration::from_secs(l.s2s_connect_timeout_secs.clamp(1, 5)),
+            )?,
             connect_timeout: Duration::from_secs(l.s2s_connect_timeout_secs.max(1)),
             negotiation_timeout: Duration::from_secs(l.negotiation_timeout_secs.max(1)),
             idle_timeout: Duration::from_secs(l.s2s_idle_timeout_secs.max(1)),
