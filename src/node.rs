@@ -157,6 +157,7 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
         LinkSettings {
             queue: l.s2s_queue,
             idle: Duration::from_secs(l.s2s_idle_timeout_secs.max(1)),
+            metrics: s2s.link_metrics.clone(),
         },
     ));
     let s2s_bind = format!("{}:{}", config.s2s.bind, config.s2s.port);

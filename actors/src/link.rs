@@ -51,6 +51,17 @@ pub trait Dialer: Send + Sync + 'static {
     fn dial(&self, local: &str, remote: &str) -> DialFuture;
 }
 
+/// Counters shared by all links of a node (for the metrics endpoint).
+#[derive(Debug, Default)]
+pub struct LinkMetrics {
+    /// Stanzas waiting in link queues now.
+    pub queued: std::sync::atomic::AtomicI64,
+    /// Stanzas bounced because their domain could not be reached.
+    pub bounced: std::sync::atomic::AtomicU64,
+    /// Dial attempts that failed.
+    pub failures: std::sync::atomic::AtomicU64,
+}
+
 /// Link settings.
 #[derive(Clone, Debug)]
 pub struct LinkSettings {
@@ -58,6 +69,7 @@ pub struct LinkSettings {
     pub queue: usize,
     /// A link with no traffic for this long is closed.
     pub idle: Duration,
+    pub metrics: Arc<LinkMetrics>,
 }
 
 enum State {
@@ -80,6 +92,8 @@ pub struct Link {
     generation: u64,
     /// Attempts in a row that failed (for the metrics and the logs).
     pub failures: u32,
+    /// Queue length last reported to the metrics.
+    reported: usize,
 }
 
 /// A stanza for the remote domain.
@@ -111,10 +125,28 @@ impl Link {
             last_use: Instant::now(),
             generation: 0,
             failures: 0,
+            reported: 0,
+        }
+    }
+
+    /// Reports the queue length to the shared gauge.
+    fn gauge(&mut self) {
+        let now = self.queue.len();
+        let delta = now as i64 - self.reported as i64;
+        if delta != 0 {
+            self.settings
+                .metrics
+                .queued
+                .fetch_add(delta, std::sync::atomic::Ordering::Relaxed);
+            self.reported = now;
         }
     }
 
     fn bounce(&self, st: &Element, condition: &str) {
+        self.settings
+            .metrics
+            .bounced
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if crate::stanza::may_bounce(st) && st.get_attr("from").is_some() {
             self.router.do_send(Route(error_reply(st, condition, None)));
         }
@@ -145,6 +177,7 @@ impl Link {
                     for st in unacked.into_iter().rev() {
                         act.queue.push_front(st);
                     }
+                    act.gauge();
                     if !act.queue.is_empty() {
                         act.dial(ctx);
                     }
@@ -152,17 +185,27 @@ impl Link {
             }
             Err(e) => {
                 act.failures += 1;
+                act.settings
+                    .metrics
+                    .failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(remote = %act.remote, error = %e, "s2s dial failed");
                 act.state = State::Idle;
                 let cond = e.condition();
                 for st in std::mem::take(&mut act.queue) {
                     act.bounce(&st, cond);
                 }
+                act.gauge();
             }
         }));
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
+        self.flush_queue(ctx);
+        self.gauge();
+    }
+
+    fn flush_queue(&mut self, ctx: &mut Context<Self>) {
         let State::Up(tx) = &self.state else {
             return;
         };
@@ -221,6 +264,7 @@ impl Handler<Outgoing> for Link {
             State::Connecting => {}
             State::Up(_) => self.flush(ctx),
         }
+        self.gauge();
     }
 }
 

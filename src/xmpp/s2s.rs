@@ -52,6 +52,8 @@ pub struct S2s {
     pub idle_timeout: Duration,
     pub max_connections: usize,
     pub metrics: S2sMetrics,
+    /// Queue and failure counters of the link actors.
+    pub link_metrics: Arc<intercloud_actors::link::LinkMetrics>,
     conns: AtomicUsize,
 }
 
@@ -135,6 +137,7 @@ impl S2s {
             idle_timeout: Duration::from_secs(l.s2s_idle_timeout_secs.max(1)),
             max_connections: l.max_s2s_connections,
             metrics: S2sMetrics::default(),
+            link_metrics: Default::default(),
             conns: AtomicUsize::new(0),
         }))
     }
