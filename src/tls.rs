@@ -87,8 +87,8 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
 /// (a pinned self-signed certificate), whatever name it is asked for.
 pub fn pinned_client_config(pinned: CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
     let p = provider();
-    let verifier = Arc::new(Pinned {
-        cert: pinned,
+    let verifier = Arc::new(ServerCert {
+        pinned: Some(pinned),
         algs: p.signature_verification_algorithms,
     });
     let cfg = rustls::ClientConfig::builder_with_provider(p)
@@ -98,50 +98,6 @@ pub fn pinned_client_config(pinned: CertificateDer<'static>) -> Arc<rustls::Clie
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     Arc::new(cfg)
-}
-
-#[derive(Debug)]
-struct Pinned {
-    cert: CertificateDer<'static>,
-    algs: rustls::crypto::WebPkiSupportedAlgorithms,
-}
-
-impl rustls::client::danger::ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.cert.as_ref() {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::UnknownIssuer,
-            ))
-        }
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.algs.supported_schemes()
-    }
 }
 
 /// Creates a certificate authority (for test federations, and later the trust authority).
@@ -261,7 +217,8 @@ pub fn s2s_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerCo
 /// after the handshake (`verify_peer`) when SASL EXTERNAL is used.
 pub fn s2s_client_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let p = provider();
-    let v = Arc::new(AnyServerCert {
+    let v = Arc::new(ServerCert {
+        pinned: None,
         algs: p.signature_verification_algorithms,
     });
     let cfg = rustls::ClientConfig::builder_with_provider(p)
@@ -317,22 +274,30 @@ impl rustls::server::danger::ClientCertVerifier for AnyClientCert {
     }
 }
 
-/// Accepts any server certificate, still checking the handshake signature.
+/// Checks a server's certificate at the TLS layer: either exactly one pinned
+/// certificate, or (s2s) any, left to `verify_peer` after the handshake.
+/// The handshake signature is always checked.
 #[derive(Debug)]
-struct AnyServerCert {
+struct ServerCert {
+    pinned: Option<CertificateDer<'static>>,
     algs: rustls::crypto::WebPkiSupportedAlgorithms,
 }
 
-impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
+impl rustls::client::danger::ServerCertVerifier for ServerCert {
     fn verify_server_cert(
         &self,
-        _: &CertificateDer<'_>,
+        end_entity: &CertificateDer<'_>,
         _: &[CertificateDer<'_>],
         _: &ServerName<'_>,
         _: &[u8],
         _: UnixTime,
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
+        match &self.pinned {
+            Some(p) if p.as_ref() != end_entity.as_ref() => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            )),
+            _ => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+        }
     }
     fn verify_tls12_signature(
         &self,

@@ -34,17 +34,7 @@ async fn nothing(c: &mut Client, pred: impl Fn(&Element) -> bool) {
     }
 }
 
-/// Sends a ping to the server and waits for it: everything sent before has been routed.
-async fn sync(c: &mut Client, id: &str) {
-    let p = Element::new("iq", NS_CLIENT)
-        .attr("type", "get")
-        .attr("id", id)
-        .child(Element::new("ping", "urn:xmpp:ping"));
-    c.send(&p).await.unwrap();
-    c.wait_for(T, |e| e.get_attr("id") == Some(id))
-        .await
-        .unwrap();
-}
+use common::sync;
 
 fn node(tag: &str, edits: &[(&str, &str)]) -> Node {
     let mut n = Node::init(tag, "route.test", edits);

@@ -79,17 +79,7 @@ async fn srv_records_lead_to_the_peer() {
     a.start();
     b.start();
     let mut bob = b.login("bob", "pw", None).await;
-    bob.send(&Element::new("presence", NS_CLIENT))
-        .await
-        .unwrap();
-    let p = Element::new("iq", NS_CLIENT)
-        .attr("type", "get")
-        .attr("id", "s")
-        .child(Element::new("ping", "urn:xmpp:ping"));
-    bob.send(&p).await.unwrap();
-    bob.wait_for(T, |e| e.get_attr("id") == Some("s"))
-        .await
-        .unwrap();
+    common::online(&mut bob).await;
 
     let mut alice = a.login("alice", "pw", None).await;
     let m = Element::new("message", NS_CLIENT)

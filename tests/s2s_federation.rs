@@ -3,18 +3,12 @@
 mod common;
 
 use common::{Ca, Node};
-use intercloud::xmpp::client::Client;
 use intercloud_actors::element::{Element, NS_CLIENT};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(15);
 
-fn msg(to: &str, body: &str) -> Element {
-    Element::new("message", NS_CLIENT)
-        .attr("to", to)
-        .attr("type", "chat")
-        .child(Element::new("body", NS_CLIENT).text(body))
-}
+use common::chat as msg;
 
 /// Two nodes that trust the same CA and allow only SASL EXTERNAL.
 fn pair(tag: &str) -> (Ca, Node, Node) {
@@ -36,16 +30,7 @@ fn pair(tag: &str) -> (Ca, Node, Node) {
     (ca, a, b)
 }
 
-async fn sync(c: &mut Client, id: &str) {
-    let p = Element::new("iq", NS_CLIENT)
-        .attr("type", "get")
-        .attr("id", id)
-        .child(Element::new("ping", "urn:xmpp:ping"));
-    c.send(&p).await.unwrap();
-    c.wait_for(T, |e| e.get_attr("id") == Some(id))
-        .await
-        .unwrap();
-}
+use common::sync;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_iq_and_presence_cross_domains() {

@@ -13,12 +13,7 @@ use tokio::net::TcpStream;
 
 const T: Duration = Duration::from_secs(15);
 
-fn msg(to: &str, body: &str) -> Element {
-    Element::new("message", NS_CLIENT)
-        .attr("to", to)
-        .attr("type", "chat")
-        .child(Element::new("body", NS_CLIENT).text(body))
-}
+use common::chat as msg;
 
 /// Two nodes federating with dialback only (self-signed certificates).
 fn dialback_pair(tag: &str) -> (Node, Node) {
@@ -107,17 +102,7 @@ async fn dialback_between_two_nodes_works() {
     let (a, b) = dialback_pair("dbok");
     let mut alice = a.login("alice", "pw", None).await;
     let mut bob = b.login("bob", "pw", None).await;
-    bob.send(&Element::new("presence", NS_CLIENT))
-        .await
-        .unwrap();
-    let p = Element::new("iq", NS_CLIENT)
-        .attr("type", "get")
-        .attr("id", "s")
-        .child(Element::new("ping", "urn:xmpp:ping"));
-    bob.send(&p).await.unwrap();
-    bob.wait_for(T, |e| e.get_attr("id") == Some("s"))
-        .await
-        .unwrap();
+    common::online(&mut bob).await;
     alice
         .send(&msg("bob@cloud2.test", "via dialback"))
         .await

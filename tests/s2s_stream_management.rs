@@ -72,17 +72,7 @@ async fn s2s_link_cut_under_load_loses_nothing() {
     b.start();
 
     let mut bob = b.login("bob", "pw", Some("b")).await;
-    bob.send(&Element::new("presence", NS_CLIENT))
-        .await
-        .unwrap();
-    let p = Element::new("iq", NS_CLIENT)
-        .attr("type", "get")
-        .attr("id", "s")
-        .child(Element::new("ping", "urn:xmpp:ping"));
-    bob.send(&p).await.unwrap();
-    bob.wait_for(T, |e| e.get_attr("id") == Some("s"))
-        .await
-        .unwrap();
+    common::online(&mut bob).await;
 
     let mut alice = a.login("alice", "pw", Some("a")).await;
     let sender: JoinHandle<Client> = tokio::spawn(async move {

@@ -296,3 +296,36 @@ pub fn s2s_flow(args: &[(&str, String)], logs: &dyn Fn() -> String) -> String {
     );
     stdout
 }
+
+/// A chat message.
+pub fn chat(to: &str, body: &str) -> intercloud_actors::element::Element {
+    use intercloud_actors::element::{Element, NS_CLIENT};
+    Element::new("message", NS_CLIENT)
+        .attr("to", to)
+        .attr("type", "chat")
+        .child(Element::new("body", NS_CLIENT).text(body))
+}
+
+/// Pings the server and waits for the answer: everything sent before has been handled.
+pub async fn sync(c: &mut Client, id: &str) {
+    use intercloud_actors::element::{Element, NS_CLIENT};
+    let p = Element::new("iq", NS_CLIENT)
+        .attr("type", "get")
+        .attr("id", id)
+        .child(Element::new("ping", "urn:xmpp:ping"));
+    c.send(&p).await.unwrap();
+    c.wait_for(Duration::from_secs(15), |e| e.get_attr("id") == Some(id))
+        .await
+        .unwrap();
+}
+
+/// Sends initial presence and waits until the server has handled it.
+pub async fn online(c: &mut Client) {
+    c.send(&intercloud_actors::element::Element::new(
+        "presence",
+        intercloud_actors::element::NS_CLIENT,
+    ))
+    .await
+    .unwrap();
+    sync(c, "online").await;
+}
