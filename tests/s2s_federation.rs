@@ -166,3 +166,33 @@ fn slixmpp_users_on_two_nodes_subscribe_and_exchange_1000_messages() {
     }
     assert!(out.contains("\"messages\": 2000"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_link_closes_and_the_next_stanza_redials() {
+    let ca = Ca::new("idle");
+    let mut a = Node::init(
+        "idle1",
+        "cloud1.test",
+        &[("s2s_idle_timeout_secs = 600", "s2s_idle_timeout_secs = 1")],
+    );
+    let mut b = Node::init("idle2", "cloud2.test", &[]);
+    for (n, other) in [(&a, &b), (&b, &a)] {
+        n.use_ca(&ca);
+        n.route_to(other);
+    }
+    a.add_user("alice", "pw");
+    b.add_user("bob", "pw");
+    a.start();
+    b.start();
+    let mut bob = b.login("bob", "pw", None).await;
+    common::online(&mut bob).await;
+    let mut alice = a.login("alice", "pw", None).await;
+    alice.send(&msg("bob@cloud2.test", "one")).await.unwrap();
+    bob.wait_for(T, |e| e.name == "message").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(a.log().contains("s2s link idle: closing"), "{}", a.log());
+    alice.send(&msg("bob@cloud2.test", "two")).await.unwrap();
+    let m = bob.wait_for(T, |e| e.name == "message").await.unwrap();
+    assert_eq!(m.child_text("body", NS_CLIENT).as_deref(), Some("two"));
+    assert_eq!(a.log().matches("s2s link up").count(), 2, "{}", a.log());
+}
