@@ -33,8 +33,8 @@ fi
 [ -x /usr/bin/prosody ]
 [ -x /usr/sbin/dnsmasq ]
 
-rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
-rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 
 # One shared target dir, so repeated runs rebuild only what changed.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/intercloud-target}"
