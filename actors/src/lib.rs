@@ -5,6 +5,7 @@
 //! [`session::Outbound`] values.
 
 pub mod credentials;
+pub mod directory;
 pub mod disco;
 pub mod element;
 pub mod jid;
