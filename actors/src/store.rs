@@ -125,6 +125,8 @@ CREATE TABLE IF NOT EXISTS offline (
     stamp TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
 );
 CREATE INDEX IF NOT EXISTS offline_owner ON offline(owner, id);
+CREATE TABLE IF NOT EXISTS zone (slot TEXT PRIMARY KEY, json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, json TEXT NOT NULL);
 ";
 
 impl Store {
@@ -349,6 +351,47 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Saves a directory record (JSON) in its zone slot, replacing the old one.
+    pub fn put_zone_record(&self, slot: &str, json: &str) -> Result<(), StoreError> {
+        self.db()
+            .prepare_cached("INSERT OR REPLACE INTO zone (slot, json) VALUES (?1, ?2)")?
+            .execute([slot, json])?;
+        Ok(())
+    }
+
+    /// Removes a zone slot (a record a revocation displaced).
+    pub fn delete_zone_record(&self, slot: &str) -> Result<(), StoreError> {
+        self.db()
+            .execute("DELETE FROM zone WHERE slot = ?1", [slot])?;
+        Ok(())
+    }
+
+    /// Every stored directory record (JSON).
+    pub fn zone_records(&self) -> Result<Vec<String>, StoreError> {
+        let db = self.db();
+        let mut st = db.prepare("SELECT json FROM zone ORDER BY slot")?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Appends an audit entry (JSON) at `seq`; an existing `seq` is kept (entries never change).
+    pub fn append_audit(&self, seq: u64, json: &str) -> Result<(), StoreError> {
+        self.db()
+            .prepare_cached("INSERT OR IGNORE INTO audit (seq, json) VALUES (?1, ?2)")?
+            .execute(params![seq as i64, json])?;
+        Ok(())
+    }
+
+    /// The audit log, in order (JSON entries).
+    pub fn audit_entries(&self) -> Result<Vec<String>, StoreError> {
+        let db = self.db();
+        let mut st = db.prepare("SELECT json FROM audit ORDER BY seq")?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,6 +419,13 @@ mod tests {
         assert_eq!(s.offline("a@x").unwrap().len(), 1);
         s.remove_user("a@x").unwrap();
         assert!(s.roster("a@x").unwrap().is_empty());
+        s.put_zone_record("record:x", "{1}").unwrap();
+        s.put_zone_record("record:x", "{2}").unwrap();
+        assert_eq!(s.zone_records().unwrap(), vec!["{2}"]);
+        s.append_audit(0, "a").unwrap();
+        s.append_audit(0, "b").unwrap();
+        s.append_audit(1, "c").unwrap();
+        assert_eq!(s.audit_entries().unwrap(), vec!["a", "c"]);
         assert!(!s.user_exists("a@x").unwrap());
     }
 }

@@ -36,8 +36,9 @@ pub struct Zone {
     root_keys: BTreeSet<String>,
 }
 
-/// Where a record sits in the digest: records and revocations of one domain are distinct entries.
-fn slot(r: &SignedRecord) -> String {
+/// Where a record sits in the zone and its digest: records and revocations
+/// of one domain are distinct entries.
+pub fn slot(r: &SignedRecord) -> String {
     match r.record.body {
         Body::Revocation { .. } => format!("revocation:{}", r.record.domain),
         _ => format!("record:{}", r.record.domain),
