@@ -4,5 +4,6 @@ pub mod config;
 pub mod demo;
 pub mod init;
 pub mod node;
+pub mod p2p;
 pub mod tls;
 pub mod xmpp;

@@ -1,0 +1,588 @@
+//! One node's libp2p swarm and its event loop: registration, resolution with a TTL cache and root failover, gossip of new records, and anti-entropy between roots.
+
+use super::protocol::{self, Request, Response, NODE_AGENT, PROTOCOL, ROOT_AGENT, TOPIC};
+use intercloud_actors::directory::record::SignedRecord;
+use intercloud_actors::directory::zone::{Accepted, Zone};
+use libp2p::futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{gossipsub, identify, Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Debug, thiserror::Error)]
+pub enum P2pError {
+    #[error("libp2p: {0}")]
+    Build(String),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(Multiaddr, String),
+    #[error("the p2p host has stopped")]
+    Stopped,
+}
+
+/// Which transport the swarm uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportKind {
+    /// TCP + noise + yamux.
+    Tcp,
+    /// libp2p's in-process memory transport (+ noise + yamux): whole federations in one process.
+    Memory,
+}
+
+/// How to start a host.
+pub struct HostConfig {
+    pub keypair: Keypair,
+    pub root: bool,
+    /// Keys (base64 ed25519) whose revocations and delegations the zone accepts.
+    pub root_keys: Vec<String>,
+    pub listen: Vec<Multiaddr>,
+    /// Roots to join, each with its `/p2p/<peer id>`.
+    pub bootstrap: Vec<Multiaddr>,
+    pub transport: TransportKind,
+    /// How often roots compare digests with each other.
+    pub anti_entropy: Duration,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    identify: identify::Behaviour,
+    gossip: gossipsub::Behaviour,
+    rr: request_response::json::Behaviour<Request, Response>,
+}
+
+enum Command {
+    Register(SignedRecord, oneshot::Sender<Result<(), String>>),
+    Resolve(String, oneshot::Sender<Option<SignedRecord>>),
+    Zone(oneshot::Sender<Vec<SignedRecord>>),
+    Listening(oneshot::Sender<Vec<Multiaddr>>),
+    Block(HashSet<PeerId>),
+    Stop(oneshot::Sender<()>),
+}
+
+/// The handle the rest of the node (and tests) use.
+#[derive(Clone)]
+pub struct Host {
+    tx: mpsc::Sender<Command>,
+    pub peer_id: PeerId,
+}
+
+impl Host {
+    /// Builds the swarm, starts listening, joins the bootstrap roots.
+    pub async fn start(cfg: HostConfig) -> Result<Host, P2pError> {
+        let peer_id = cfg.keypair.public().to_peer_id();
+        let mut swarm = build_swarm(&cfg)?;
+        for a in &cfg.listen {
+            swarm
+                .listen_on(a.clone())
+                .map_err(|e| P2pError::Listen(a.clone(), e.to_string()))?;
+        }
+        let topic = gossipsub::IdentTopic::new(TOPIC);
+        if cfg.root {
+            swarm
+                .behaviour_mut()
+                .gossip
+                .subscribe(&topic)
+                .map_err(|e| P2pError::Build(e.to_string()))?;
+        }
+        let bootstrap: Vec<(PeerId, Multiaddr)> = cfg
+            .bootstrap
+            .iter()
+            .filter_map(|a| match a.iter().last() {
+                Some(Protocol::P2p(p)) => Some((p, a.clone())),
+                _ => None,
+            })
+            .collect();
+        let (tx, rx) = mpsc::channel(1024);
+        let mut state = State {
+            swarm,
+            root: cfg.root,
+            zone: Zone::new(cfg.root_keys.clone()),
+            roots: Vec::new(),
+            bootstrap,
+            pending: HashMap::new(),
+            cache: HashMap::new(),
+            blocked: HashSet::new(),
+            topic,
+            listening: Vec::new(),
+        };
+        state.dial_bootstrap();
+        tokio::spawn(state.run(rx, cfg.anti_entropy));
+        let host = Host { tx, peer_id };
+        // Wait until the listeners are up.
+        for _ in 0..200 {
+            if !host.listen_addrs().await.is_empty() || cfg.listen.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(host)
+    }
+
+    async fn ask<T>(&self, f: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, P2pError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(f(tx)).await.map_err(|_| P2pError::Stopped)?;
+        rx.await.map_err(|_| P2pError::Stopped)
+    }
+
+    /// Registers a record: into the zone on a root, through a root elsewhere.
+    pub async fn register(&self, r: SignedRecord) -> Result<(), String> {
+        self.ask(|tx| Command::Register(r, tx))
+            .await
+            .map_err(|e| e.to_string())?
+    }
+
+    /// Resolves a domain (verified, cached by TTL).
+    pub async fn resolve(&self, domain: &str) -> Option<SignedRecord> {
+        self.ask(|tx| Command::Resolve(domain.to_string(), tx))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Every record this node holds (roots: the whole zone).
+    pub async fn zone(&self) -> Vec<SignedRecord> {
+        self.ask(Command::Zone).await.unwrap_or_default()
+    }
+
+    /// Addresses (with `/p2p/<id>`) others can dial.
+    pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.ask(Command::Listening).await.unwrap_or_default()
+    }
+
+    /// Cuts this node off from `peers` (a network partition) until called again without them.
+    pub async fn block(&self, peers: HashSet<PeerId>) {
+        let _ = self.tx.send(Command::Block(peers)).await;
+    }
+
+    pub async fn stop(&self) {
+        let _ = self.ask(Command::Stop).await;
+    }
+}
+
+fn build_swarm(cfg: &HostConfig) -> Result<Swarm<Behaviour>, P2pError> {
+    let root = cfg.root;
+    let timeout = cfg.request_timeout;
+    let behaviour =
+        move |k: &Keypair| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+            let agent = if root { ROOT_AGENT } else { NODE_AGENT };
+            let gossip_cfg = gossipsub::ConfigBuilder::default()
+                .heartbeat_interval(Duration::from_millis(500))
+                .validation_mode(gossipsub::ValidationMode::Strict)
+                .build()
+                .map_err(|e| e.to_string())?;
+            Ok(Behaviour {
+                identify: identify::Behaviour::new(
+                    identify::Config::new("/intercloud/1".into(), k.public())
+                        .with_agent_version(agent.into()),
+                ),
+                gossip: gossipsub::Behaviour::new(
+                    gossipsub::MessageAuthenticity::Signed(k.clone()),
+                    gossip_cfg,
+                )?,
+                rr: request_response::json::Behaviour::new(
+                    [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
+                    request_response::Config::default().with_request_timeout(timeout),
+                ),
+            })
+        };
+    let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(3600));
+    let b = SwarmBuilder::with_existing_identity(cfg.keypair.clone()).with_tokio();
+    let swarm = match cfg.transport {
+        TransportKind::Tcp => b
+            .with_tcp(
+                libp2p::tcp::Config::default().nodelay(true),
+                libp2p::noise::Config::new,
+                libp2p::yamux::Config::default,
+            )
+            .map_err(|e| P2pError::Build(e.to_string()))?
+            .with_behaviour(behaviour)
+            .map_err(|e| P2pError::Build(e.to_string()))?
+            .with_swarm_config(idle)
+            .build(),
+        TransportKind::Memory => b
+            .with_other_transport(|k| {
+                use libp2p::core::transport::MemoryTransport;
+                use libp2p::core::upgrade::Version;
+                use libp2p::core::Transport;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                    MemoryTransport::default()
+                        .upgrade(Version::V1)
+                        .authenticate(libp2p::noise::Config::new(k)?)
+                        .multiplex(libp2p::yamux::Config::default()),
+                )
+            })
+            .map_err(|e| P2pError::Build(e.to_string()))?
+            .with_behaviour(behaviour)
+            .map_err(|e| P2pError::Build(e.to_string()))?
+            .with_swarm_config(idle)
+            .build(),
+    };
+    Ok(swarm)
+}
+
+/// What an outstanding request is for.
+enum Pending {
+    Register {
+        record: SignedRecord,
+        reply: oneshot::Sender<Result<(), String>>,
+        tried: Vec<PeerId>,
+    },
+    Resolve {
+        domain: String,
+        reply: oneshot::Sender<Option<SignedRecord>>,
+        tried: Vec<PeerId>,
+    },
+    Sync,
+}
+
+struct State {
+    swarm: Swarm<Behaviour>,
+    root: bool,
+    zone: Zone,
+    /// Connected roots, in the order they were found.
+    roots: Vec<PeerId>,
+    bootstrap: Vec<(PeerId, Multiaddr)>,
+    pending: HashMap<OutboundRequestId, Pending>,
+    cache: HashMap<String, (SignedRecord, Instant)>,
+    blocked: HashSet<PeerId>,
+    topic: gossipsub::IdentTopic,
+    listening: Vec<Multiaddr>,
+}
+
+impl State {
+    fn dial_bootstrap(&mut self) {
+        let connected: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
+        for (p, a) in self.bootstrap.clone() {
+            if p != *self.swarm.local_peer_id()
+                && !connected.contains(&p)
+                && !self.blocked.contains(&p)
+            {
+                let _ = self.swarm.dial(a);
+            }
+        }
+    }
+
+    /// A connected root not yet tried.
+    fn next_root(&self, tried: &[PeerId]) -> Option<PeerId> {
+        self.roots
+            .iter()
+            .find(|p| !tried.contains(p) && !self.blocked.contains(p))
+            .copied()
+    }
+
+    fn accept(&mut self, r: SignedRecord, gossip: bool) -> Result<Accepted, String> {
+        let out = self.zone.accept(r.clone()).map_err(|e| e.to_string())?;
+        if out != Accepted::Unchanged && gossip {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .gossip
+                .publish(self.topic.clone(), r.to_json().into_bytes());
+        }
+        Ok(out)
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    None => break,
+                    Some(Command::Stop(done)) => { let _ = done.send(()); break; }
+                    Some(c) => self.command(c),
+                },
+                ev = self.swarm.select_next_some() => self.event(ev),
+                _ = tick.tick() => self.anti_entropy(),
+            }
+        }
+    }
+
+    fn command(&mut self, c: Command) {
+        match c {
+            Command::Register(r, reply) => {
+                if self.root {
+                    let _ = reply.send(self.accept(r, true).map(|_| ()));
+                } else {
+                    self.send_register(r, reply, Vec::new());
+                }
+            }
+            Command::Resolve(domain, reply) => {
+                if self.root {
+                    let _ = reply.send(self.zone.get(&domain).cloned());
+                    return;
+                }
+                if let Some((r, until)) = self.cache.get(&domain) {
+                    if *until > Instant::now() {
+                        let _ = reply.send(Some(r.clone()));
+                        return;
+                    }
+                }
+                self.send_resolve(domain, reply, Vec::new());
+            }
+            Command::Zone(reply) => {
+                let mut all: Vec<SignedRecord> = self.zone.all().cloned().collect();
+                all.extend(self.cache.values().map(|(r, _)| r.clone()));
+                let _ = reply.send(all);
+            }
+            Command::Listening(reply) => {
+                let _ = reply.send(self.listening.clone());
+            }
+            Command::Block(peers) => {
+                for p in &peers {
+                    let _ = self.swarm.disconnect_peer_id(*p);
+                }
+                self.roots.retain(|p| !peers.contains(p));
+                self.blocked = peers;
+                self.dial_bootstrap();
+            }
+            Command::Stop(_) => {}
+        }
+    }
+
+    fn send_register(
+        &mut self,
+        r: SignedRecord,
+        reply: oneshot::Sender<Result<(), String>>,
+        tried: Vec<PeerId>,
+    ) {
+        match self.next_root(&tried) {
+            None => {
+                let _ = reply.send(Err("no root reachable".into()));
+            }
+            Some(p) => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .rr
+                    .send_request(&p, Request::Register(r.clone()));
+                let mut tried = tried;
+                tried.push(p);
+                self.pending.insert(
+                    id,
+                    Pending::Register {
+                        record: r,
+                        reply,
+                        tried,
+                    },
+                );
+            }
+        }
+    }
+
+    fn send_resolve(
+        &mut self,
+        domain: String,
+        reply: oneshot::Sender<Option<SignedRecord>>,
+        tried: Vec<PeerId>,
+    ) {
+        match self.next_root(&tried) {
+            None => {
+                let _ = reply.send(None);
+            }
+            Some(p) => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .rr
+                    .send_request(&p, Request::Resolve(domain.clone()));
+                let mut tried = tried;
+                tried.push(p);
+                self.pending.insert(
+                    id,
+                    Pending::Resolve {
+                        domain,
+                        reply,
+                        tried,
+                    },
+                );
+            }
+        }
+    }
+
+    fn anti_entropy(&mut self) {
+        self.dial_bootstrap();
+        if !self.root {
+            return;
+        }
+        let digest = protocol::to_wire(&self.zone.digest());
+        for p in self.roots.clone() {
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .rr
+                .send_request(&p, Request::Digest(digest.clone()));
+            self.pending.insert(id, Pending::Sync);
+        }
+    }
+
+    fn respond(&mut self, ch: ResponseChannel<Response>, r: Response) {
+        let _ = self.swarm.behaviour_mut().rr.send_response(ch, r);
+    }
+
+    fn event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let me = *self.swarm.local_peer_id();
+                self.listening.push(address.with(Protocol::P2p(me)));
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. }
+                if self.blocked.contains(&peer_id) =>
+            {
+                let _ = self.swarm.disconnect_peer_id(peer_id);
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.roots.retain(|p| *p != peer_id);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) if info.agent_version == ROOT_AGENT
+                && !self.roots.contains(&peer_id)
+                && !self.blocked.contains(&peer_id) =>
+            {
+                tracing::debug!(%peer_id, "root found");
+                self.roots.push(peer_id);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message {
+                message,
+                ..
+            })) => {
+                if !self.root
+                    || message
+                        .source
+                        .map(|s| self.blocked.contains(&s))
+                        .unwrap_or(false)
+                {
+                    return;
+                }
+                if let Ok(r) = std::str::from_utf8(&message.data)
+                    .map_err(|e| e.to_string())
+                    .and_then(|s| SignedRecord::from_json(s).map_err(|e| e.to_string()))
+                {
+                    let _ = self.accept(r, false);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Rr(request_response::Event::Message {
+                peer,
+                message,
+                ..
+            })) => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.request(peer, request, channel),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => self.response(peer, request_id, response),
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Rr(
+                request_response::Event::OutboundFailure {
+                    request_id,
+                    peer,
+                    error,
+                    ..
+                },
+            )) => {
+                tracing::debug!(%peer, %error, "directory request failed; trying another root");
+                match self.pending.remove(&request_id) {
+                    Some(Pending::Register {
+                        record,
+                        reply,
+                        tried,
+                    }) => self.send_register(record, reply, tried),
+                    Some(Pending::Resolve {
+                        domain,
+                        reply,
+                        tried,
+                    }) => self.send_resolve(domain, reply, tried),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn request(&mut self, peer: PeerId, req: Request, ch: ResponseChannel<Response>) {
+        if self.blocked.contains(&peer) {
+            return;
+        }
+        let resp = match req {
+            Request::Register(r) if self.root => match self.accept(r, true) {
+                Ok(_) => Response::Accepted,
+                Err(e) => Response::Refused(e),
+            },
+            Request::Register(_) => Response::Refused("not a root".into()),
+            Request::Resolve(d) => Response::Record(self.zone.get(&d).cloned()),
+            Request::Digest(theirs) => Response::Sync {
+                records: self.zone.missing_from(&protocol::from_wire(&theirs)),
+                digest: protocol::to_wire(&self.zone.digest()),
+            },
+            Request::Push(rs) => {
+                if self.root {
+                    for r in rs {
+                        let _ = self.accept(r, false);
+                    }
+                }
+                Response::Accepted
+            }
+        };
+        self.respond(ch, resp);
+    }
+
+    fn response(&mut self, peer: PeerId, id: OutboundRequestId, resp: Response) {
+        match (self.pending.remove(&id), resp) {
+            (Some(Pending::Register { reply, .. }), Response::Accepted) => {
+                let _ = reply.send(Ok(()));
+            }
+            (Some(Pending::Register { reply, .. }), Response::Refused(e)) => {
+                let _ = reply.send(Err(e));
+            }
+            (
+                Some(Pending::Resolve {
+                    domain,
+                    reply,
+                    tried,
+                }),
+                Response::Record(r),
+            ) => match r {
+                Some(r) if r.record.domain == domain && r.verify().is_ok() => {
+                    let ttl = Duration::from_secs(r.record.ttl as u64);
+                    self.cache.insert(domain, (r.clone(), Instant::now() + ttl));
+                    let _ = reply.send(Some(r));
+                }
+                Some(_) => {
+                    tracing::warn!(%peer, %domain, "a root answered with a record that does not verify");
+                    self.send_resolve(domain, reply, tried);
+                }
+                None => {
+                    let _ = reply.send(None);
+                }
+            },
+            (Some(Pending::Sync), Response::Sync { records, digest }) => {
+                for r in records {
+                    let _ = self.accept(r, false);
+                }
+                let push = self.zone.missing_from(&protocol::from_wire(&digest));
+                if !push.is_empty() {
+                    let id = self
+                        .swarm
+                        .behaviour_mut()
+                        .rr
+                        .send_request(&peer, Request::Push(push));
+                    self.pending.insert(id, Pending::Sync);
+                }
+            }
+            _ => {}
+        }
+    }
+}

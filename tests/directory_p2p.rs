@@ -1,0 +1,184 @@
+//! The Intercloud Root directory over libp2p, in one process on the memory transport: 3 roots and 10 clouds register, resolve, survive a dead root, and converge after a partition heals.
+
+use ed25519_dalek::SigningKey;
+use intercloud::p2p::host::{Host, HostConfig, TransportKind};
+use intercloud_actors::directory::record::{public_key, Body, Record, SignedRecord, VERSION};
+use libp2p::identity::Keypair;
+use libp2p::Multiaddr;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+fn mem_addr() -> Multiaddr {
+    format!("/memory/{}", rand::random::<u64>())
+        .parse()
+        .unwrap()
+}
+
+async fn host(root: bool, bootstrap: Vec<Multiaddr>, root_keys: &[String]) -> Host {
+    Host::start(HostConfig {
+        keypair: Keypair::generate_ed25519(),
+        root,
+        root_keys: root_keys.to_vec(),
+        listen: vec![mem_addr()],
+        bootstrap,
+        transport: TransportKind::Memory,
+        anti_entropy: Duration::from_millis(300),
+        request_timeout: Duration::from_secs(2),
+    })
+    .await
+    .unwrap()
+}
+
+fn record(domain: &str, key: &SigningKey, ttl: u32) -> SignedRecord {
+    Record {
+        v: VERSION,
+        domain: domain.into(),
+        serial: 1,
+        ttl,
+        key: String::new(),
+        body: Body::Cloud {
+            peer_id: "peer".into(),
+            s2s: vec!["127.0.0.1:5269".into()],
+            cert_sha256: None,
+            roles: vec!["cloud".into()],
+            exchanges: vec![],
+        },
+    }
+    .sign(key)
+}
+
+/// Waits until `f` holds, at most `limit`; returns how long it took.
+async fn within<F: std::future::Future<Output = bool>>(
+    limit: Duration,
+    mut f: impl FnMut() -> F,
+) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if f().await {
+            return Some(t0.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+async fn roots(n: usize, root_keys: &[String]) -> (Vec<Host>, Vec<Multiaddr>) {
+    let mut hosts: Vec<Host> = Vec::new();
+    let mut addrs = Vec::new();
+    for _ in 0..n {
+        let h = host(true, addrs.clone(), root_keys).await;
+        addrs.extend(h.listen_addrs().await);
+        hosts.push(h);
+    }
+    (hosts, addrs)
+}
+
+async fn zone_of(h: &Host) -> Vec<String> {
+    let mut v: Vec<String> = h.zone().await.iter().map(|r| r.to_json()).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_roots_ten_clouds_register_resolve_and_survive_a_dead_root() {
+    let (roots, root_addrs) = roots(3, &[]).await;
+    let mut clouds = Vec::new();
+    let mut keys = Vec::new();
+    for i in 0..10 {
+        clouds.push(host(false, root_addrs.clone(), &[]).await);
+        keys.push(SigningKey::from_bytes(&[i as u8 + 1; 32]));
+    }
+    // Every cloud registers its own name (retrying until it has found a root).
+    for (i, c) in clouds.iter().enumerate() {
+        let r = record(&format!("cloud{i}.test"), &keys[i], 1);
+        let ok = within(Duration::from_secs(10), || {
+            let r = r.clone();
+            async move { c.register(r).await.is_ok() }
+        })
+        .await;
+        assert!(ok.is_some(), "cloud{i} could not register");
+    }
+    // Gossip puts every record on every root.
+    let converged = within(Duration::from_secs(10), || async {
+        let mut ok = true;
+        for r in &roots {
+            ok &= r.zone().await.len() == 10;
+        }
+        ok
+    })
+    .await;
+    assert!(converged.is_some(), "roots did not all get the 10 records");
+    // Every cloud resolves every other, and the answers verify.
+    for c in &clouds {
+        for (j, key) in keys.iter().enumerate() {
+            let r = c
+                .resolve(&format!("cloud{j}.test"))
+                .await
+                .expect("resolved");
+            r.verify().unwrap();
+            assert_eq!(r.record.key, public_key(key));
+        }
+    }
+    // Nobody takes another's name, whichever root it asks.
+    let thief = SigningKey::from_bytes(&[99; 32]);
+    let mut stolen = record("cloud3.test", &thief, 1);
+    stolen.record.serial = 7;
+    let stolen = stolen.record.sign(&thief);
+    assert!(clouds[5]
+        .register(stolen)
+        .await
+        .unwrap_err()
+        .contains("held by another key"));
+    // A root dies; resolution goes on through the others (the TTL of 1 s has run out).
+    roots[0].stop().await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for c in &clouds {
+        let r = c
+            .resolve("cloud7.test")
+            .await
+            .expect("resolved without root 0");
+        assert_eq!(r.record.key, public_key(&keys[7]));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_roots_converge_after_the_heal() {
+    let (roots, root_addrs) = roots(3, &[]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ids: Vec<_> = roots.iter().map(|r| r.peer_id).collect();
+    // {root0} | {root1, root2}
+    roots[0].block(HashSet::from([ids[1], ids[2]])).await;
+    roots[1].block(HashSet::from([ids[0]])).await;
+    roots[2].block(HashSet::from([ids[0]])).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Different registrations on each side, straight to the roots.
+    let a = SigningKey::from_bytes(&[1; 32]);
+    let b = SigningKey::from_bytes(&[2; 32]);
+    roots[0]
+        .register(record("left.test", &a, 60))
+        .await
+        .unwrap();
+    roots[1]
+        .register(record("right.test", &b, 60))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(roots[0].zone().await.len(), 1, "the partition leaked");
+    assert_eq!(
+        roots[2].zone().await.len(),
+        1,
+        "root2 did not get right.test"
+    );
+    // Heal.
+    for r in &roots {
+        r.block(HashSet::new()).await;
+    }
+    let took = within(Duration::from_secs(10), || async {
+        let z0 = zone_of(&roots[0]).await;
+        z0.len() == 2 && zone_of(&roots[1]).await == z0 && zone_of(&roots[2]).await == z0
+    })
+    .await
+    .expect("roots did not converge within 10 s of the heal");
+    println!("3 roots converged {took:?} after the heal");
+    let _ = root_addrs;
+}
