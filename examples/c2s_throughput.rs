@@ -21,7 +21,7 @@ fn main() {
         roles: vec!["cloud".into()],
         c2s_port: 0,
         s2s_port: 5269,
-        p2p_port: 4001,
+        p2p_port: 0,
     })
     .expect("init");
     let config = intercloud::config::Config::load(&cfg).expect("config");

@@ -127,12 +127,30 @@ impl S2sSection {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct P2pSection {
+    /// Address the libp2p host listens on.
+    pub bind: String,
+    /// 0 turns the directory off for this node.
     pub port: u16,
+    /// Roots to join: multiaddrs ending in /p2p/<peer id>.
+    pub bootstrap: Vec<String>,
+    /// Root-key files (base64 ed25519, one per line) whose revocations and delegations the zone takes.
+    pub root_keys: Vec<String>,
+    /// Seconds between anti-entropy rounds of roots (and re-dials of bootstrap peers).
+    pub anti_entropy_secs: u64,
+    /// Seconds other nodes may cache this node's record.
+    pub record_ttl_secs: u32,
 }
 
 impl Default for P2pSection {
     fn default() -> Self {
-        P2pSection { port: 4001 }
+        P2pSection {
+            bind: "127.0.0.1".into(),
+            port: 4001,
+            bootstrap: Vec::new(),
+            root_keys: Vec::new(),
+            anti_entropy_secs: 10,
+            record_ttl_secs: 300,
+        }
     }
 }
 
@@ -278,6 +296,15 @@ impl Config {
     pub fn db_path(&self) -> PathBuf {
         self.data_dir().join("intercloud.db")
     }
+
+    /// The node's ed25519 key (libp2p identity and directory record signatures).
+    pub fn node_key_path(&self) -> PathBuf {
+        self.data_dir().join("node.key")
+    }
+
+    pub fn has_role(&self, role: &str) -> bool {
+        self.node.roles.iter().any(|r| r == role)
+    }
 }
 
 /// The commented config `intercloud init` writes.
@@ -339,8 +366,17 @@ dns_servers = []
 [s2s.routes]
 
 [p2p]
-# libp2p port of the Intercloud Root directory.
+# The libp2p host that carries the Intercloud Root directory (0 turns it off).
+bind = "127.0.0.1"
 port = {p2p_port}
+# Roots to join, e.g. "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooW..." (`intercloud directory id` prints a node's).
+bootstrap = []
+# Public keys (base64 ed25519) of the roots, whose revocations and delegations are trusted.
+root_keys = []
+# Seconds between anti-entropy rounds among roots (and re-dials of bootstrap peers).
+anti_entropy_secs = 10
+# Seconds other nodes may cache this node's directory record.
+record_ttl_secs = 300
 
 [tls]
 # Certificate and key for STARTTLS (PEM). `intercloud init` generated a self-signed pair.

@@ -46,7 +46,8 @@ pub fn run(dir: Option<PathBuf>, port: u16, exit: bool) -> Result<(), DemoError>
             roles: vec!["cloud".into()],
             c2s_port: port,
             s2s_port: 5269,
-            p2p_port: 4001,
+            // One node alone has no directory to join.
+            p2p_port: 0,
         })?;
     }
     let config = Config::load(&cfg_path)?;

@@ -25,6 +25,8 @@ pub enum NodeError {
     Start(String),
     #[error(transparent)]
     S2s(#[from] crate::xmpp::s2s::S2sSetupError),
+    #[error(transparent)]
+    Directory(#[from] crate::p2p::directory::DirectoryError),
 }
 
 /// A node running on a thread of its own (the demo, benchmarks).
@@ -151,7 +153,12 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
         &config.path(&config.tls.key),
     )?;
     let c2s = C2s::new(cloud.clone(), tls, l, config.c2s.allow_anonymous);
-    let s2s = crate::xmpp::s2s::S2s::new(cloud.clone(), &config)?;
+    let directory_host = crate::p2p::directory::start(&config, cloud.store.clone()).await?;
+    let directory = directory_host.clone().map(|h| {
+        Arc::new(crate::p2p::directory::Directory(h))
+            as Arc<dyn crate::xmpp::resolve::DirectoryLookup>
+    });
+    let s2s = crate::xmpp::s2s::S2s::new(cloud.clone(), &config, directory)?;
     cloud.router.do_send(SetDialer(
         Arc::new(crate::xmpp::s2s::S2sDialer(s2s.clone())),
         LinkSettings {
@@ -234,6 +241,9 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
     }
     drop(listener);
     drop(s2s_listener);
+    if let Some(h) = &directory_host {
+        h.stop().await;
+    }
     let n = cloud.router.send(Shutdown).await.unwrap_or(0);
     tracing::info!(sessions = n, "stopping: sessions told");
     tokio::time::sleep(Duration::from_millis(if n > 0 { 300 } else { 10 })).await;

@@ -24,6 +24,8 @@ async fn host(root: bool, bootstrap: Vec<Multiaddr>, root_keys: &[String]) -> Ho
         transport: TransportKind::Memory,
         anti_entropy: Duration::from_millis(300),
         request_timeout: Duration::from_secs(2),
+        initial: Vec::new(),
+        on_accept: None,
     })
     .await
     .unwrap()

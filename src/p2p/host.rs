@@ -46,7 +46,14 @@ pub struct HostConfig {
     pub anti_entropy: Duration,
     /// Per-request timeout.
     pub request_timeout: Duration,
+    /// Records a root starts with (its persisted zone).
+    pub initial: Vec<SignedRecord>,
+    /// Called with every record a root takes into its zone (to persist it).
+    pub on_accept: Option<OnAccept>,
 }
+
+/// A hook run on each record a root accepts.
+pub type OnAccept = std::sync::Arc<dyn Fn(&SignedRecord) + Send + Sync>;
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -98,10 +105,17 @@ impl Host {
             })
             .collect();
         let (tx, rx) = mpsc::channel(1024);
+        let mut zone = Zone::new(cfg.root_keys.clone());
+        for r in cfg.initial {
+            if let Err(e) = zone.accept(r) {
+                tracing::warn!(error = %e, "stored record refused");
+            }
+        }
         let mut state = State {
             swarm,
             root: cfg.root,
-            zone: Zone::new(cfg.root_keys.clone()),
+            zone,
+            on_accept: cfg.on_accept,
             roots: Vec::new(),
             bootstrap,
             pending: HashMap::new(),
@@ -244,6 +258,7 @@ struct State {
     swarm: Swarm<Behaviour>,
     root: bool,
     zone: Zone,
+    on_accept: Option<OnAccept>,
     /// Connected roots, in the order they were found.
     roots: Vec<PeerId>,
     bootstrap: Vec<(PeerId, Multiaddr)>,
@@ -277,6 +292,11 @@ impl State {
 
     fn accept(&mut self, r: SignedRecord, gossip: bool) -> Result<Accepted, String> {
         let out = self.zone.accept(r.clone()).map_err(|e| e.to_string())?;
+        if out != Accepted::Unchanged {
+            if let Some(f) = &self.on_accept {
+                f(&r);
+            }
+        }
         if out != Accepted::Unchanged && gossip {
             let _ = self
                 .swarm

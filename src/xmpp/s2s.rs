@@ -102,7 +102,14 @@ impl S2s {
     pub fn new(
         cloud: Arc<Cloud>,
         config: &crate::config::Config,
+        directory: Option<Arc<dyn super::resolve::DirectoryLookup>>,
     ) -> Result<Arc<S2s>, S2sSetupError> {
+        let mut resolver = Resolver::new(
+            config.s2s.routes.clone(),
+            &config.s2s.dns_servers,
+            Duration::from_secs(config.limits.s2s_connect_timeout_secs.clamp(1, 5)),
+        )?;
+        resolver.directory = directory;
         let cert = config.path(&config.tls.cert);
         let key = config.path(&config.tls.key);
         let anchors: Vec<_> = config
@@ -127,11 +134,7 @@ impl S2s {
                 max_stanza_bytes: l.max_stanza_bytes,
                 max_depth: l.max_depth,
             },
-            resolver: Resolver::new(
-                config.s2s.routes.clone(),
-                &config.s2s.dns_servers,
-                Duration::from_secs(l.s2s_connect_timeout_secs.clamp(1, 5)),
-            )?,
+            resolver,
             connect_timeout: Duration::from_secs(l.s2s_connect_timeout_secs.max(1)),
             negotiation_timeout: Duration::from_secs(l.negotiation_timeout_secs.max(1)),
             idle_timeout: Duration::from_secs(l.s2s_idle_timeout_secs.max(1)),

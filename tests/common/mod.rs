@@ -51,6 +51,7 @@ pub struct Node {
     pub domain: String,
     pub port: u16,
     pub s2s_port: u16,
+    pub p2p_port: u16,
     child: Option<Child>,
 }
 
@@ -99,6 +100,7 @@ impl Node {
         let dir = temp_dir(tag);
         let port = free_port();
         let s2s_port = free_port();
+        let p2p_port = free_port();
         cli(&[
             "init",
             dir.to_str().unwrap(),
@@ -108,6 +110,8 @@ impl Node {
             &port.to_string(),
             "--s2s-port",
             &s2s_port.to_string(),
+            "--p2p-port",
+            &p2p_port.to_string(),
         ]);
         let cfg = dir.join("intercloud.toml");
         let mut text = std::fs::read_to_string(&cfg).unwrap();
@@ -121,6 +125,7 @@ impl Node {
             domain: domain.to_string(),
             port,
             s2s_port,
+            p2p_port,
             child: None,
         }
     }

@@ -1,0 +1,159 @@
+//! The directory as a node uses it: its own record, registration at start, roots' zone persistence, and resolution for s2s.
+
+use super::host::{Host, HostConfig, P2pError, TransportKind};
+use super::key;
+use crate::config::Config;
+use crate::xmpp::resolve::DirectoryLookup;
+use intercloud_actors::credentials::ScramHash;
+use intercloud_actors::directory::record::{Body, Record, SignedRecord, VERSION};
+use intercloud_actors::directory::zone::slot;
+use intercloud_actors::store::Store;
+use libp2p::Multiaddr;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error(transparent)]
+    Key(#[from] key::KeyError),
+    #[error(transparent)]
+    P2p(#[from] P2pError),
+    #[error("bad multiaddr {0:?}")]
+    Addr(String),
+    #[error(transparent)]
+    Store(#[from] intercloud_actors::store::StoreError),
+}
+
+/// s2s endpoints from the directory.
+pub struct Directory(pub Host);
+
+impl DirectoryLookup for Directory {
+    fn s2s_endpoints(&self, domain: &str) -> Pin<Box<dyn Future<Output = Vec<SocketAddr>> + Send>> {
+        let host = self.0.clone();
+        let domain = domain.to_string();
+        Box::pin(async move {
+            match host.resolve(&domain).await.map(|r| r.record.body) {
+                Some(Body::Cloud { s2s, .. }) => {
+                    s2s.iter().filter_map(|a| a.parse().ok()).collect()
+                }
+                _ => Vec::new(),
+            }
+        })
+    }
+}
+
+/// This node's record, signed with its key.
+pub fn own_record(config: &Config, secret: &[u8; 32], peer_id: &str) -> SignedRecord {
+    let cert_sha256 = crate::tls::load_certs(&config.path(&config.tls.cert))
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .map(|c| {
+            ScramHash::Sha256
+                .hash(c.as_ref())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        });
+    let serial = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(1);
+    Record {
+        v: VERSION,
+        domain: config.node.domain.to_ascii_lowercase(),
+        serial,
+        ttl: config.p2p.record_ttl_secs,
+        key: String::new(),
+        body: Body::Cloud {
+            peer_id: peer_id.to_string(),
+            s2s: vec![format!("{}:{}", config.s2s.bind, config.s2s.port)],
+            cert_sha256,
+            roles: config.node.roles.clone(),
+            exchanges: Vec::new(),
+        },
+    }
+    .sign(&key::signing_key(secret))
+}
+
+/// The libp2p address others use to reach this node.
+pub fn peer_addr(config: &Config) -> Result<String, DirectoryError> {
+    let secret = key::load_or_create(&config.node_key_path())?;
+    let id = key::keypair(&secret).public().to_peer_id();
+    Ok(format!(
+        "/ip4/{}/tcp/{}/p2p/{id}",
+        config.p2p.bind, config.p2p.port
+    ))
+}
+
+/// Starts the directory host of a node (None when `p2p.port` is 0), and
+/// registers the node's record in the background until a root takes it.
+pub async fn start(config: &Config, store: Arc<Store>) -> Result<Option<Host>, DirectoryError> {
+    if config.p2p.port == 0 {
+        return Ok(None);
+    }
+    let secret = key::load_or_create(&config.node_key_path())?;
+    let keypair = key::keypair(&secret);
+    let peer_id = keypair.public().to_peer_id();
+    let parse = |s: &String| {
+        s.parse::<Multiaddr>()
+            .map_err(|_| DirectoryError::Addr(s.clone()))
+    };
+    let listen = parse(&format!("/ip4/{}/tcp/{}", config.p2p.bind, config.p2p.port))?;
+    let bootstrap = config
+        .p2p
+        .bootstrap
+        .iter()
+        .map(parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    let root = config.has_role("root");
+    let mut initial = Vec::new();
+    if root {
+        for j in store.zone_records()? {
+            match SignedRecord::from_json(&j) {
+                Ok(r) => initial.push(r),
+                Err(e) => tracing::warn!(error = %e, "unreadable stored record"),
+            }
+        }
+    }
+    let st = store.clone();
+    let on_accept: super::host::OnAccept = Arc::new(move |r: &SignedRecord| {
+        if let Err(e) = st.put_zone_record(&slot(r), &r.to_json()) {
+            tracing::error!(error = %e, "could not persist a zone record");
+        }
+    });
+    let every = Duration::from_secs(config.p2p.anti_entropy_secs.max(1));
+    let host = Host::start(HostConfig {
+        keypair,
+        root,
+        root_keys: config.p2p.root_keys.clone(),
+        listen: vec![listen],
+        bootstrap,
+        transport: TransportKind::Tcp,
+        anti_entropy: every,
+        request_timeout: Duration::from_secs(5),
+        initial,
+        on_accept: root.then_some(on_accept),
+    })
+    .await?;
+    tracing::info!(%peer_id, root, "directory host up");
+    let record = own_record(config, &secret, &peer_id.to_string());
+    let h = host.clone();
+    tokio::spawn(async move {
+        let mut wait = Duration::from_millis(200);
+        loop {
+            match h.register(record.clone()).await {
+                Ok(()) => {
+                    tracing::info!(domain = %record.record.domain, "registered in the directory");
+                    return;
+                }
+                Err(e) => tracing::debug!(error = %e, "directory registration pending"),
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(every);
+        }
+    });
+    Ok(Some(host))
+}
