@@ -44,6 +44,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: UserCmd,
     },
+    /// The Intercloud Root directory, as this node sees it.
+    Directory {
+        #[command(subcommand)]
+        cmd: DirectoryCmd,
+    },
     /// Start a demo node on localhost with accounts, and show a conversation through it.
     Demo {
         /// Directory for the demo node (default: a fresh temporary one).
@@ -54,6 +59,26 @@ enum Cmd {
         /// Stop after the scripted conversation instead of serving clients.
         #[arg(long)]
         exit: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DirectoryCmd {
+    /// Print this node's libp2p address (for other nodes' p2p.bootstrap).
+    Id {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// List the zone records a root holds (read from its database).
+    List {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Resolve a domain through the directory (joins it briefly as a client).
+    Resolve {
+        #[arg(long)]
+        config: PathBuf,
+        domain: String,
     },
 }
 
@@ -172,11 +197,44 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
+        Cmd::Directory { cmd } => directory(cmd),
         Cmd::Demo { dir, port, exit } => {
             init_tracing("warn");
             intercloud::demo::run(dir, port, exit).map_err(|e| e.to_string())
         }
     }
+}
+
+fn directory(cmd: DirectoryCmd) -> Result<(), String> {
+    use intercloud::p2p::directory as dir;
+    match cmd {
+        DirectoryCmd::Id { config } => {
+            let c = Config::load(&config).map_err(|e| e.to_string())?;
+            println!("{}", dir::peer_addr(&c).map_err(|e| e.to_string())?);
+        }
+        DirectoryCmd::List { config } => {
+            let c = Config::load(&config).map_err(|e| e.to_string())?;
+            let store = node::open_store(&c).map_err(|e| e.to_string())?;
+            for j in store.zone_records().map_err(|e| e.to_string())? {
+                println!("{j}");
+            }
+        }
+        DirectoryCmd::Resolve { config, domain } => {
+            let c = Config::load(&config).map_err(|e| e.to_string())?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let r = rt
+                .block_on(dir::resolve_once(&c, &domain))
+                .map_err(|e| e.to_string())?;
+            match r {
+                Some(r) => println!("{}", r.to_json()),
+                None => return Err(format!("{domain}: not in the directory")),
+            }
+        }
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {

@@ -157,3 +157,46 @@ pub async fn start(config: &Config, store: Arc<Store>) -> Result<Option<Host>, D
     });
     Ok(Some(host))
 }
+
+/// Joins the directory as a short-lived client (fresh identity, ephemeral
+/// port) and resolves one domain through the configured bootstrap roots.
+pub async fn resolve_once(
+    config: &Config,
+    domain: &str,
+) -> Result<Option<SignedRecord>, DirectoryError> {
+    let parse = |s: &String| {
+        s.parse::<Multiaddr>()
+            .map_err(|_| DirectoryError::Addr(s.clone()))
+    };
+    let bootstrap = config
+        .p2p
+        .bootstrap
+        .iter()
+        .map(parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    let host = Host::start(HostConfig {
+        keypair: libp2p::identity::Keypair::generate_ed25519(),
+        root: false,
+        root_keys: config.p2p.root_keys.clone(),
+        listen: Vec::new(),
+        bootstrap,
+        transport: TransportKind::Tcp,
+        anti_entropy: Duration::from_millis(500),
+        request_timeout: Duration::from_secs(5),
+        initial: Vec::new(),
+        on_accept: None,
+    })
+    .await?;
+    // Give identify a moment to tell us who the roots are.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut found = None;
+    while tokio::time::Instant::now() < deadline {
+        found = host.resolve(domain).await;
+        if found.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    host.stop().await;
+    Ok(found)
+}

@@ -130,6 +130,29 @@ impl Node {
         }
     }
 
+    /// Makes this node one of the Intercloud Root's roots.
+    pub fn make_root(&self) {
+        self.edit("roles = [\"cloud\"]", "roles = [\"cloud\", \"root\"]");
+    }
+
+    /// This node's libp2p address, for other nodes' bootstrap lists.
+    pub fn p2p_addr(&self) -> String {
+        cli(&["directory", "id", "--config", &self.config()])
+            .trim()
+            .to_string()
+    }
+
+    /// Joins the directory through these roots.
+    pub fn bootstrap(&self, roots: &[String]) {
+        let list = roots
+            .iter()
+            .map(|r| format!("\"{r}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.edit("bootstrap = []", &format!("bootstrap = [{list}]"));
+        self.edit("anti_entropy_secs = 10", "anti_entropy_secs = 1");
+    }
+
     /// Replaces a line of the config.
     pub fn edit(&self, old: &str, new: &str) {
         let cfg = self.dir.join("intercloud.toml");
