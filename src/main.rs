@@ -69,6 +69,24 @@ enum DirectoryCmd {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Print this node's public key (for the roots' and clouds' p2p.root_keys).
+    Key {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Revoke a domain's key and certificate (run with a root's config).
+    Revoke {
+        #[arg(long)]
+        config: PathBuf,
+        domain: String,
+        #[arg(long, default_value = "revoked by the trust authority")]
+        reason: String,
+    },
+    /// Print and verify a root's audit trail.
+    Audit {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// List the zone records a root holds (read from its database).
     List {
         #[arg(long)]
@@ -211,6 +229,36 @@ fn directory(cmd: DirectoryCmd) -> Result<(), String> {
         DirectoryCmd::Id { config } => {
             let c = Config::load(&config).map_err(|e| e.to_string())?;
             println!("{}", dir::peer_addr(&c).map_err(|e| e.to_string())?);
+        }
+        DirectoryCmd::Key { config } => {
+            let c = Config::load(&config).map_err(|e| e.to_string())?;
+            println!("{}", dir::public_key(&c).map_err(|e| e.to_string())?);
+        }
+        DirectoryCmd::Revoke {
+            config,
+            domain,
+            reason,
+        } => {
+            let c = Config::load(&config).map_err(|e| e.to_string())?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let r = rt.block_on(dir::revoke(&c, &domain, &reason))?;
+            println!("{}", r.to_json());
+        }
+        DirectoryCmd::Audit { config } => {
+            use intercloud_actors::directory::audit::{AuditLog, Entry};
+            let c = Config::load(&config).map_err(|e| e.to_string())?;
+            let store = node::open_store(&c).map_err(|e| e.to_string())?;
+            let mut entries = Vec::new();
+            for j in store.audit_entries().map_err(|e| e.to_string())? {
+                let e: Entry = serde_json::from_str(&j).map_err(|e| e.to_string())?;
+                println!("{j}");
+                entries.push(e);
+            }
+            AuditLog::verify(&entries).map_err(|e| format!("audit trail broken: {e}"))?;
+            println!("{} entries, chain intact", entries.len());
         }
         DirectoryCmd::List { config } => {
             let c = Config::load(&config).map_err(|e| e.to_string())?;

@@ -155,8 +155,10 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
     let c2s = C2s::new(cloud.clone(), tls, l, config.c2s.allow_anonymous);
     let directory_host = crate::p2p::directory::start(&config, cloud.store.clone()).await?;
     let directory = directory_host.clone().map(|h| {
-        Arc::new(crate::p2p::directory::Directory(h))
-            as Arc<dyn crate::xmpp::resolve::DirectoryLookup>
+        Arc::new(crate::p2p::directory::Directory {
+            host: h,
+            root_keys: config.p2p.root_keys.clone(),
+        }) as Arc<dyn crate::xmpp::resolve::DirectoryLookup>
     });
     let s2s = crate::xmpp::s2s::S2s::new(cloud.clone(), &config, directory)?;
     cloud.router.do_send(SetDialer(

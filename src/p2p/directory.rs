@@ -5,6 +5,7 @@ use super::key;
 use crate::config::Config;
 use crate::xmpp::resolve::DirectoryLookup;
 use intercloud_actors::credentials::ScramHash;
+use intercloud_actors::directory::audit::Entry;
 use intercloud_actors::directory::record::{Body, Record, SignedRecord, VERSION};
 use intercloud_actors::directory::zone::slot;
 use intercloud_actors::store::Store;
@@ -27,12 +28,43 @@ pub enum DirectoryError {
     Store(#[from] intercloud_actors::store::StoreError),
 }
 
-/// s2s endpoints from the directory.
-pub struct Directory(pub Host);
+/// The directory as the s2s layer sees it.
+pub struct Directory {
+    pub host: Host,
+    /// Keys whose revocations count.
+    pub root_keys: Vec<String>,
+}
+
+/// SHA-256 of a certificate (DER), hex: how records and revocations name certificates.
+pub fn cert_sha256(der: &[u8]) -> String {
+    ScramHash::Sha256
+        .hash(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 impl DirectoryLookup for Directory {
+    fn revoked(&self, domain: &str, cert: &str) -> Pin<Box<dyn Future<Output = bool> + Send>> {
+        let host = self.host.clone();
+        let domain = domain.to_string();
+        let cert = cert.to_string();
+        let roots = self.root_keys.clone();
+        Box::pin(async move {
+            match host.revocation(&domain).await {
+                Some(r) if roots.contains(&r.record.key) => match r.record.body {
+                    Body::Revocation { cert_sha256, .. } => {
+                        cert_sha256.as_deref() == Some(cert.as_str())
+                    }
+                    _ => false,
+                },
+                _ => false,
+            }
+        })
+    }
+
     fn s2s_endpoints(&self, domain: &str) -> Pin<Box<dyn Future<Output = Vec<SocketAddr>> + Send>> {
-        let host = self.0.clone();
+        let host = self.host.clone();
         let domain = domain.to_string();
         Box::pin(async move {
             match host.resolve(&domain).await.map(|r| r.record.body) {
@@ -50,13 +82,7 @@ pub fn own_record(config: &Config, secret: &[u8; 32], peer_id: &str) -> SignedRe
     let cert_sha256 = crate::tls::load_certs(&config.path(&config.tls.cert))
         .ok()
         .and_then(|c| c.into_iter().next())
-        .map(|c| {
-            ScramHash::Sha256
-                .hash(c.as_ref())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect()
-        });
+        .map(|c| cert_sha256(c.as_ref()));
     let serial = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -76,6 +102,46 @@ pub fn own_record(config: &Config, secret: &[u8; 32], peer_id: &str) -> SignedRe
         },
     }
     .sign(&key::signing_key(secret))
+}
+
+/// Appends governance acts (revocations, delegations) to the root's audit trail.
+fn audit(store: &Store, r: &SignedRecord) -> Result<(), DirectoryError> {
+    let (action, detail) = match &r.record.body {
+        Body::Revocation {
+            reason,
+            cert_sha256,
+            ..
+        } => (
+            "revoke",
+            format!(
+                "{reason} (certificate {})",
+                cert_sha256.as_deref().unwrap_or("-")
+            ),
+        ),
+        Body::Delegation { exchanges } => ("delegate", exchanges.join(",")),
+        Body::Cloud { .. } => return Ok(()),
+    };
+    let last = store
+        .audit_entries()?
+        .last()
+        .and_then(|j| serde_json::from_str::<Entry>(j).ok());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let e = Entry::after(
+        last.as_ref(),
+        now,
+        action,
+        &r.record.domain,
+        &r.record.key,
+        &detail,
+    );
+    store.append_audit(
+        e.seq,
+        &serde_json::to_string(&e).expect("entries serialise"),
+    )?;
+    Ok(())
 }
 
 /// The libp2p address others use to reach this node.
@@ -123,6 +189,9 @@ pub async fn start(config: &Config, store: Arc<Store>) -> Result<Option<Host>, D
         if let Err(e) = st.put_zone_record(&slot(r), &r.to_json()) {
             tracing::error!(error = %e, "could not persist a zone record");
         }
+        if let Err(e) = audit(&st, r) {
+            tracing::error!(error = %e, "could not append to the audit log");
+        }
     });
     let every = Duration::from_secs(config.p2p.anti_entropy_secs.max(1));
     let host = Host::start(HostConfig {
@@ -164,29 +233,7 @@ pub async fn resolve_once(
     config: &Config,
     domain: &str,
 ) -> Result<Option<SignedRecord>, DirectoryError> {
-    let parse = |s: &String| {
-        s.parse::<Multiaddr>()
-            .map_err(|_| DirectoryError::Addr(s.clone()))
-    };
-    let bootstrap = config
-        .p2p
-        .bootstrap
-        .iter()
-        .map(parse)
-        .collect::<Result<Vec<_>, _>>()?;
-    let host = Host::start(HostConfig {
-        keypair: libp2p::identity::Keypair::generate_ed25519(),
-        root: false,
-        root_keys: config.p2p.root_keys.clone(),
-        listen: Vec::new(),
-        bootstrap,
-        transport: TransportKind::Tcp,
-        anti_entropy: Duration::from_millis(500),
-        request_timeout: Duration::from_secs(5),
-        initial: Vec::new(),
-        on_accept: None,
-    })
-    .await?;
+    let host = client(config).await?;
     // Give identify a moment to tell us who the roots are.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut found = None;
@@ -199,4 +246,90 @@ pub async fn resolve_once(
     }
     host.stop().await;
     Ok(found)
+}
+
+/// A root revokes `domain`: signs a revocation of the key (and certificate)
+/// the domain's record names, with the root's own node key, and hands it to
+/// the roots, which replicate it.
+pub async fn revoke(config: &Config, domain: &str, reason: &str) -> Result<SignedRecord, String> {
+    let current = resolve_once(config, domain)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{domain}: not in the directory"))?;
+    let cert = match &current.record.body {
+        Body::Cloud { cert_sha256, .. } => cert_sha256.clone(),
+        _ => None,
+    };
+    let secret = key::load_or_create(&config.node_key_path()).map_err(|e| e.to_string())?;
+    let serial = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(1);
+    let rev = Record {
+        v: VERSION,
+        domain: domain.to_string(),
+        serial,
+        ttl: 60,
+        key: String::new(),
+        body: Body::Revocation {
+            revoked_key: current.record.key.clone(),
+            cert_sha256: cert,
+            reason: reason.to_string(),
+        },
+    }
+    .sign(&key::signing_key(&secret));
+    let host = client(config).await.map_err(|e| e.to_string())?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut last = String::from("no root reachable");
+    while tokio::time::Instant::now() < deadline {
+        match host.register(rev.clone()).await {
+            Ok(()) => {
+                host.stop().await;
+                return Ok(rev);
+            }
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    host.stop().await;
+    Err(last)
+}
+
+/// A short-lived client host joined to the configured roots.
+async fn client(config: &Config) -> Result<Host, DirectoryError> {
+    let parse = |s: &String| {
+        s.parse::<Multiaddr>()
+            .map_err(|_| DirectoryError::Addr(s.clone()))
+    };
+    let mut bootstrap = config
+        .p2p
+        .bootstrap
+        .iter()
+        .map(parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    if config.has_role("root") && config.p2p.port != 0 {
+        // A root's own tools talk to the root itself too.
+        bootstrap.push(parse(&peer_addr(config)?)?);
+    }
+    Ok(Host::start(HostConfig {
+        keypair: libp2p::identity::Keypair::generate_ed25519(),
+        root: false,
+        root_keys: config.p2p.root_keys.clone(),
+        listen: Vec::new(),
+        bootstrap,
+        transport: TransportKind::Tcp,
+        anti_entropy: Duration::from_millis(500),
+        request_timeout: Duration::from_secs(5),
+        initial: Vec::new(),
+        on_accept: None,
+    })
+    .await?)
+}
+
+/// This node's public key (base64), as root_keys lists it.
+pub fn public_key(config: &Config) -> Result<String, DirectoryError> {
+    let secret = key::load_or_create(&config.node_key_path())?;
+    Ok(intercloud_actors::directory::record::public_key(
+        &key::signing_key(&secret),
+    ))
 }

@@ -65,6 +65,7 @@ struct Behaviour {
 enum Command {
     Register(SignedRecord, oneshot::Sender<Result<(), String>>),
     Resolve(String, oneshot::Sender<Option<SignedRecord>>),
+    Revocation(String, oneshot::Sender<Option<SignedRecord>>),
     Zone(oneshot::Sender<Vec<SignedRecord>>),
     Listening(oneshot::Sender<Vec<Multiaddr>>),
     Block(HashSet<PeerId>),
@@ -153,6 +154,14 @@ impl Host {
     /// Resolves a domain (verified, cached by TTL).
     pub async fn resolve(&self, domain: &str) -> Option<SignedRecord> {
         self.ask(|tx| Command::Resolve(domain.to_string(), tx))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// The revocation a root holds for `domain`, if any (not cached).
+    pub async fn revocation(&self, domain: &str) -> Option<SignedRecord> {
+        self.ask(|tx| Command::Revocation(domain.to_string(), tx))
             .await
             .ok()
             .flatten()
@@ -250,6 +259,7 @@ enum Pending {
         domain: String,
         reply: oneshot::Sender<Option<SignedRecord>>,
         tried: Vec<PeerId>,
+        revocation: bool,
     },
     Sync,
 }
@@ -342,7 +352,14 @@ impl State {
                         return;
                     }
                 }
-                self.send_resolve(domain, reply, Vec::new());
+                self.send_resolve(domain, reply, Vec::new(), false);
+            }
+            Command::Revocation(domain, reply) => {
+                if self.root {
+                    let _ = reply.send(self.zone.revocation(&domain).cloned());
+                    return;
+                }
+                self.send_resolve(domain, reply, Vec::new(), true);
             }
             Command::Zone(reply) => {
                 let mut all: Vec<SignedRecord> = self.zone.all().cloned().collect();
@@ -399,17 +416,21 @@ impl State {
         domain: String,
         reply: oneshot::Sender<Option<SignedRecord>>,
         tried: Vec<PeerId>,
+        revocation: bool,
     ) {
         match self.next_root(&tried) {
             None => {
                 let _ = reply.send(None);
             }
             Some(p) => {
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .rr
-                    .send_request(&p, Request::Resolve(domain.clone()));
+                let id = self.swarm.behaviour_mut().rr.send_request(
+                    &p,
+                    if revocation {
+                        Request::Revocation(domain.clone())
+                    } else {
+                        Request::Resolve(domain.clone())
+                    },
+                );
                 let mut tried = tried;
                 tried.push(p);
                 self.pending.insert(
@@ -418,6 +439,7 @@ impl State {
                         domain,
                         reply,
                         tried,
+                        revocation,
                     },
                 );
             }
@@ -524,7 +546,8 @@ impl State {
                         domain,
                         reply,
                         tried,
-                    }) => self.send_resolve(domain, reply, tried),
+                        revocation,
+                    }) => self.send_resolve(domain, reply, tried, revocation),
                     _ => {}
                 }
             }
@@ -543,6 +566,7 @@ impl State {
             },
             Request::Register(_) => Response::Refused("not a root".into()),
             Request::Resolve(d) => Response::Record(self.zone.get(&d).cloned()),
+            Request::Revocation(d) => Response::Record(self.zone.revocation(&d).cloned()),
             Request::Digest(theirs) => Response::Sync {
                 records: self.zone.missing_from(&protocol::from_wire(&theirs)),
                 digest: protocol::to_wire(&self.zone.digest()),
@@ -572,17 +596,20 @@ impl State {
                     domain,
                     reply,
                     tried,
+                    revocation,
                 }),
                 Response::Record(r),
             ) => match r {
                 Some(r) if r.record.domain == domain && r.verify().is_ok() => {
-                    let ttl = Duration::from_secs(r.record.ttl as u64);
-                    self.cache.insert(domain, (r.clone(), Instant::now() + ttl));
+                    if !revocation {
+                        let ttl = Duration::from_secs(r.record.ttl as u64);
+                        self.cache.insert(domain, (r.clone(), Instant::now() + ttl));
+                    }
                     let _ = reply.send(Some(r));
                 }
                 Some(_) => {
                     tracing::warn!(%peer, %domain, "a root answered with a record that does not verify");
-                    self.send_resolve(domain, reply, tried);
+                    self.send_resolve(domain, reply, tried, revocation);
                 }
                 None => {
                     let _ = reply.send(None);

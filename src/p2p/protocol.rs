@@ -19,6 +19,8 @@ pub enum Request {
     Register(SignedRecord),
     /// What is the record for this domain?
     Resolve(String),
+    /// Is there a revocation for this domain?
+    Revocation(String),
     /// Anti-entropy, step 1: here is my digest.
     Digest(WireDigest),
     /// Anti-entropy, step 3: records you lacked.

@@ -15,6 +15,13 @@ use std::time::Duration;
 pub trait DirectoryLookup: Send + Sync + 'static {
     /// The s2s endpoints the directory holds for `domain`, if any.
     fn s2s_endpoints(&self, domain: &str) -> Pin<Box<dyn Future<Output = Vec<SocketAddr>> + Send>>;
+
+    /// Whether a root revoked the certificate (SHA-256 of its DER, hex) `domain` presents.
+    fn revoked(
+        &self,
+        domain: &str,
+        cert_sha256: &str,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send>>;
 }
 
 /// Resolves domains in the order static routes, directory, DNS.

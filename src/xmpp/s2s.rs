@@ -155,6 +155,20 @@ impl S2s {
         Some(InSlot(self.clone()))
     }
 
+    /// Whether the directory holds a root's revocation of the certificate `domain` presents.
+    async fn cert_revoked(&self, certs: Option<&[CertificateDer<'static>]>, domain: &str) -> bool {
+        let (Some(dir), Some(c)) = (&self.resolver.directory, certs.and_then(|c| c.first())) else {
+            return false;
+        };
+        let revoked = dir
+            .revoked(domain, &crate::p2p::directory::cert_sha256(c.as_ref()))
+            .await;
+        if revoked {
+            tracing::warn!(peer = %domain, "certificate revoked by the trust authority");
+        }
+        revoked
+    }
+
     fn peer_verified(&self, certs: Option<&[CertificateDer<'static>]>, domain: &str) -> bool {
         match certs {
             Some(c) => match crate::tls::verify_peer(c, &self.roots, domain) {
@@ -422,7 +436,8 @@ async fn serve_inner(tcp: TcpStream, s2s: Arc<S2s>) {
             && first.get_attr("mechanism") == Some("EXTERNAL")
             && !from.is_empty()
             && (authzid.is_empty() || authzid.eq_ignore_ascii_case(&from))
-            && s2s.peer_verified(certs.as_deref(), &from);
+            && s2s.peer_verified(certs.as_deref(), &from)
+            && !s2s.cert_revoked(certs.as_deref(), &from).await;
         if !ok {
             s2s.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(peer_domain = %from, "SASL EXTERNAL refused");
@@ -771,7 +786,11 @@ async fn open_out(
         .get_child("mechanisms", NS_SASL)
         .map(|m| m.elements().any(|x| x.text_content().trim() == "EXTERNAL"))
         .unwrap_or(false);
-    if s2s.cfg.external() && offers_external && s2s.peer_verified(server_certs.as_deref(), remote) {
+    if s2s.cfg.external()
+        && offers_external
+        && s2s.peer_verified(server_certs.as_deref(), remote)
+        && !s2s.cert_revoked(server_certs.as_deref(), remote).await
+    {
         let auth = Element::new("auth", NS_SASL)
             .attr("mechanism", "EXTERNAL")
             .text(B64.encode(local.as_bytes()));

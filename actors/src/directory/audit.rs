@@ -19,6 +19,30 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The entry that follows `prev` (or the first one).
+    pub fn after(
+        prev: Option<&Entry>,
+        time: u64,
+        action: &str,
+        domain: &str,
+        by: &str,
+        detail: &str,
+    ) -> Entry {
+        let (seq, prev) = match prev {
+            Some(e) => (e.seq + 1, e.hash()),
+            None => (0, GENESIS.to_string()),
+        };
+        Entry {
+            seq,
+            time,
+            action: action.into(),
+            domain: domain.into(),
+            by: by.into(),
+            detail: detail.into(),
+            prev,
+        }
+    }
+
     /// This entry's hash (hex), which the next entry carries.
     pub fn hash(&self) -> String {
         let bytes = serde_json::to_vec(self).expect("entries always serialise");
@@ -55,19 +79,8 @@ impl AuditLog {
         by: &str,
         detail: &str,
     ) -> &Entry {
-        let (seq, prev) = match self.entries.last() {
-            Some(e) => (e.seq + 1, e.hash()),
-            None => (0, GENESIS.to_string()),
-        };
-        self.entries.push(Entry {
-            seq,
-            time,
-            action: action.into(),
-            domain: domain.into(),
-            by: by.into(),
-            detail: detail.into(),
-            prev,
-        });
+        let e = Entry::after(self.entries.last(), time, action, domain, by, detail);
+        self.entries.push(e);
         self.entries.last().expect("just pushed")
     }
 
