@@ -3,7 +3,7 @@
 mod common;
 
 use common::Node;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -14,16 +14,7 @@ fn list(n: &Node) -> Vec<String> {
         .collect()
 }
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while t0.elapsed() < T {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out waiting for {what}");
-}
+use common::wait_for;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clouds_federate_through_the_directory_alone() {

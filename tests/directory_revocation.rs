@@ -3,20 +3,11 @@
 mod common;
 
 use common::{Ca, Node};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while t0.elapsed() < T {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out waiting for {what}");
-}
+use common::wait_for;
 
 fn cli(args: &[&str]) -> String {
     tokio::task::block_in_place(|| common::cli(args))

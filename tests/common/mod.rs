@@ -357,3 +357,15 @@ pub async fn online(c: &mut Client) {
     .unwrap();
     sync(c, "online").await;
 }
+
+/// Polls `f` until it holds, for at most 20 seconds.
+pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(20) {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out waiting for {what}");
+}
