@@ -101,13 +101,5 @@ async fn srv_records_lead_to_the_peer() {
         .attr("type", "chat")
         .child(Element::new("body", NS_CLIENT).text("anyone?"));
     alice.send(&m).await.unwrap();
-    let e = alice
-        .wait_for(T, |e| e.get_attr("type") == Some("error"))
-        .await
-        .unwrap();
-    assert!(
-        e.to_xml().contains("<remote-server-not-found"),
-        "{}",
-        e.to_xml()
-    );
+    common::bounced(&mut alice, "remote-server-not-found").await;
 }

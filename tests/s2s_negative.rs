@@ -200,15 +200,7 @@ async fn certificate_for_another_domain_is_refused() {
         .send(&msg("bob@cloud2.test", "let me in"))
         .await
         .unwrap();
-    let e = alice
-        .wait_for(T, |e| e.get_attr("type") == Some("error"))
-        .await
-        .unwrap();
-    assert!(
-        e.to_xml().contains("<remote-server-not-found"),
-        "{}",
-        e.to_xml()
-    );
+    common::bounced(&mut alice, "remote-server-not-found").await;
     assert!(
         b.log().contains("peer certificate not accepted"),
         "{}",
@@ -240,15 +232,7 @@ async fn deny_list_refuses_both_ways() {
     bob.send(&msg("alice@cloud1.test", "let me talk"))
         .await
         .unwrap();
-    let e = bob
-        .wait_for(T, |e| e.get_attr("type") == Some("error"))
-        .await
-        .unwrap();
-    assert!(
-        e.to_xml().contains("<remote-server-not-found"),
-        "{}",
-        e.to_xml()
-    );
+    common::bounced(&mut bob, "remote-server-not-found").await;
     assert!(
         a.log()
             .contains("federation with your domain is not allowed"),

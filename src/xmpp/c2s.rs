@@ -2,7 +2,7 @@
 
 use super::codec::{self, Event, Limits};
 use super::sasl::{self, Authenticator, Step, NS_SASL};
-use super::stream::{WireError, XmlStream};
+use super::stream::XmlStream;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use intercloud_actors::element::{Element, NS_CLIENT};
@@ -116,35 +116,13 @@ async fn fail<S: AsyncRead + AsyncWrite + Unpin>(
     text: &str,
 ) {
     tracing::info!(condition, text, "closing client stream with stream error");
-    let mut out = String::new();
-    if !header_sent {
-        out.push_str(&codec::stream_header(
-            NS_CLIENT,
-            Some(c2s.domain()),
-            None,
-            Some(&new_id()),
-            &[],
-        ));
-    }
-    out.push_str(&codec::stream_error(condition, Some(text)));
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        let _ = s.send(&out).await;
-        let _ = s.io.shutdown().await;
-    })
-    .await;
+    let header = (!header_sent)
+        .then(|| codec::stream_header(NS_CLIENT, Some(c2s.domain()), None, Some(&new_id()), &[]));
+    s.close_with_error(header, condition, text).await;
 }
 
 fn new_id() -> String {
     format!("{:016x}", rand::random::<u64>())
-}
-
-/// The stream error for a read failure, if one should be sent.
-fn wire_condition(e: &WireError) -> Option<(&'static str, String)> {
-    match e {
-        WireError::Codec(c) => Some((c.condition(), c.to_string())),
-        WireError::Timeout => Some(("connection-timeout", "timed out".into())),
-        WireError::Io(_) | WireError::Eof => None,
-    }
 }
 
 /// Reads the peer's stream header and answers with ours plus `features`.
@@ -157,7 +135,7 @@ async fn open_stream<S: AsyncRead + AsyncWrite + Unpin>(
     let ev = match s.next_event(c2s.negotiation_timeout).await {
         Ok(ev) => ev,
         Err(e) => {
-            if let Some((c, t)) = wire_condition(&e) {
+            if let Some((c, t)) = e.stream_condition() {
                 fail(s, c2s, false, c, &t).await;
             }
             return None;
@@ -266,7 +244,7 @@ async fn serve_inner(tcp: TcpStream, c2s: Arc<C2s>) {
                 .await
             }
             Err(e) => {
-                if let Some((c, t)) = wire_condition(&e) {
+                if let Some((c, t)) = e.stream_condition() {
                     fail(&mut s, &c2s, true, c, &t).await;
                 }
                 return;
@@ -338,7 +316,7 @@ async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
         let ev = match s.next_event(c2s.negotiation_timeout).await {
             Ok(ev) => ev,
             Err(e) => {
-                if let Some((c, t)) = wire_condition(&e) {
+                if let Some((c, t)) = e.stream_condition() {
                     fail(s, c2s, true, c, &t).await;
                 }
                 return None;

@@ -192,24 +192,8 @@ async fn fail<S: AsyncRead + AsyncWrite + Unpin>(
     text: &str,
 ) {
     tracing::info!(condition, text, "closing s2s stream with stream error");
-    let mut out = String::new();
-    if !header_sent {
-        out.push_str(&header(local, None, Some(&new_id())));
-    }
-    out.push_str(&codec::stream_error(condition, Some(text)));
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        let _ = s.send(&out).await;
-        let _ = s.io.shutdown().await;
-    })
-    .await;
-}
-
-fn wire_condition(e: &WireError) -> Option<(&'static str, String)> {
-    match e {
-        WireError::Codec(c) => Some((c.condition(), c.to_string())),
-        WireError::Timeout => Some(("connection-timeout", "timed out".into())),
-        WireError::Io(_) | WireError::Eof => None,
-    }
+    let h = (!header_sent).then(|| header(local, None, Some(&new_id())));
+    s.close_with_error(h, condition, text).await;
 }
 
 // ---------------------------------------------------------------- inbound
@@ -240,7 +224,7 @@ async fn open_in<S: AsyncRead + AsyncWrite + Unpin>(
             return None;
         }
         Err(e) => {
-            if let Some((c, t)) = wire_condition(&e) {
+            if let Some((c, t)) = e.stream_condition() {
                 fail(s, &s2s.domain, false, c, &t).await;
             }
             return None;
@@ -320,7 +304,7 @@ async fn serve_inner(tcp: TcpStream, s2s: Arc<S2s>) {
     let ev = match s.next_event(s2s.negotiation_timeout).await {
         Ok(ev) => ev,
         Err(e) => {
-            if let Some((c, t)) = wire_condition(&e) {
+            if let Some((c, t)) = e.stream_condition() {
                 fail(&mut s, &s2s.domain, true, c, &t).await;
             }
             return;
@@ -420,7 +404,7 @@ async fn serve_inner(tcp: TcpStream, s2s: Arc<S2s>) {
             .await
         }
         Err(e) => {
-            if let Some((c, t)) = wire_condition(&e) {
+            if let Some((c, t)) = e.stream_condition() {
                 fail(&mut s, &s2s.domain, true, c, &t).await;
             }
             return;
@@ -523,7 +507,7 @@ async fn authenticated_loop<S>(
                     break;
                 }
                 Err(e) => {
-                    if let Some((c, t)) = wire_condition(&e) {
+                    if let Some((c, t)) = e.stream_condition() {
                         fail(&mut s, &s2s.domain, true, c, &t).await;
                     }
                     break;

@@ -17,6 +17,18 @@ pub enum WireError {
     Timeout,
 }
 
+impl WireError {
+    /// The stream error (condition, text) this read failure calls for, if any:
+    /// none when the peer is already gone.
+    pub fn stream_condition(&self) -> Option<(&'static str, String)> {
+        match self {
+            WireError::Codec(c) => Some((c.condition(), c.to_string())),
+            WireError::Timeout => Some(("connection-timeout", "timed out".into())),
+            WireError::Io(_) | WireError::Eof => None,
+        }
+    }
+}
+
 /// A byte stream with an XMPP stream decoder on its read side.
 pub struct XmlStream<S> {
     pub io: S,
@@ -59,6 +71,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlStream<S> {
     pub async fn send(&mut self, xml: &str) -> std::io::Result<()> {
         self.io.write_all(xml.as_bytes()).await?;
         self.io.flush().await
+    }
+
+    /// Ends the stream with a stream error: `header` first when ours was not
+    /// sent yet (RFC 6120 §4.9.1.1), then the error and the close, then the
+    /// transport is shut down. Bounded in time: a peer that does not read
+    /// cannot hold it.
+    pub async fn close_with_error(&mut self, header: Option<String>, condition: &str, text: &str) {
+        let mut out = header.unwrap_or_default();
+        out.push_str(&super::codec::stream_error(condition, Some(text)));
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            let _ = self.send(&out).await;
+            let _ = self.io.shutdown().await;
+        })
+        .await;
     }
 
     /// Replaces the transport (after STARTTLS), starting a fresh stream.

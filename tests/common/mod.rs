@@ -369,3 +369,19 @@ pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// Waits for the next stanza error and checks its condition; returns it.
+pub async fn bounced(c: &mut Client, condition: &str) -> intercloud_actors::element::Element {
+    let e = c
+        .wait_for(Duration::from_secs(20), |e| {
+            e.get_attr("type") == Some("error")
+        })
+        .await
+        .unwrap_or_else(|e| panic!("no <{condition}/> error: {e}"));
+    assert!(
+        e.to_xml().contains(&format!("<{condition}")),
+        "{}",
+        e.to_xml()
+    );
+    e
+}
