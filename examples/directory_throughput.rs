@@ -23,6 +23,7 @@ async fn host(root: bool, bootstrap: Vec<libp2p::Multiaddr>) -> Host {
         request_timeout: Duration::from_secs(10),
         initial: vec![],
         on_accept: None,
+        authority: None,
     })
     .await
     .unwrap()
@@ -44,6 +45,7 @@ fn record(i: u32) -> SignedRecord {
             cert_sha256: None,
             roles: vec!["cloud".into()],
             exchanges: vec![],
+            p2p: vec![],
         },
     }
     .sign(&k)

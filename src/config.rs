@@ -27,6 +27,8 @@ pub struct Config {
     #[serde(default)]
     pub tls: TlsSection,
     #[serde(default)]
+    pub authority: AuthoritySection,
+    #[serde(default)]
     pub limits: Limits,
     /// The directory relative paths are resolved against (the config file's).
     #[serde(skip)]
@@ -139,6 +141,12 @@ pub struct P2pSection {
     pub anti_entropy_secs: u64,
     /// Seconds other nodes may cache this node's record.
     pub record_ttl_secs: u32,
+    /// Ask the roots' trust authority for an s2s certificate (and renew it).
+    pub enroll: bool,
+    /// Token from a root's `authority.enrollment_tokens`; empty: wait for `directory approve`.
+    pub enrollment_token: String,
+    /// Renew when less than this share (percent) of the certificate's lifetime is left.
+    pub renew_percent: u8,
 }
 
 impl Default for P2pSection {
@@ -150,6 +158,9 @@ impl Default for P2pSection {
             root_keys: Vec::new(),
             anti_entropy_secs: 10,
             record_ttl_secs: 300,
+            enroll: true,
+            enrollment_token: String::new(),
+            renew_percent: 33,
         }
     }
 }
@@ -166,6 +177,30 @@ impl Default for TlsSection {
         TlsSection {
             cert: "tls/cert.pem".into(),
             key: "tls/key.pem".into(),
+        }
+    }
+}
+
+/// The trust authority of a root.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthoritySection {
+    /// The CA certificate and key (PEM); empty: `<data_dir>/ca/cert.pem` and `key.pem`, created at first start.
+    pub ca_cert: PathBuf,
+    pub ca_key: PathBuf,
+    /// Seconds a certificate it issues is valid.
+    pub cert_validity_secs: u64,
+    /// Tokens that let a cloud enroll without approval: "secret" (any domain) or "domain:secret".
+    pub enrollment_tokens: Vec<String>,
+}
+
+impl Default for AuthoritySection {
+    fn default() -> Self {
+        AuthoritySection {
+            ca_cert: PathBuf::new(),
+            ca_key: PathBuf::new(),
+            cert_validity_secs: 90 * 24 * 3600,
+            enrollment_tokens: Vec::new(),
         }
     }
 }
@@ -302,6 +337,41 @@ impl Config {
         self.data_dir().join("node.key")
     }
 
+    /// The trust authority's CA certificate and key (roots).
+    pub fn ca_paths(&self) -> (PathBuf, PathBuf) {
+        let a = &self.authority;
+        let dir = self.data_dir().join("ca");
+        let pick = |p: &PathBuf, d: &str| {
+            if p.as_os_str().is_empty() {
+                dir.join(d)
+            } else {
+                self.path(p)
+            }
+        };
+        (pick(&a.ca_cert, "cert.pem"), pick(&a.ca_key, "key.pem"))
+    }
+
+    /// Where the certificate from the trust authority is kept.
+    pub fn enrolled_paths(&self) -> (PathBuf, PathBuf) {
+        let dir = self.data_dir().join("tls");
+        (dir.join("enrolled-cert.pem"), dir.join("enrolled-key.pem"))
+    }
+
+    /// The roots' CA certificates learnt from the directory (PEM), kept across restarts.
+    pub fn learnt_anchors_path(&self) -> PathBuf {
+        self.data_dir().join("tls/authorities.pem")
+    }
+
+    /// The certificate s2s presents: the trust authority's when enrolled, else `tls.cert`.
+    pub fn s2s_identity_paths(&self) -> (PathBuf, PathBuf) {
+        let (c, k) = self.enrolled_paths();
+        if c.exists() && k.exists() {
+            (c, k)
+        } else {
+            (self.path(&self.tls.cert), self.path(&self.tls.key))
+        }
+    }
+
     pub fn has_role(&self, role: &str) -> bool {
         self.node.roles.iter().any(|r| r == role)
     }
@@ -377,6 +447,22 @@ root_keys = []
 anti_entropy_secs = 10
 # Seconds other nodes may cache this node's directory record.
 record_ttl_secs = 300
+# Ask the roots' trust authority for the s2s certificate (kept in data/tls/enrolled-*.pem) and renew it.
+enroll = true
+# A token from a root's [authority] enrollment_tokens; empty = wait for `intercloud directory approve`.
+enrollment_token = ""
+# Renew when less than this percentage of the certificate's lifetime is left.
+renew_percent = 33
+
+[authority]
+# Roots only: the trust authority's CA. Empty paths = data/ca/cert.pem and key.pem, created at first start.
+ca_cert = ""
+ca_key = ""
+# Seconds a certificate it issues stays valid (90 days).
+cert_validity_secs = 7776000
+# Tokens that let a cloud enroll without an administrator's approval:
+# "secret" for any domain, or "cloud1.test:secret" for one.
+enrollment_tokens = []
 
 [tls]
 # Certificate and key for STARTTLS (PEM). `intercloud init` generated a self-signed pair.

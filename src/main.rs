@@ -82,6 +82,22 @@ enum DirectoryCmd {
         #[arg(long, default_value = "revoked by the trust authority")]
         reason: String,
     },
+    /// Approve a cloud's enrollment with the trust authority (run with a root's config).
+    Approve {
+        #[arg(long)]
+        config: PathBuf,
+        domain: String,
+    },
+    /// List enrollments waiting for approval.
+    Pending {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Print a root's trust authority certificate (PEM), a trust anchor for s2s.trust_anchors.
+    Ca {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Print and verify a root's audit trail.
     Audit {
         #[arg(long)]
@@ -247,6 +263,25 @@ fn directory(cmd: DirectoryCmd) -> Result<(), String> {
             let r = rt.block_on(dir::revoke(&c, &domain, &reason))?;
             println!("{}", r.to_json());
         }
+        DirectoryCmd::Approve { config, domain } => {
+            let c = Config::load(&config).map_err(|e| e.to_string())?;
+            let r = runtime()?.block_on(dir::approve(&c, &domain))?;
+            println!("{}", r.to_json());
+        }
+        DirectoryCmd::Pending { config } => {
+            let c = Config::load(&config).map_err(|e| e.to_string())?;
+            for (d, k) in runtime()?.block_on(dir::pending(&c))? {
+                println!("{d} {k}");
+            }
+        }
+        DirectoryCmd::Ca { config } => {
+            let c = Config::load(&config).map_err(|e| e.to_string())?;
+            let (cert, _) = c.ca_paths();
+            let pem = std::fs::read_to_string(&cert).map_err(|e| {
+                format!("{}: {e} (is this a root that has started?)", cert.display())
+            })?;
+            print!("{pem}");
+        }
         DirectoryCmd::Audit { config } => {
             use intercloud_actors::directory::audit::{AuditLog, Entry};
             let c = Config::load(&config).map_err(|e| e.to_string())?;
@@ -283,6 +318,13 @@ fn directory(cmd: DirectoryCmd) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {

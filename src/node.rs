@@ -157,10 +157,18 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
     let directory = directory_host.clone().map(|h| {
         Arc::new(crate::p2p::directory::Directory {
             host: h,
-            root_keys: config.p2p.root_keys.clone(),
+            root_keys: crate::p2p::directory::root_keys(&config).unwrap_or_default(),
         }) as Arc<dyn crate::xmpp::resolve::DirectoryLookup>
     });
     let s2s = crate::xmpp::s2s::S2s::new(cloud.clone(), &config, directory)?;
+    if let Some(h) = &directory_host {
+        crate::p2p::membership::spawn(
+            config.clone(),
+            h.clone(),
+            s2s.identity.clone(),
+            s2s.anchors.clone(),
+        );
+    }
     cloud.router.do_send(SetDialer(
         Arc::new(crate::xmpp::s2s::S2sDialer(s2s.clone())),
         LinkSettings {

@@ -160,17 +160,6 @@ fn write_pair(cert: &Path, cert_pem: &str, key: &Path, key_pem: &str) -> Result<
     Ok(())
 }
 
-/// The trust anchors for SASL EXTERNAL, from PEM files.
-pub fn load_roots(paths: &[std::path::PathBuf]) -> Result<rustls::RootCertStore, TlsError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for p in paths {
-        for c in load_certs(p)? {
-            roots.add(c)?;
-        }
-    }
-    Ok(roots)
-}
-
 /// Checks a peer's certificate chain against `roots` and its name against `domain` (XEP-0178).
 pub fn verify_peer(
     chain: &[CertificateDer<'_>],
@@ -198,10 +187,123 @@ pub fn verify_peer(
     rustls::client::verify_server_name(&parsed, &name)
 }
 
+/// A node's s2s certificate and key, replaceable while the node runs (a
+/// certificate from the trust authority, then its renewals): new handshakes
+/// use the new one, established streams keep theirs.
+#[derive(Debug)]
+pub struct Identity {
+    current: std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>,
+}
+
+impl Identity {
+    pub fn load(cert: &Path, key: &Path) -> Result<Arc<Identity>, TlsError> {
+        Ok(Arc::new(Identity {
+            current: std::sync::RwLock::new(certified_key(cert, key)?),
+        }))
+    }
+
+    /// Switches to another certificate and key.
+    pub fn reload(&self, cert: &Path, key: &Path) -> Result<(), TlsError> {
+        let k = certified_key(cert, key)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = k;
+        Ok(())
+    }
+
+    fn get(&self) -> Arc<rustls::sign::CertifiedKey> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The end-entity certificate presented now.
+    pub fn cert(&self) -> CertificateDer<'static> {
+        self.get().cert[0].clone()
+    }
+}
+
+fn certified_key(cert: &Path, key: &Path) -> Result<Arc<rustls::sign::CertifiedKey>, TlsError> {
+    let signing = provider().key_provider.load_private_key(load_key(key)?)?;
+    Ok(Arc::new(rustls::sign::CertifiedKey::new(
+        load_certs(cert)?,
+        signing,
+    )))
+}
+
+impl rustls::server::ResolvesServerCert for Identity {
+    fn resolve(
+        &self,
+        _: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.get())
+    }
+}
+
+impl rustls::client::ResolvesClientCert for Identity {
+    fn resolve(
+        &self,
+        _: &[&[u8]],
+        _: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.get())
+    }
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// The trust anchors of SASL EXTERNAL: CA files from the config plus the
+/// roots' trust authorities learnt from the directory, replaceable at run time.
+#[derive(Debug)]
+pub struct Anchors {
+    fixed: Vec<CertificateDer<'static>>,
+    current: std::sync::RwLock<Arc<rustls::RootCertStore>>,
+}
+
+impl Anchors {
+    pub fn load(paths: &[std::path::PathBuf]) -> Result<Arc<Anchors>, TlsError> {
+        let mut fixed = Vec::new();
+        for p in paths {
+            fixed.extend(load_certs(p)?);
+        }
+        let a = Anchors {
+            fixed,
+            current: std::sync::RwLock::new(Arc::new(rustls::RootCertStore::empty())),
+        };
+        a.set_learnt(&[]);
+        Ok(Arc::new(a))
+    }
+
+    /// Replaces the CA certificates learnt from the directory (PEM); returns how many anchors there are now.
+    pub fn set_learnt(&self, pems: &[String]) -> usize {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in &self.fixed {
+            let _ = roots.add(c.clone());
+        }
+        for pem in pems {
+            for c in rustls_pemfile::certs(&mut pem.as_bytes()).flatten() {
+                if let Err(e) = roots.add(c) {
+                    tracing::warn!(error = %e, "unusable trust authority certificate");
+                }
+            }
+        }
+        let n = roots.len();
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(roots);
+        n
+    }
+
+    pub fn current(&self) -> Arc<rustls::RootCertStore> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
 /// Server side of s2s TLS: asks for a client certificate but accepts any at
 /// the TLS layer (dialback peers have self-signed ones); SASL EXTERNAL checks
 /// it afterwards with `verify_peer`.
-pub fn s2s_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+pub fn s2s_server_config(identity: Arc<Identity>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let p = provider();
     let v = Arc::new(AnyClientCert {
         algs: p.signature_verification_algorithms,
@@ -209,13 +311,13 @@ pub fn s2s_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerCo
     let cfg = rustls::ServerConfig::builder_with_provider(p)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(v)
-        .with_single_cert(load_certs(cert)?, load_key(key)?)?;
+        .with_cert_resolver(identity);
     Ok(Arc::new(cfg))
 }
 
 /// Client side of s2s TLS: presents our certificate; the server's is checked
 /// after the handshake (`verify_peer`) when SASL EXTERNAL is used.
-pub fn s2s_client_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+pub fn s2s_client_config(identity: Arc<Identity>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let p = provider();
     let v = Arc::new(ServerCert {
         pinned: None,
@@ -225,7 +327,7 @@ pub fn s2s_client_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ClientCo
         .with_safe_default_protocol_versions()?
         .dangerous()
         .with_custom_certificate_verifier(v)
-        .with_client_auth_cert(load_certs(cert)?, load_key(key)?)?;
+        .with_client_cert_resolver(identity);
     Ok(Arc::new(cfg))
 }
 

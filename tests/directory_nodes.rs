@@ -10,6 +10,7 @@ const T: Duration = Duration::from_secs(20);
 fn list(n: &Node) -> Vec<String> {
     common::cli(&["directory", "list", "--config", &n.config()])
         .lines()
+        .filter(|l| l.contains("\"kind\":\"cloud\""))
         .map(String::from)
         .collect()
 }
@@ -25,11 +26,26 @@ async fn clouds_federate_through_the_directory_alone() {
     let roots = vec![root1.p2p_addr(), root2.p2p_addr()];
     root1.bootstrap(&roots[1..]);
     root2.bootstrap(&roots[..1]);
+    let keys: Vec<String> = [&root1, &root2]
+        .iter()
+        .map(|r| {
+            format!(
+                "\"{}\"",
+                common::cli(&["directory", "key", "--config", &r.config()]).trim()
+            )
+        })
+        .collect();
     let mut c1 = Node::init("dir-c1", "cloud1.test", &[]);
     let mut c2 = Node::init("dir-c2", "cloud2.test", &[]);
     let mut c3 = Node::init("dir-c3", "cloud3.test", &[]);
     for c in [&c1, &c2, &c3] {
         c.bootstrap(&roots);
+    }
+    for n in [&root1, &root2, &c1, &c2, &c3] {
+        n.edit(
+            "root_keys = []",
+            &format!("root_keys = [{}]", keys.join(", ")),
+        );
     }
     c1.add_user("alice", "pw");
     c2.add_user("bob", "pw");

@@ -26,6 +26,7 @@ async fn host(root: bool, bootstrap: Vec<Multiaddr>, root_keys: &[String]) -> Ho
         request_timeout: Duration::from_secs(2),
         initial: Vec::new(),
         on_accept: None,
+        authority: None,
     })
     .await
     .unwrap()
@@ -44,6 +45,7 @@ fn record(domain: &str, key: &SigningKey, ttl: u32) -> SignedRecord {
             cert_sha256: None,
             roles: vec!["cloud".into()],
             exchanges: vec![],
+            p2p: vec![],
         },
     }
     .sign(key)

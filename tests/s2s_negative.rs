@@ -64,8 +64,11 @@ async fn raw_s2s(from: &Node, to: &Node) -> (XmlStream<Tls>, String) {
         .unwrap();
     assert!(matches!(s.next_event(T).await.unwrap(), Event::Stanza(p) if p.name == "proceed"));
     let cfg = intercloud::tls::s2s_client_config(
-        &from.dir.join("tls/cert.pem"),
-        &from.dir.join("tls/key.pem"),
+        intercloud::tls::Identity::load(
+            &from.dir.join("tls/cert.pem"),
+            &from.dir.join("tls/key.pem"),
+        )
+        .unwrap(),
     )
     .unwrap();
     let tls = tokio_rustls::TlsConnector::from(cfg)

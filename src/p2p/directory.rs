@@ -26,6 +26,8 @@ pub enum DirectoryError {
     Addr(String),
     #[error(transparent)]
     Store(#[from] intercloud_actors::store::StoreError),
+    #[error(transparent)]
+    Authority(#[from] super::authority::AuthorityError),
 }
 
 /// The directory as the s2s layer sees it.
@@ -77,16 +79,25 @@ impl DirectoryLookup for Directory {
     }
 }
 
-/// This node's record, signed with its key.
-pub fn own_record(config: &Config, secret: &[u8; 32], peer_id: &str) -> SignedRecord {
-    let cert_sha256 = crate::tls::load_certs(&config.path(&config.tls.cert))
+/// This node's record, signed with its key: `p2p` are the addresses its host listens on.
+pub fn own_record(
+    config: &Config,
+    secret: &[u8; 32],
+    peer_id: &str,
+    p2p: Vec<String>,
+) -> SignedRecord {
+    let cert_sha256 = crate::tls::load_certs(&config.s2s_identity_paths().0)
         .ok()
         .and_then(|c| c.into_iter().next())
         .map(|c| cert_sha256(c.as_ref()));
-    let serial = std::time::SystemTime::now()
+    // Milliseconds, and increasing within the process: every new record replaces the last.
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| d.as_millis() as u64)
         .unwrap_or(1);
+    let serial = ms.max(LAST.load(std::sync::atomic::Ordering::Relaxed) + 1);
+    LAST.store(serial, std::sync::atomic::Ordering::Relaxed);
     Record {
         v: VERSION,
         domain: config.node.domain.to_ascii_lowercase(),
@@ -99,6 +110,7 @@ pub fn own_record(config: &Config, secret: &[u8; 32], peer_id: &str) -> SignedRe
             cert_sha256,
             roles: config.node.roles.clone(),
             exchanges: Vec::new(),
+            p2p,
         },
     }
     .sign(&key::signing_key(secret))
@@ -119,6 +131,20 @@ fn audit(store: &Store, r: &SignedRecord) -> Result<(), DirectoryError> {
             ),
         ),
         Body::Delegation { exchanges } => ("delegate", exchanges.join(",")),
+        Body::Certificate {
+            holder_key,
+            cert_sha256,
+            not_after,
+            renewal,
+        } => (
+            if *renewal { "renew" } else { "enroll" },
+            format!("holder {holder_key}, certificate {cert_sha256}, valid until {not_after}"),
+        ),
+        Body::Approval { holder_key } => ("approve", format!("holder {holder_key}")),
+        Body::Authority { ca_pem } => (
+            "authority",
+            format!("CA certificate {}", pem_sha256(ca_pem)),
+        ),
         Body::Cloud { .. } => return Ok(()),
     };
     let last = store
@@ -144,6 +170,15 @@ fn audit(store: &Store, r: &SignedRecord) -> Result<(), DirectoryError> {
     Ok(())
 }
 
+/// SHA-256 of the first certificate in a PEM text.
+pub fn pem_sha256(pem: &str) -> String {
+    rustls_pemfile::certs(&mut pem.as_bytes())
+        .next()
+        .and_then(|c| c.ok())
+        .map(|c| cert_sha256(c.as_ref()))
+        .unwrap_or_default()
+}
+
 /// The libp2p address others use to reach this node.
 pub fn peer_addr(config: &Config) -> Result<String, DirectoryError> {
     let secret = key::load_or_create(&config.node_key_path())?;
@@ -154,8 +189,8 @@ pub fn peer_addr(config: &Config) -> Result<String, DirectoryError> {
     ))
 }
 
-/// Starts the directory host of a node (None when `p2p.port` is 0), and
-/// registers the node's record in the background until a root takes it.
+/// Starts the directory host of a node (None when `p2p.port` is 0); a root
+/// also starts its trust authority.
 pub async fn start(config: &Config, store: Arc<Store>) -> Result<Option<Host>, DirectoryError> {
     if config.p2p.port == 0 {
         return Ok(None);
@@ -194,10 +229,23 @@ pub async fn start(config: &Config, store: Arc<Store>) -> Result<Option<Host>, D
         }
     });
     let every = Duration::from_secs(config.p2p.anti_entropy_secs.max(1));
+    let authority = if root {
+        let (cert, key) = config.ca_paths();
+        Some(super::authority::Authority::load_or_create(
+            &config.node.domain.to_ascii_lowercase(),
+            &cert,
+            &key,
+            Duration::from_secs(config.authority.cert_validity_secs.max(1)),
+            config.authority.enrollment_tokens.clone(),
+            key::signing_key(&secret),
+        )?)
+    } else {
+        None
+    };
     let host = Host::start(HostConfig {
         keypair,
         root,
-        root_keys: config.p2p.root_keys.clone(),
+        root_keys: root_keys(config)?,
         listen: vec![listen],
         bootstrap,
         transport: TransportKind::Tcp,
@@ -205,26 +253,24 @@ pub async fn start(config: &Config, store: Arc<Store>) -> Result<Option<Host>, D
         request_timeout: Duration::from_secs(5),
         initial,
         on_accept: root.then_some(on_accept),
+        authority,
     })
     .await?;
     tracing::info!(%peer_id, root, "directory host up");
-    let record = own_record(config, &secret, &peer_id.to_string());
-    let h = host.clone();
-    tokio::spawn(async move {
-        let mut wait = Duration::from_millis(200);
-        loop {
-            match h.register(record.clone()).await {
-                Ok(()) => {
-                    tracing::info!(domain = %record.record.domain, "registered in the directory");
-                    return;
-                }
-                Err(e) => tracing::debug!(error = %e, "directory registration pending"),
-            }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(every);
-        }
-    });
     Ok(Some(host))
+}
+
+/// The keys whose revocations, delegations and certificates count: the
+/// configured ones, and a root's own.
+pub fn root_keys(config: &Config) -> Result<Vec<String>, DirectoryError> {
+    let mut keys = config.p2p.root_keys.clone();
+    if config.has_role("root") {
+        let own = public_key(config)?;
+        if !keys.contains(&own) {
+            keys.push(own);
+        }
+    }
+    Ok(keys)
 }
 
 /// Joins the directory as a short-lived client (fresh identity, ephemeral
@@ -278,21 +324,68 @@ pub async fn revoke(config: &Config, domain: &str, reason: &str) -> Result<Signe
         },
     }
     .sign(&key::signing_key(&secret));
+    submit(config, rev).await
+}
+
+/// Hands a root-signed statement to the roots (retrying for a few seconds).
+async fn submit(config: &Config, r: SignedRecord) -> Result<SignedRecord, String> {
     let host = client(config).await.map_err(|e| e.to_string())?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut last = String::from("no root reachable");
     while tokio::time::Instant::now() < deadline {
-        match host.register(rev.clone()).await {
+        match host.register(r.clone()).await {
             Ok(()) => {
                 host.stop().await;
-                return Ok(rev);
+                return Ok(r);
             }
-            Err(e) => last = e,
+            Err(e) if e.contains("no root reachable") => last = e,
+            Err(e) => {
+                host.stop().await;
+                return Err(e);
+            }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     host.stop().await;
     Err(last)
+}
+
+/// Enrollments waiting for approval on the roots: (domain, key).
+pub async fn pending(config: &Config) -> Result<Vec<(String, String)>, String> {
+    let host = client(config).await.map_err(|e| e.to_string())?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut out = Vec::new();
+    // Wait until identify has told us who the roots are.
+    while tokio::time::Instant::now() < deadline {
+        out = host.pending_enrollments().await;
+        if !out.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    host.stop().await;
+    Ok(out)
+}
+
+/// A root approves `domain`'s enrollment: for the key waiting on a root, or
+/// else the key holding the domain's record.
+pub async fn approve(config: &Config, domain: &str) -> Result<SignedRecord, String> {
+    let waiting = pending(config)
+        .await?
+        .into_iter()
+        .find(|(d, _)| d == domain)
+        .map(|(_, k)| k);
+    let holder = match waiting {
+        Some(k) => k,
+        None => resolve_once(config, domain)
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|r| r.record.key)
+            .ok_or_else(|| format!("{domain}: no enrollment waiting and no record"))?,
+    };
+    let secret = key::load_or_create(&config.node_key_path()).map_err(|e| e.to_string())?;
+    let r = super::authority::approval(&key::signing_key(&secret), domain, &holder);
+    submit(config, r).await
 }
 
 /// A short-lived client host joined to the configured roots.
@@ -322,6 +415,7 @@ async fn client(config: &Config) -> Result<Host, DirectoryError> {
         request_timeout: Duration::from_secs(5),
         initial: Vec::new(),
         on_accept: None,
+        authority: None,
     })
     .await?)
 }

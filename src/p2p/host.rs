@@ -1,6 +1,8 @@
 //! One node's libp2p swarm and its event loop: registration, resolution with a TTL cache and root failover, gossip of new records, and anti-entropy between roots.
 
+use super::authority::{Authority, Decision};
 use super::protocol::{self, Request, Response, NODE_AGENT, PROTOCOL, ROOT_AGENT, TOPIC};
+use intercloud_actors::directory::enrollment::SignedEnrollment;
 use intercloud_actors::directory::record::SignedRecord;
 use intercloud_actors::directory::zone::{Accepted, Zone};
 use libp2p::futures::StreamExt;
@@ -9,7 +11,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{gossipsub, identify, Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -50,6 +52,20 @@ pub struct HostConfig {
     pub initial: Vec<SignedRecord>,
     /// Called with every record a root takes into its zone (to persist it).
     pub on_accept: Option<OnAccept>,
+    /// A root's trust authority.
+    pub authority: Option<Authority>,
+}
+
+/// What an enrollment request came to.
+#[derive(Clone, Debug)]
+pub enum Enrolled {
+    /// The certificate chain (PEM) and the roots' authority records.
+    Issued {
+        chain_pem: String,
+        authorities: Vec<SignedRecord>,
+    },
+    Pending(String),
+    Refused(String),
 }
 
 /// A hook run on each record a root accepts.
@@ -67,6 +83,9 @@ enum Command {
     Resolve(String, oneshot::Sender<Option<SignedRecord>>),
     Revocation(String, oneshot::Sender<Option<SignedRecord>>),
     Zone(oneshot::Sender<Vec<SignedRecord>>),
+    Enroll(SignedEnrollment, oneshot::Sender<Result<Enrolled, String>>),
+    Authorities(oneshot::Sender<Vec<SignedRecord>>),
+    PendingEnrollments(oneshot::Sender<Vec<(String, String)>>),
     Listening(oneshot::Sender<Vec<Multiaddr>>),
     Block(HashSet<PeerId>),
     Stop(oneshot::Sender<()>),
@@ -116,6 +135,8 @@ impl Host {
             swarm,
             root: cfg.root,
             zone,
+            authority: cfg.authority,
+            waiting: BTreeMap::new(),
             on_accept: cfg.on_accept,
             roots: Vec::new(),
             bootstrap,
@@ -125,6 +146,11 @@ impl Host {
             topic,
             listening: Vec::new(),
         };
+        if let Some(r) = state.authority.as_ref().map(Authority::authority_record) {
+            if let Err(e) = state.accept(r, false) {
+                tracing::warn!(error = %e, "own authority record refused");
+            }
+        }
         state.dial_bootstrap();
         tokio::spawn(state.run(rx, cfg.anti_entropy));
         let host = Host { tx, peer_id };
@@ -165,6 +191,25 @@ impl Host {
             .await
             .ok()
             .flatten()
+    }
+
+    /// Asks the trust authority (this root's, or a reachable root's) for a certificate.
+    pub async fn enroll(&self, req: SignedEnrollment) -> Result<Enrolled, String> {
+        self.ask(|tx| Command::Enroll(req, tx))
+            .await
+            .map_err(|e| e.to_string())?
+    }
+
+    /// The roots' authority records (CA certificates), unverified.
+    pub async fn authorities(&self) -> Vec<SignedRecord> {
+        self.ask(Command::Authorities).await.unwrap_or_default()
+    }
+
+    /// Enrollments waiting for approval on the first root that answers: (domain, key).
+    pub async fn pending_enrollments(&self) -> Vec<(String, String)> {
+        self.ask(Command::PendingEnrollments)
+            .await
+            .unwrap_or_default()
     }
 
     /// Every record this node holds (roots: the whole zone).
@@ -262,12 +307,25 @@ enum Pending {
         revocation: bool,
     },
     Sync,
+    Enroll {
+        req: SignedEnrollment,
+        reply: oneshot::Sender<Result<Enrolled, String>>,
+        tried: Vec<PeerId>,
+    },
+    Authorities {
+        reply: oneshot::Sender<Vec<SignedRecord>>,
+        tried: Vec<PeerId>,
+    },
+    Waiting(oneshot::Sender<Vec<(String, String)>>),
 }
 
 struct State {
     swarm: Swarm<Behaviour>,
     root: bool,
     zone: Zone,
+    authority: Option<Authority>,
+    /// Enrollments waiting for approval: domain -> key.
+    waiting: BTreeMap<String, String>,
     on_accept: Option<OnAccept>,
     /// Connected roots, in the order they were found.
     roots: Vec<PeerId>,
@@ -301,7 +359,23 @@ impl State {
     }
 
     fn accept(&mut self, r: SignedRecord, gossip: bool) -> Result<Accepted, String> {
-        let out = self.zone.accept(r.clone()).map_err(|e| e.to_string())?;
+        self.take(r, gossip, false)
+    }
+
+    /// Takes a record replicated from another root.
+    fn replicate(&mut self, r: SignedRecord) {
+        if let Err(e) = self.take(r, false, true) {
+            tracing::trace!(error = %e, "replicated record not taken");
+        }
+    }
+
+    fn take(&mut self, r: SignedRecord, gossip: bool, from_peer: bool) -> Result<Accepted, String> {
+        let out = if from_peer {
+            self.zone.accept_from_peer(r.clone())
+        } else {
+            self.zone.accept(r.clone())
+        }
+        .map_err(|e| e.to_string())?;
         if out != Accepted::Unchanged {
             if let Some(f) = &self.on_accept {
                 f(&r);
@@ -361,6 +435,41 @@ impl State {
                 }
                 self.send_resolve(domain, reply, Vec::new(), true);
             }
+            Command::Enroll(req, reply) => {
+                if self.authority.is_some() {
+                    let _ = reply.send(Ok(match self.enroll(req) {
+                        Response::Enrolled {
+                            chain_pem,
+                            authorities,
+                        } => Enrolled::Issued {
+                            chain_pem,
+                            authorities,
+                        },
+                        Response::Pending(m) => Enrolled::Pending(m),
+                        Response::Refused(m) => Enrolled::Refused(m),
+                        _ => Enrolled::Refused("unexpected".into()),
+                    }));
+                } else {
+                    self.send_enroll(req, reply, Vec::new());
+                }
+            }
+            Command::Authorities(reply) => {
+                if self.root {
+                    let _ = reply.send(self.zone.authorities().cloned().collect());
+                } else {
+                    self.send_authorities(reply, Vec::new());
+                }
+            }
+            Command::PendingEnrollments(reply) => {
+                if self.root {
+                    let _ = reply.send(self.waiting.clone().into_iter().collect());
+                } else if let Some((id, _)) = self.ask_root(Request::PendingEnrollments, Vec::new())
+                {
+                    self.pending.insert(id, Pending::Waiting(reply));
+                } else {
+                    let _ = reply.send(Vec::new());
+                }
+            }
             Command::Zone(reply) => {
                 let mut all: Vec<SignedRecord> = self.zone.all().cloned().collect();
                 all.extend(self.cache.values().map(|(r, _)| r.clone()));
@@ -381,32 +490,35 @@ impl State {
         }
     }
 
+    /// Sends `req` to a connected root not in `tried`: the request id and
+    /// `tried` with that root added, or None when no root is left.
+    fn ask_root(
+        &mut self,
+        req: Request,
+        mut tried: Vec<PeerId>,
+    ) -> Option<(OutboundRequestId, Vec<PeerId>)> {
+        let p = self.next_root(&tried)?;
+        tried.push(p);
+        Some((self.swarm.behaviour_mut().rr.send_request(&p, req), tried))
+    }
+
     fn send_register(
         &mut self,
-        r: SignedRecord,
+        record: SignedRecord,
         reply: oneshot::Sender<Result<(), String>>,
         tried: Vec<PeerId>,
     ) {
-        match self.next_root(&tried) {
+        match self.ask_root(Request::Register(record.clone()), tried) {
             None => {
                 let _ = reply.send(Err("no root reachable".into()));
             }
-            Some(p) => {
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .rr
-                    .send_request(&p, Request::Register(r.clone()));
-                let mut tried = tried;
-                tried.push(p);
-                self.pending.insert(
-                    id,
-                    Pending::Register {
-                        record: r,
-                        reply,
-                        tried,
-                    },
-                );
+            Some((id, tried)) => {
+                let p = Pending::Register {
+                    record,
+                    reply,
+                    tried,
+                };
+                self.pending.insert(id, p);
             }
         }
     }
@@ -418,31 +530,89 @@ impl State {
         tried: Vec<PeerId>,
         revocation: bool,
     ) {
-        match self.next_root(&tried) {
+        let req = if revocation {
+            Request::Revocation(domain.clone())
+        } else {
+            Request::Resolve(domain.clone())
+        };
+        match self.ask_root(req, tried) {
             None => {
                 let _ = reply.send(None);
             }
-            Some(p) => {
-                let id = self.swarm.behaviour_mut().rr.send_request(
-                    &p,
-                    if revocation {
-                        Request::Revocation(domain.clone())
-                    } else {
-                        Request::Resolve(domain.clone())
-                    },
-                );
-                let mut tried = tried;
-                tried.push(p);
-                self.pending.insert(
-                    id,
-                    Pending::Resolve {
-                        domain,
-                        reply,
-                        tried,
-                        revocation,
-                    },
-                );
+            Some((id, tried)) => {
+                let p = Pending::Resolve {
+                    domain,
+                    reply,
+                    tried,
+                    revocation,
+                };
+                self.pending.insert(id, p);
             }
+        }
+    }
+
+    fn send_enroll(
+        &mut self,
+        req: SignedEnrollment,
+        reply: oneshot::Sender<Result<Enrolled, String>>,
+        tried: Vec<PeerId>,
+    ) {
+        match self.ask_root(Request::Enroll(req.clone()), tried) {
+            None => {
+                let _ = reply.send(Err("no root reachable".into()));
+            }
+            Some((id, tried)) => {
+                self.pending
+                    .insert(id, Pending::Enroll { req, reply, tried });
+            }
+        }
+    }
+
+    fn send_authorities(&mut self, reply: oneshot::Sender<Vec<SignedRecord>>, tried: Vec<PeerId>) {
+        match self.ask_root(Request::Authorities, tried) {
+            None => {
+                let _ = reply.send(Vec::new());
+            }
+            Some((id, tried)) => {
+                self.pending
+                    .insert(id, Pending::Authorities { reply, tried });
+            }
+        }
+    }
+
+    /// The trust authority's answer to an enrollment request.
+    fn enroll(&mut self, req: SignedEnrollment) -> Response {
+        let Some(a) = &self.authority else {
+            return Response::Refused("not a trust authority".into());
+        };
+        let now = super::authority::now();
+        let domain = req.enrollment.domain.clone();
+        let (issued, record) = match a.decide(&self.zone, &req, now) {
+            Decision::Refuse(m) => {
+                tracing::info!(%domain, reason = %m, "enrollment refused");
+                return Response::Refused(m);
+            }
+            Decision::Pending => {
+                tracing::info!(%domain, key = %req.enrollment.key, "enrollment waits for approval (intercloud directory approve)");
+                self.waiting.insert(domain, req.enrollment.key);
+                return Response::Pending("waiting for an administrator's approval".into());
+            }
+            Decision::Issue { renewal } => match a.issue(&req, now) {
+                Ok(i) => {
+                    let rec = a.certificate_record(&req, &i, renewal);
+                    (i, rec)
+                }
+                Err(e) => return Response::Refused(e.to_string()),
+            },
+        };
+        if let Err(e) = self.accept(record, true) {
+            return Response::Refused(format!("could not record the certificate: {e}"));
+        }
+        self.waiting.remove(&domain);
+        tracing::info!(%domain, not_after = issued.not_after, "certificate issued");
+        Response::Enrolled {
+            chain_pem: issued.chain_pem,
+            authorities: self.zone.authorities().cloned().collect(),
         }
     }
 
@@ -511,7 +681,7 @@ impl State {
                     .map_err(|e| e.to_string())
                     .and_then(|s| SignedRecord::from_json(s).map_err(|e| e.to_string()))
                 {
-                    let _ = self.accept(r, false);
+                    self.replicate(r);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Rr(request_response::Event::Message {
@@ -548,6 +718,12 @@ impl State {
                         tried,
                         revocation,
                     }) => self.send_resolve(domain, reply, tried, revocation),
+                    Some(Pending::Enroll { req, reply, tried }) => {
+                        self.send_enroll(req, reply, tried)
+                    }
+                    Some(Pending::Authorities { reply, tried }) => {
+                        self.send_authorities(reply, tried)
+                    }
                     _ => {}
                 }
             }
@@ -574,10 +750,15 @@ impl State {
             Request::Push(rs) => {
                 if self.root {
                     for r in rs {
-                        let _ = self.accept(r, false);
+                        self.replicate(r);
                     }
                 }
                 Response::Accepted
+            }
+            Request::Enroll(req) => self.enroll(req),
+            Request::Authorities => Response::Records(self.zone.authorities().cloned().collect()),
+            Request::PendingEnrollments => {
+                Response::Enrollments(self.waiting.clone().into_iter().collect())
             }
         };
         self.respond(ch, resp);
@@ -617,7 +798,7 @@ impl State {
             },
             (Some(Pending::Sync), Response::Sync { records, digest }) => {
                 for r in records {
-                    let _ = self.accept(r, false);
+                    self.replicate(r);
                 }
                 let push = self.zone.missing_from(&protocol::from_wire(&digest));
                 if !push.is_empty() {
@@ -628,6 +809,30 @@ impl State {
                         .send_request(&peer, Request::Push(push));
                     self.pending.insert(id, Pending::Sync);
                 }
+            }
+            (
+                Some(Pending::Enroll { reply, .. }),
+                Response::Enrolled {
+                    chain_pem,
+                    authorities,
+                },
+            ) => {
+                let _ = reply.send(Ok(Enrolled::Issued {
+                    chain_pem,
+                    authorities,
+                }));
+            }
+            (Some(Pending::Enroll { reply, .. }), Response::Pending(m)) => {
+                let _ = reply.send(Ok(Enrolled::Pending(m)));
+            }
+            (Some(Pending::Enroll { reply, .. }), Response::Refused(m)) => {
+                let _ = reply.send(Ok(Enrolled::Refused(m)));
+            }
+            (Some(Pending::Authorities { reply, .. }), Response::Records(rs)) => {
+                let _ = reply.send(rs);
+            }
+            (Some(Pending::Waiting(reply)), Response::Enrollments(list)) => {
+                let _ = reply.send(list);
             }
             _ => {}
         }

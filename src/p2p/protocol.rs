@@ -1,5 +1,6 @@
 //! The directory's request-response protocol between nodes and roots (JSON over libp2p streams).
 
+use intercloud_actors::directory::enrollment::SignedEnrollment;
 use intercloud_actors::directory::record::SignedRecord;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -25,6 +26,12 @@ pub enum Request {
     Digest(WireDigest),
     /// Anti-entropy, step 3: records you lacked.
     Push(Vec<SignedRecord>),
+    /// Trust authority: issue (or renew) a certificate.
+    Enroll(SignedEnrollment),
+    /// The roots' CA certificates (authority records).
+    Authorities,
+    /// Enrollment requests waiting for approval on this root: (domain, key).
+    PendingEnrollments,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -37,6 +44,15 @@ pub enum Response {
         records: Vec<SignedRecord>,
         digest: WireDigest,
     },
+    /// A certificate (and the CA's), PEM, with the current trust anchors.
+    Enrolled {
+        chain_pem: String,
+        authorities: Vec<SignedRecord>,
+    },
+    /// The enrollment waits for an administrator's approval.
+    Pending(String),
+    Records(Vec<SignedRecord>),
+    Enrollments(Vec<(String, String)>),
 }
 
 pub fn to_wire(d: &BTreeMap<String, [u8; 32]>) -> WireDigest {

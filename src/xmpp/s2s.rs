@@ -44,7 +44,10 @@ pub struct S2s {
     pub cfg: crate::config::S2sSection,
     pub server_tls: tokio_rustls::TlsAcceptor,
     pub client_tls: tokio_rustls::TlsConnector,
-    pub roots: rustls::RootCertStore,
+    /// Our s2s certificate (hot-swapped on enrollment and renewal).
+    pub identity: Arc<crate::tls::Identity>,
+    /// Who SASL EXTERNAL trusts.
+    pub anchors: Arc<crate::tls::Anchors>,
     pub limits: Limits,
     pub resolver: Resolver,
     pub connect_timeout: Duration,
@@ -110,26 +113,31 @@ impl S2s {
             Duration::from_secs(config.limits.s2s_connect_timeout_secs.clamp(1, 5)),
         )?;
         resolver.directory = directory;
-        let cert = config.path(&config.tls.cert);
-        let key = config.path(&config.tls.key);
+        let (cert, key) = config.s2s_identity_paths();
+        let identity = crate::tls::Identity::load(&cert, &key)?;
         let anchors: Vec<_> = config
             .s2s
             .trust_anchors
             .iter()
             .map(|p| config.path(p))
             .collect();
+        let anchors = crate::tls::Anchors::load(&anchors)?;
+        if let Ok(pem) = std::fs::read_to_string(config.learnt_anchors_path()) {
+            anchors.set_learnt(&[pem]);
+        }
         let l = &config.limits;
         Ok(Arc::new(S2s {
             domain: cloud.settings.domain.clone(),
             cloud,
             cfg: config.s2s.clone(),
             server_tls: tokio_rustls::TlsAcceptor::from(crate::tls::s2s_server_config(
-                &cert, &key,
+                identity.clone(),
             )?),
             client_tls: tokio_rustls::TlsConnector::from(crate::tls::s2s_client_config(
-                &cert, &key,
+                identity.clone(),
             )?),
-            roots: crate::tls::load_roots(&anchors)?,
+            identity,
+            anchors,
             limits: Limits {
                 max_stanza_bytes: l.max_stanza_bytes,
                 max_depth: l.max_depth,
@@ -171,7 +179,7 @@ impl S2s {
 
     fn peer_verified(&self, certs: Option<&[CertificateDer<'static>]>, domain: &str) -> bool {
         match certs {
-            Some(c) => match crate::tls::verify_peer(c, &self.roots, domain) {
+            Some(c) => match crate::tls::verify_peer(c, &self.anchors.current(), domain) {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::info!(peer = %domain, error = %e, "peer certificate not accepted");

@@ -38,6 +38,9 @@ pub enum Body {
         cert_sha256: Option<String>,
         roles: Vec<String>,
         exchanges: Vec<String>,
+        /// libp2p addresses (multiaddrs with `/p2p/<id>`) where it answers directory requests.
+        #[serde(default)]
+        p2p: Vec<String>,
     },
     /// The zone below `domain` (`*.domain`) is answered by these exchanges.
     Delegation { exchanges: Vec<String> },
@@ -48,6 +51,38 @@ pub enum Body {
         cert_sha256: Option<String>,
         reason: String,
     },
+    /// A root's trust authority: its CA certificate (PEM), a trust anchor
+    /// for SASL EXTERNAL. `domain` is the root's.
+    Authority { ca_pem: String },
+    /// A root issued a certificate for `domain` to the holder of `holder_key`.
+    Certificate {
+        holder_key: String,
+        cert_sha256: String,
+        /// Seconds since the Unix epoch.
+        not_after: u64,
+        /// Whether it renewed an earlier certificate of the same holder.
+        renewal: bool,
+    },
+    /// A root's approval for the holder of `holder_key` to enroll as `domain` without a token.
+    Approval { holder_key: String },
+}
+
+impl Body {
+    /// The kind of statement, which with the domain names its slot in the zone.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Body::Cloud { .. } | Body::Delegation { .. } => "record",
+            Body::Revocation { .. } => "revocation",
+            Body::Authority { .. } => "authority",
+            Body::Certificate { .. } => "certificate",
+            Body::Approval { .. } => "approval",
+        }
+    }
+
+    /// Whether only a root key may sign it.
+    pub fn needs_root(&self) -> bool {
+        !matches!(self, Body::Cloud { .. })
+    }
 }
 
 /// A record before signing.
@@ -82,6 +117,40 @@ pub fn public_key(k: &SigningKey) -> String {
     B64.encode(k.verifying_key().to_bytes())
 }
 
+/// Signs the JSON of `value` (base64 ed25519): records and enrollment requests.
+pub fn sign_value<T: Serialize>(value: &T, key: &SigningKey) -> String {
+    let bytes = serde_json::to_vec(value).expect("signed values serialise");
+    B64.encode(key.sign(&bytes).to_bytes())
+}
+
+/// Checks a base64 signature by base64 public key `key` over the JSON of `value`.
+pub fn verify_value<T: Serialize>(value: &T, key: &str, sig: &str) -> Result<(), RecordError> {
+    let vk = verifying_key(key)?;
+    let bytes = B64
+        .decode(sig)
+        .map_err(|_| RecordError::SignatureEncoding)?;
+    let arr: [u8; 64] = bytes
+        .try_into()
+        .map_err(|_| RecordError::SignatureEncoding)?;
+    let msg = serde_json::to_vec(value).map_err(|e| RecordError::Json(e.to_string()))?;
+    vk.verify(&msg, &Signature::from_bytes(&arr))
+        .map_err(|_| RecordError::Signature)
+}
+
+/// What every signed statement must satisfy before its signature is checked:
+/// a version this code reads and a lower-case domain name.
+pub fn check_header(v: u32, domain: &str) -> Result<(), RecordError> {
+    if v != VERSION {
+        return Err(RecordError::Version(v));
+    }
+    crate::jid::Jid::domain_jid(domain)
+        .map_err(|e| RecordError::Invalid(format!("domain: {e}")))?;
+    if domain != domain.to_ascii_lowercase() {
+        return Err(RecordError::Invalid("domain must be lower case".into()));
+    }
+    Ok(())
+}
+
 fn verifying_key(s: &str) -> Result<VerifyingKey, RecordError> {
     let bytes = B64.decode(s).map_err(|_| RecordError::Key)?;
     let arr: [u8; 32] = bytes.try_into().map_err(|_| RecordError::Key)?;
@@ -92,11 +161,8 @@ impl Record {
     /// Signs with `key`, which must be the key the record names.
     pub fn sign(mut self, key: &SigningKey) -> SignedRecord {
         self.key = public_key(key);
-        let sig = key.sign(&canonical(&self));
-        SignedRecord {
-            record: self,
-            sig: B64.encode(sig.to_bytes()),
-        }
+        let sig = sign_value(&self, key);
+        SignedRecord { record: self, sig }
     }
 }
 
@@ -104,23 +170,8 @@ impl SignedRecord {
     /// Checks version, shape and signature.
     pub fn verify(&self) -> Result<(), RecordError> {
         let r = &self.record;
-        if r.v != VERSION {
-            return Err(RecordError::Version(r.v));
-        }
-        crate::jid::Jid::domain_jid(&r.domain)
-            .map_err(|e| RecordError::Invalid(format!("domain: {e}")))?;
-        if r.domain != r.domain.to_ascii_lowercase() {
-            return Err(RecordError::Invalid("domain must be lower case".into()));
-        }
-        let vk = verifying_key(&r.key)?;
-        let bytes = B64
-            .decode(&self.sig)
-            .map_err(|_| RecordError::SignatureEncoding)?;
-        let arr: [u8; 64] = bytes
-            .try_into()
-            .map_err(|_| RecordError::SignatureEncoding)?;
-        vk.verify(&canonical(r), &Signature::from_bytes(&arr))
-            .map_err(|_| RecordError::Signature)
+        check_header(r.v, &r.domain)?;
+        verify_value(r, &r.key, &self.sig)
     }
 
     /// A digest identifying this exact record (for anti-entropy).
@@ -161,6 +212,7 @@ pub(crate) mod tests {
                 cert_sha256: None,
                 roles: vec!["cloud".into()],
                 exchanges: vec![],
+                p2p: vec![],
             },
         }
     }
