@@ -166,11 +166,18 @@ async fn partitioned_roots_converge_after_the_heal() {
         .register(record("right.test", &b, 60))
         .await
         .unwrap();
+    // Both sides also give one new name to different keys: the right side's claim is earlier.
+    let mut left = record("both.test", &a, 60).record;
+    left.serial = 5;
+    roots[0].register(left.sign(&a)).await.unwrap();
+    let mut right = record("both.test", &b, 60).record;
+    right.serial = 3;
+    roots[1].register(right.sign(&b)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(roots[0].zone().await.len(), 1, "the partition leaked");
+    assert_eq!(roots[0].zone().await.len(), 2, "the partition leaked");
     assert_eq!(
         roots[2].zone().await.len(),
-        1,
+        2,
         "root2 did not get right.test"
     );
     // Heal.
@@ -179,10 +186,15 @@ async fn partitioned_roots_converge_after_the_heal() {
     }
     let took = within(Duration::from_secs(10), || async {
         let z0 = zone_of(&roots[0]).await;
-        z0.len() == 2 && zone_of(&roots[1]).await == z0 && zone_of(&roots[2]).await == z0
+        z0.len() == 3 && zone_of(&roots[1]).await == z0 && zone_of(&roots[2]).await == z0
     })
     .await
     .expect("roots did not converge within 10 s of the heal");
     println!("3 roots converged {took:?} after the heal");
+    // Every root settled the double claim the same way: the earlier one.
+    for r in &roots {
+        let held = r.resolve("both.test").await.unwrap();
+        assert_eq!(held.record.key, public_key(&b));
+    }
     let _ = root_addrs;
 }
