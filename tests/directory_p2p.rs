@@ -198,3 +198,47 @@ async fn partitioned_roots_converge_after_the_heal() {
     }
     let _ = root_addrs;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_finds_every_root_through_the_dht() {
+    // A chain of roots: each knows only the one before it.
+    let mut roots: Vec<Host> = Vec::new();
+    let mut first = Vec::new();
+    for _ in 0..3 {
+        let boot = match roots.last() {
+            Some(r) => r.listen_addrs().await,
+            None => Vec::new(),
+        };
+        let h = host(true, boot, &[]).await;
+        if first.is_empty() {
+            first = h.listen_addrs().await;
+        }
+        roots.push(h);
+    }
+    // A cloud that was told about the first root only.
+    let cloud = host(false, first, &[]).await;
+    let found = within(Duration::from_secs(10), || async {
+        cloud.roots().await.len() == 3
+    })
+    .await
+    .expect("the cloud did not find all 3 roots through the DHT");
+    println!("a cloud found 3 roots in {found:?}");
+    // The roots found each other too, so they replicate: a record given to
+    // the last root reaches the cloud after the first root is gone.
+    let key = SigningKey::from_bytes(&[42; 32]);
+    roots[2]
+        .register(record("far.test", &key, 1))
+        .await
+        .unwrap();
+    within(Duration::from_secs(10), || async {
+        roots[0].zone().await.len() == 1 && roots[1].zone().await.len() == 1
+    })
+    .await
+    .expect("the record did not reach every root");
+    roots[0].stop().await;
+    let r = within(Duration::from_secs(5), || async {
+        cloud.resolve("far.test").await.is_some()
+    })
+    .await;
+    assert!(r.is_some(), "no answer once the bootstrap root was gone");
+}

@@ -10,7 +10,7 @@ use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{gossipsub, identify, Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder};
+use libp2p::{gossipsub, identify, kad, Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -71,9 +71,17 @@ pub enum Enrolled {
 /// A hook run on each record a root accepts.
 pub type OnAccept = std::sync::Arc<dyn Fn(&SignedRecord) + Send + Sync>;
 
+/// The Kademlia protocol of the Intercloud's DHT.
+const KAD_PROTOCOL: &str = "/intercloud/kad/1";
+/// The DHT key roots provide, so any node finds every root from any one peer.
+const ROOTS_KEY: &[u8] = b"intercloud/roots";
+/// Below this many known roots, a node looks for more on every round.
+const WANTED_ROOTS: usize = 3;
+
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     identify: identify::Behaviour,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
     gossip: gossipsub::Behaviour,
     rr: request_response::json::Behaviour<Request, Response>,
 }
@@ -88,6 +96,7 @@ enum Command {
     PendingEnrollments(oneshot::Sender<Vec<(String, String)>>),
     Listening(oneshot::Sender<Vec<Multiaddr>>),
     Block(HashSet<PeerId>),
+    Roots(oneshot::Sender<Vec<PeerId>>),
     Stop(oneshot::Sender<()>),
 }
 
@@ -145,6 +154,7 @@ impl Host {
             blocked: HashSet::new(),
             topic,
             listening: Vec::new(),
+            rounds: 0,
         };
         if let Some(r) = state.authority.as_ref().map(Authority::authority_record) {
             if let Err(e) = state.accept(r, false) {
@@ -222,6 +232,11 @@ impl Host {
         self.ask(Command::Listening).await.unwrap_or_default()
     }
 
+    /// The roots this node is connected to (found by bootstrap, identify and the DHT).
+    pub async fn roots(&self) -> Vec<PeerId> {
+        self.ask(Command::Roots).await.unwrap_or_default()
+    }
+
     /// Cuts this node off from `peers` (a network partition) until called again without them.
     pub async fn block(&self, peers: HashSet<PeerId>) {
         let _ = self.tx.send(Command::Block(peers)).await;
@@ -243,7 +258,21 @@ fn build_swarm(cfg: &HostConfig) -> Result<Swarm<Behaviour>, P2pError> {
                 .validation_mode(gossipsub::ValidationMode::Strict)
                 .build()
                 .map_err(|e| e.to_string())?;
+            let mut kad_cfg = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+            kad_cfg.set_query_timeout(timeout);
+            let mut dht = kad::Behaviour::with_config(
+                k.public().to_peer_id(),
+                kad::store::MemoryStore::new(k.public().to_peer_id()),
+                kad_cfg,
+            );
+            // Roots answer DHT queries; other nodes only ask.
+            dht.set_mode(Some(if root {
+                kad::Mode::Server
+            } else {
+                kad::Mode::Client
+            }));
             Ok(Behaviour {
+                kad: dht,
                 identify: identify::Behaviour::new(
                     identify::Config::new("/intercloud/1".into(), k.public())
                         .with_agent_version(agent.into()),
@@ -335,6 +364,8 @@ struct State {
     blocked: HashSet<PeerId>,
     topic: gossipsub::IdentTopic,
     listening: Vec<Multiaddr>,
+    /// Anti-entropy rounds so far (paces DHT announcements and lookups).
+    rounds: u64,
 }
 
 impl State {
@@ -478,6 +509,9 @@ impl State {
             Command::Listening(reply) => {
                 let _ = reply.send(self.listening.clone());
             }
+            Command::Roots(reply) => {
+                let _ = reply.send(self.roots.clone());
+            }
             Command::Block(peers) => {
                 for p in &peers {
                     let _ = self.swarm.disconnect_peer_id(*p);
@@ -616,8 +650,25 @@ impl State {
         }
     }
 
+    /// Finds roots through the DHT: roots announce themselves as providers
+    /// of one key; everyone asks for its providers while it knows few roots.
+    fn discover(&mut self) {
+        self.rounds += 1;
+        let key = kad::RecordKey::new(&ROOTS_KEY);
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        if self.root && self.rounds % 10 == 1 {
+            if let Err(e) = kad.start_providing(key.clone()) {
+                tracing::debug!(error = %e, "cannot announce this root in the DHT");
+            }
+        }
+        if self.roots.len() < WANTED_ROOTS || self.rounds % 10 == 0 {
+            kad.get_providers(key);
+        }
+    }
+
     fn anti_entropy(&mut self) {
         self.dial_bootstrap();
+        self.discover();
         if !self.root {
             return;
         }
@@ -658,12 +709,39 @@ impl State {
                 peer_id,
                 info,
                 ..
-            })) if info.agent_version == ROOT_AGENT
-                && !self.roots.contains(&peer_id)
-                && !self.blocked.contains(&peer_id) =>
-            {
-                tracing::debug!(%peer_id, "root found");
-                self.roots.push(peer_id);
+            })) => {
+                if self.blocked.contains(&peer_id) {
+                    return;
+                }
+                if info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL) {
+                    for a in info.listen_addrs {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, a);
+                    }
+                }
+                if info.agent_version == ROOT_AGENT && !self.roots.contains(&peer_id) {
+                    tracing::debug!(%peer_id, "root found");
+                    self.roots.push(peer_id);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                result:
+                    kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
+                        providers,
+                        ..
+                    })),
+                ..
+            })) => {
+                let me = *self.swarm.local_peer_id();
+                for p in providers {
+                    if p != me && !self.blocked.contains(&p) && !self.swarm.is_connected(&p) {
+                        // The query still holds the provider's addresses.
+                        if let Err(e) = self.swarm.dial(p) {
+                            tracing::debug!(peer = %p, error = %e, "cannot dial a root found in the DHT");
+                        } else {
+                            tracing::debug!(peer = %p, "dialing a root found in the DHT");
+                        }
+                    }
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message {
                 message,
