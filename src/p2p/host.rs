@@ -661,7 +661,7 @@ impl State {
                 tracing::debug!(error = %e, "cannot announce this root in the DHT");
             }
         }
-        if self.roots.len() < WANTED_ROOTS || self.rounds % 10 == 0 {
+        if self.roots.len() < WANTED_ROOTS || self.rounds.is_multiple_of(10) {
             kad.get_providers(key);
         }
     }
