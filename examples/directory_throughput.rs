@@ -24,6 +24,7 @@ async fn host(root: bool, bootstrap: Vec<libp2p::Multiaddr>) -> Host {
         initial: vec![],
         on_accept: None,
         authority: None,
+        zones: Vec::new(),
     })
     .await
     .unwrap()

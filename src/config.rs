@@ -147,6 +147,8 @@ pub struct P2pSection {
     pub enrollment_token: String,
     /// Renew when less than this share (percent) of the certificate's lifetime is left.
     pub renew_percent: u8,
+    /// Exchanges: sub-zones delegated to this node (`directory delegate`), which it holds and answers for.
+    pub zones: Vec<String>,
 }
 
 impl Default for P2pSection {
@@ -161,6 +163,7 @@ impl Default for P2pSection {
             enroll: true,
             enrollment_token: String::new(),
             renew_percent: 33,
+            zones: Vec::new(),
         }
     }
 }
@@ -304,6 +307,11 @@ impl Config {
                     ROLES.join(", ")
                 )));
             }
+        }
+        if !self.p2p.zones.is_empty() && !self.has_role("exchange") {
+            return Err(ConfigError::Invalid(
+                "p2p.zones: only an exchange holds delegated zones".into(),
+            ));
         }
         let l = &self.limits;
         if l.max_stanza_bytes < 4096 || l.max_depth < 4 || l.session_queue == 0 {
@@ -453,6 +461,8 @@ enroll = true
 enrollment_token = ""
 # Renew when less than this percentage of the certificate's lifetime is left.
 renew_percent = 33
+# Exchanges: sub-zones the roots delegated to this node, e.g. ["asia.test"]; it holds their records.
+zones = []
 
 [authority]
 # Roots only: the trust authority's CA. Empty paths = data/ca/cert.pem and key.pem, created at first start.

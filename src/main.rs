@@ -98,6 +98,15 @@ enum DirectoryCmd {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Delegate the zone below ZONE to exchanges (run with a root's config).
+    Delegate {
+        #[arg(long)]
+        config: PathBuf,
+        zone: String,
+        /// The exchanges' domains (each holds `p2p.zones = [ZONE]`).
+        #[arg(long = "exchange", required = true)]
+        exchanges: Vec<String>,
+    },
     /// Print and verify a root's audit trail.
     Audit {
         #[arg(long)]
@@ -266,6 +275,15 @@ fn directory(cmd: DirectoryCmd) -> Result<(), String> {
         DirectoryCmd::Approve { config, domain } => {
             let c = Config::load(&config).map_err(|e| e.to_string())?;
             let r = runtime()?.block_on(dir::approve(&c, &domain))?;
+            println!("{}", r.to_json());
+        }
+        DirectoryCmd::Delegate {
+            config,
+            zone,
+            exchanges,
+        } => {
+            let c = Config::load(&config).map_err(|e| e.to_string())?;
+            let r = runtime()?.block_on(dir::delegate(&c, &zone, exchanges))?;
             println!("{}", r.to_json());
         }
         DirectoryCmd::Pending { config } => {

@@ -1,4 +1,4 @@
-//! The Intercloud Root directory over libp2p, in one process on the memory transport: 3 roots and 10 clouds register, resolve, survive a dead root, and converge after a partition heals.
+//! The Intercloud Root directory over libp2p, in one process on the memory transport: 3 roots and 10 clouds register, resolve, survive a dead root, converge after a partition heals; roots found through the DHT; a delegated zone answered by its exchange.
 
 use ed25519_dalek::SigningKey;
 use intercloud::p2p::host::{Host, HostConfig, TransportKind};
@@ -15,6 +15,15 @@ fn mem_addr() -> Multiaddr {
 }
 
 async fn host(root: bool, bootstrap: Vec<Multiaddr>, root_keys: &[String]) -> Host {
+    host_with(root, bootstrap, root_keys, Vec::new()).await
+}
+
+async fn host_with(
+    root: bool,
+    bootstrap: Vec<Multiaddr>,
+    root_keys: &[String],
+    zones: Vec<String>,
+) -> Host {
     Host::start(HostConfig {
         keypair: Keypair::generate_ed25519(),
         root,
@@ -27,6 +36,7 @@ async fn host(root: bool, bootstrap: Vec<Multiaddr>, root_keys: &[String]) -> Ho
         initial: Vec::new(),
         on_accept: None,
         authority: None,
+        zones,
     })
     .await
     .unwrap()
@@ -241,4 +251,96 @@ async fn a_node_finds_every_root_through_the_dht() {
     })
     .await;
     assert!(r.is_some(), "no answer once the bootstrap root was gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delegated_zone_is_held_and_answered_by_its_exchange() {
+    let root_key = SigningKey::from_bytes(&[50; 32]);
+    let rk = vec![public_key(&root_key)];
+    let (roots, addrs) = roots(2, &rk).await;
+    let registered = |h: Host, r: SignedRecord| async move {
+        within(Duration::from_secs(10), || {
+            let (h, r) = (h.clone(), r.clone());
+            async move { h.register(r).await.is_ok() }
+        })
+        .await
+        .is_some()
+    };
+    // The exchange of asia.test; the roots keep its own record as glue.
+    let ex = host_with(false, addrs.clone(), &rk, vec!["asia.test".into()]).await;
+    let ex_key = SigningKey::from_bytes(&[51; 32]);
+    let mut glue = record("ex.asia.test", &ex_key, 60).record;
+    glue.body = Body::Cloud {
+        peer_id: ex.peer_id.to_string(),
+        s2s: vec![],
+        cert_sha256: None,
+        roles: vec!["cloud".into(), "exchange".into()],
+        exchanges: vec![],
+        p2p: ex
+            .listen_addrs()
+            .await
+            .iter()
+            .map(|a| a.to_string())
+            .collect(),
+    };
+    assert!(registered(ex.clone(), glue.sign(&ex_key)).await);
+    // Only a root key delegates.
+    let delegation = |key: &SigningKey| {
+        Record {
+            v: VERSION,
+            domain: "asia.test".into(),
+            serial: 1,
+            ttl: 60,
+            key: String::new(),
+            body: Body::Delegation {
+                exchanges: vec!["ex.asia.test".into()],
+            },
+        }
+        .sign(key)
+    };
+    let tokyo_key = SigningKey::from_bytes(&[52; 32]);
+    assert!(roots[0]
+        .register(delegation(&tokyo_key))
+        .await
+        .unwrap_err()
+        .contains("only a root key"));
+    roots[0].register(delegation(&root_key)).await.unwrap();
+    within(Duration::from_secs(10), || async {
+        roots[1].zone().await.len() == 2
+    })
+    .await
+    .expect("the delegation did not replicate");
+    // A cloud of the zone registers through the roots: the exchange holds it, the roots do not.
+    let tokyo = host(false, addrs.clone(), &rk).await;
+    assert!(registered(tokyo.clone(), record("tokyo.asia.test", &tokyo_key, 1)).await);
+    assert!(ex
+        .zone()
+        .await
+        .iter()
+        .any(|r| r.record.domain == "tokyo.asia.test"));
+    for r in &roots {
+        assert!(!r
+            .zone()
+            .await
+            .iter()
+            .any(|r| r.record.domain == "tokyo.asia.test"));
+    }
+    // Anyone resolves it: a root refers them to the exchange, which answers.
+    let other = host(false, vec![addrs[1].clone()], &rk).await;
+    let found = within(Duration::from_secs(10), || async {
+        other.resolve("tokyo.asia.test").await.is_some()
+    })
+    .await;
+    assert!(found.is_some(), "the delegated name did not resolve");
+    let r = other.resolve("tokyo.asia.test").await.unwrap();
+    assert_eq!(r.record.key, public_key(&tokyo_key));
+    // The exchange keeps the zone's rules: nobody takes the name over.
+    let thief = SigningKey::from_bytes(&[53; 32]);
+    let mut stolen = record("tokyo.asia.test", &thief, 1).record;
+    stolen.serial = 9;
+    assert!(other
+        .register(stolen.sign(&thief))
+        .await
+        .unwrap_err()
+        .contains("held by another key"));
 }

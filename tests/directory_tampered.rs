@@ -32,6 +32,7 @@ async fn host(root: bool, bootstrap: Vec<Multiaddr>) -> Host {
         initial: Vec::new(),
         on_accept: None,
         authority: None,
+        zones: Vec::new(),
     })
     .await
     .unwrap()

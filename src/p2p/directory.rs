@@ -210,8 +210,10 @@ pub async fn start(config: &Config, store: Arc<Store>) -> Result<Option<Host>, D
         .map(parse)
         .collect::<Result<Vec<_>, _>>()?;
     let root = config.has_role("root");
+    // Roots hold the zone; exchanges the sub-zones delegated to them.
+    let holds = root || !config.p2p.zones.is_empty();
     let mut initial = Vec::new();
-    if root {
+    if holds {
         for j in store.zone_records()? {
             match SignedRecord::from_json(&j) {
                 Ok(r) => initial.push(r),
@@ -252,8 +254,9 @@ pub async fn start(config: &Config, store: Arc<Store>) -> Result<Option<Host>, D
         anti_entropy: every,
         request_timeout: Duration::from_secs(5),
         initial,
-        on_accept: root.then_some(on_accept),
+        on_accept: holds.then_some(on_accept),
         authority,
+        zones: config.p2p.zones.clone(),
     })
     .await?;
     tracing::info!(%peer_id, root, "directory host up");
@@ -307,10 +310,7 @@ pub async fn revoke(config: &Config, domain: &str, reason: &str) -> Result<Signe
         _ => None,
     };
     let secret = key::load_or_create(&config.node_key_path()).map_err(|e| e.to_string())?;
-    let serial = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(1);
+    let serial = super::authority::now().max(1);
     let rev = Record {
         v: VERSION,
         domain: domain.to_string(),
@@ -348,6 +348,26 @@ async fn submit(config: &Config, r: SignedRecord) -> Result<SignedRecord, String
     }
     host.stop().await;
     Err(last)
+}
+
+/// A root delegates the zone below `zone` to `exchanges` (their domains).
+pub async fn delegate(
+    config: &Config,
+    zone: &str,
+    exchanges: Vec<String>,
+) -> Result<SignedRecord, String> {
+    let secret = key::load_or_create(&config.node_key_path()).map_err(|e| e.to_string())?;
+    let serial = super::authority::now().max(1);
+    let r = Record {
+        v: VERSION,
+        domain: zone.to_ascii_lowercase(),
+        serial,
+        ttl: 300,
+        key: String::new(),
+        body: Body::Delegation { exchanges },
+    }
+    .sign(&key::signing_key(&secret));
+    submit(config, r).await
 }
 
 /// Enrollments waiting for approval on the roots: (domain, key).
@@ -416,6 +436,7 @@ async fn client(config: &Config) -> Result<Host, DirectoryError> {
         initial: Vec::new(),
         on_accept: None,
         authority: None,
+        zones: Vec::new(),
     })
     .await?)
 }

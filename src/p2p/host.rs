@@ -3,7 +3,7 @@
 use super::authority::{Authority, Decision};
 use super::protocol::{self, Request, Response, NODE_AGENT, PROTOCOL, ROOT_AGENT, TOPIC};
 use intercloud_actors::directory::enrollment::SignedEnrollment;
-use intercloud_actors::directory::record::SignedRecord;
+use intercloud_actors::directory::record::{Body, SignedRecord};
 use intercloud_actors::directory::zone::{Accepted, Zone};
 use libp2p::futures::StreamExt;
 use libp2p::identity::Keypair;
@@ -54,6 +54,8 @@ pub struct HostConfig {
     pub on_accept: Option<OnAccept>,
     /// A root's trust authority.
     pub authority: Option<Authority>,
+    /// Exchanges: the delegated sub-zones this node holds and answers for.
+    pub zones: Vec<String>,
 }
 
 /// What an enrollment request came to.
@@ -155,6 +157,7 @@ impl Host {
             topic,
             listening: Vec::new(),
             rounds: 0,
+            zones: cfg.zones,
         };
         if let Some(r) = state.authority.as_ref().map(Authority::authority_record) {
             if let Err(e) = state.accept(r, false) {
@@ -346,6 +349,26 @@ enum Pending {
         tried: Vec<PeerId>,
     },
     Waiting(oneshot::Sender<Vec<(String, String)>>),
+    /// A request sent to the exchanges of a delegated zone; `left` are the ones not yet asked.
+    Delegated {
+        domain: String,
+        ask: Delegated,
+        left: Vec<PeerId>,
+    },
+}
+
+/// What a node asks a delegated zone's exchanges.
+enum Delegated {
+    Resolve(oneshot::Sender<Option<SignedRecord>>),
+    Register(Box<SignedRecord>, oneshot::Sender<Result<(), String>>),
+}
+
+/// Whether `domain` lies below `zone`.
+fn below(domain: &str, zone: &str) -> bool {
+    domain
+        .strip_suffix(zone)
+        .map(|rest| rest.ends_with('.'))
+        .unwrap_or(false)
 }
 
 struct State {
@@ -366,6 +389,8 @@ struct State {
     listening: Vec<Multiaddr>,
     /// Anti-entropy rounds so far (paces DHT announcements and lookups).
     rounds: u64,
+    /// Delegated zones this node (an exchange) answers for.
+    zones: Vec<String>,
 }
 
 impl State {
@@ -448,7 +473,17 @@ impl State {
             }
             Command::Resolve(domain, reply) => {
                 if self.root {
-                    let _ = reply.send(self.zone.get(&domain).cloned());
+                    match self.referral(&domain) {
+                        Some(Response::Referral {
+                            delegation,
+                            exchanges,
+                        }) => {
+                            self.follow(domain, Delegated::Resolve(reply), &delegation, &exchanges)
+                        }
+                        _ => {
+                            let _ = reply.send(self.zone.get(&domain).cloned());
+                        }
+                    }
                     return;
                 }
                 if let Some((r, until)) = self.cache.get(&domain) {
@@ -522,6 +557,87 @@ impl State {
             }
             Command::Stop(_) => {}
         }
+    }
+
+    /// The referral a root gives for a name in a delegated zone (not for the
+    /// zone's own exchanges, whose records the root keeps as glue).
+    fn referral(&self, domain: &str) -> Option<Response> {
+        let d = self.zone.delegation_for(domain)?;
+        let Body::Delegation { exchanges } = &d.record.body else {
+            return None;
+        };
+        if exchanges.iter().any(|e| e == domain) {
+            return None;
+        }
+        Some(Response::Referral {
+            delegation: d.clone(),
+            exchanges: exchanges
+                .iter()
+                .filter_map(|e| self.zone.get(e).cloned())
+                .collect(),
+        })
+    }
+
+    /// Follows a referral: checks that a root signed the delegation and that
+    /// it covers `domain`, learns where the exchanges listen, asks the first.
+    fn follow(
+        &mut self,
+        domain: String,
+        ask: Delegated,
+        delegation: &SignedRecord,
+        exchanges: &[SignedRecord],
+    ) {
+        let valid = delegation.verify().is_ok()
+            && self.zone.is_root_key(&delegation.record.key)
+            && below(&domain, &delegation.record.domain);
+        let named = match &delegation.record.body {
+            Body::Delegation { exchanges } => exchanges.clone(),
+            _ => Vec::new(),
+        };
+        let mut left = Vec::new();
+        if valid {
+            for x in exchanges {
+                let Body::Cloud { peer_id, p2p, .. } = &x.record.body else {
+                    continue;
+                };
+                if x.verify().is_err() || !named.contains(&x.record.domain) {
+                    continue;
+                }
+                let Ok(peer) = peer_id.parse::<PeerId>() else {
+                    continue;
+                };
+                for a in p2p.iter().filter_map(|a| a.parse::<Multiaddr>().ok()) {
+                    self.swarm.add_peer_address(peer, a);
+                }
+                left.push(peer);
+            }
+        } else {
+            tracing::warn!(%domain, "referral with a delegation no root signed; ignored");
+        }
+        self.ask_exchange(domain, ask, left);
+    }
+
+    /// Sends the request to the next exchange in `left`, or gives up.
+    fn ask_exchange(&mut self, domain: String, ask: Delegated, mut left: Vec<PeerId>) {
+        if left.is_empty() {
+            match ask {
+                Delegated::Resolve(reply) => {
+                    let _ = reply.send(None);
+                }
+                Delegated::Register(_, reply) => {
+                    let _ = reply.send(Err(format!("no exchange of {domain}'s zone reachable")));
+                }
+            }
+            return;
+        }
+        let p = left.remove(0);
+        let req = match &ask {
+            Delegated::Resolve(_) => Request::Resolve(domain.clone()),
+            Delegated::Register(r, _) => Request::Register((**r).clone()),
+        };
+        let id = self.swarm.behaviour_mut().rr.send_request(&p, req);
+        self.pending
+            .insert(id, Pending::Delegated { domain, ask, left });
     }
 
     /// Sends `req` to a connected root not in `tried`: the request id and
@@ -802,6 +918,9 @@ impl State {
                     Some(Pending::Authorities { reply, tried }) => {
                         self.send_authorities(reply, tried)
                     }
+                    Some(Pending::Delegated { domain, ask, left }) => {
+                        self.ask_exchange(domain, ask, left)
+                    }
                     _ => {}
                 }
             }
@@ -814,11 +933,21 @@ impl State {
             return;
         }
         let resp = match req {
+            Request::Register(r) if self.root && self.referral(&r.record.domain).is_some() => {
+                self.referral(&r.record.domain).expect("checked")
+            }
+            Request::Register(r) if self.serves(&r.record.domain) => match self.accept(r, false) {
+                Ok(_) => Response::Accepted,
+                Err(e) => Response::Refused(e),
+            },
             Request::Register(r) if self.root => match self.accept(r, true) {
                 Ok(_) => Response::Accepted,
                 Err(e) => Response::Refused(e),
             },
             Request::Register(_) => Response::Refused("not a root".into()),
+            Request::Resolve(d) if self.root => self
+                .referral(&d)
+                .unwrap_or_else(|| Response::Record(self.zone.get(&d).cloned())),
             Request::Resolve(d) => Response::Record(self.zone.get(&d).cloned()),
             Request::Revocation(d) => Response::Record(self.zone.revocation(&d).cloned()),
             Request::Digest(theirs) => Response::Sync {
@@ -842,8 +971,90 @@ impl State {
         self.respond(ch, resp);
     }
 
+    /// Whether this node is an exchange holding `domain`'s delegated zone.
+    fn serves(&self, domain: &str) -> bool {
+        self.zones.iter().any(|z| below(domain, z))
+    }
+
     fn response(&mut self, peer: PeerId, id: OutboundRequestId, resp: Response) {
         match (self.pending.remove(&id), resp) {
+            (
+                Some(Pending::Resolve {
+                    domain,
+                    reply,
+                    revocation: false,
+                    ..
+                }),
+                Response::Referral {
+                    delegation,
+                    exchanges,
+                },
+            ) => self.follow(domain, Delegated::Resolve(reply), &delegation, &exchanges),
+            (
+                Some(Pending::Register { record, reply, .. }),
+                Response::Referral {
+                    delegation,
+                    exchanges,
+                },
+            ) => {
+                let domain = record.record.domain.clone();
+                self.follow(
+                    domain,
+                    Delegated::Register(Box::new(record), reply),
+                    &delegation,
+                    &exchanges,
+                )
+            }
+            (
+                Some(Pending::Delegated {
+                    domain,
+                    ask: Delegated::Resolve(reply),
+                    left,
+                }),
+                Response::Record(r),
+            ) => match r {
+                Some(r) if r.record.domain == domain && r.verify().is_ok() => {
+                    let ttl = Duration::from_secs(r.record.ttl as u64);
+                    self.cache.insert(domain, (r.clone(), Instant::now() + ttl));
+                    let _ = reply.send(Some(r));
+                }
+                Some(_) => {
+                    tracing::warn!(%peer, %domain, "an exchange answered with a record that does not verify");
+                    self.ask_exchange(domain, Delegated::Resolve(reply), left);
+                }
+                None => {
+                    let _ = reply.send(None);
+                }
+            },
+            (
+                Some(Pending::Delegated {
+                    domain,
+                    ask: Delegated::Register(record, reply),
+                    left,
+                }),
+                Response::Accepted,
+            ) => {
+                // The other exchanges of the zone get it too; the first answer decides.
+                let _ = reply.send(Ok(()));
+                for p in left {
+                    let id = self
+                        .swarm
+                        .behaviour_mut()
+                        .rr
+                        .send_request(&p, Request::Register((*record).clone()));
+                    self.pending.insert(id, Pending::Sync);
+                }
+                tracing::debug!(%domain, "registered with the zone's exchanges");
+            }
+            (
+                Some(Pending::Delegated {
+                    ask: Delegated::Register(_, reply),
+                    ..
+                }),
+                Response::Refused(e),
+            ) => {
+                let _ = reply.send(Err(e));
+            }
             (Some(Pending::Register { reply, .. }), Response::Accepted) => {
                 let _ = reply.send(Ok(()));
             }

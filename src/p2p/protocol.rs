@@ -52,6 +52,11 @@ pub enum Response {
     /// The enrollment waits for an administrator's approval.
     Pending(String),
     Records(Vec<SignedRecord>),
+    /// The name is in a delegated zone: ask its exchanges (their records carry their addresses).
+    Referral {
+        delegation: SignedRecord,
+        exchanges: Vec<SignedRecord>,
+    },
     Enrollments(Vec<(String, String)>),
 }
 
