@@ -4,6 +4,7 @@
 //! the wire layer and hands stanzas back through a bounded queue of
 //! [`session::Outbound`] values.
 
+pub mod catalog;
 pub mod credentials;
 pub mod directory;
 pub mod disco;

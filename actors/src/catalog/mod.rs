@@ -1,0 +1,386 @@
+//! The catalog of an exchange or root: clouds' resource descriptions (RDF, the Intercloud ontology) in an oxigraph store, queried with SPARQL and by the paper's constraints.
+
+pub mod constraints;
+
+use oxigraph::io::{RdfFormat, RdfParser};
+use oxigraph::model::{GraphName, GraphNameRef, NamedNode, Quad, Subject, Term};
+use oxigraph::sparql::{Query, QueryResults, Update};
+use oxigraph::store::{StorageError, Store};
+use std::time::{Duration, Instant};
+
+/// The ontology (Turtle) every catalog starts with.
+pub const ONTOLOGY: &str = include_str!("../../ontology/intercloud.ttl");
+/// Our namespace.
+pub const NS_IC: &str = "urn:intercloud:ontology#";
+const ONTOLOGY_GRAPH: &str = "urn:intercloud:ontology";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("store: {0}")]
+    Storage(#[from] StorageError),
+    #[error("not Turtle: {0}")]
+    Turtle(String),
+    #[error("the description is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("{domain} may only describe itself: subject {subject} is not under https://{domain}/")]
+    ForeignSubject { domain: String, subject: String },
+    #[error("the description must say <https://{0}/> a ic:Cloud with an ic:cloudName")]
+    NoCloud(String),
+    #[error("bad SPARQL: {0}")]
+    Syntax(String),
+    #[error("updates are refused: the catalog is read-only through this command")]
+    Update,
+    #[error("only SELECT and ASK queries are answered")]
+    Form,
+    #[error("the query ran past its time limit of {0:?}")]
+    Timeout(Duration),
+    #[error("query evaluation: {0}")]
+    Evaluation(String),
+}
+
+/// The limits a catalog enforces.
+#[derive(Clone, Debug)]
+pub struct CatalogLimits {
+    pub max_description_bytes: usize,
+    /// Rows a SPARQL answer may carry (more are cut, and the answer says so).
+    pub max_results: usize,
+    /// How long one query may run.
+    pub query_time: Duration,
+}
+
+impl Default for CatalogLimits {
+    fn default() -> Self {
+        CatalogLimits {
+            max_description_bytes: 1 << 20,
+            max_results: 1000,
+            query_time: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What a SPARQL query answered.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Answer {
+    Boolean(bool),
+    Rows {
+        vars: Vec<String>,
+        rows: Vec<Vec<Option<String>>>,
+        /// More rows existed than `max_results`.
+        truncated: bool,
+    },
+}
+
+/// A cloud in the catalog.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloudEntry {
+    pub name: String,
+    pub domain: String,
+}
+
+/// The store, loaded with the ontology.
+#[derive(Clone)]
+pub struct Catalog {
+    store: Store,
+    pub limits: CatalogLimits,
+}
+
+fn graph_of(domain: &str) -> NamedNode {
+    NamedNode::new_unchecked(format!("urn:intercloud:cloud:{domain}"))
+}
+
+/// A term as text: IRIs and literal values bare, blank nodes as `_:id`.
+fn plain(t: &Term) -> String {
+    match t {
+        Term::NamedNode(n) => n.as_str().to_string(),
+        Term::BlankNode(b) => format!("_:{}", b.as_str()),
+        Term::Literal(l) => l.value().to_string(),
+        #[allow(unreachable_patterns)]
+        other => other.to_string(),
+    }
+}
+
+impl Catalog {
+    pub fn new(limits: CatalogLimits) -> Result<Catalog, CatalogError> {
+        let store = Store::new()?;
+        let g = NamedNode::new_unchecked(ONTOLOGY_GRAPH);
+        let quads = parse_turtle(ONTOLOGY, GraphName::NamedNode(g))?;
+        store.extend(quads)?;
+        Ok(Catalog { store, limits })
+    }
+
+    /// Replaces `domain`'s description with `turtle`; returns the number of triples.
+    /// Every subject must be the cloud's IRI, below it, or a blank node.
+    pub fn publish(&self, domain: &str, turtle: &str) -> Result<usize, CatalogError> {
+        if turtle.len() > self.limits.max_description_bytes {
+            return Err(CatalogError::TooLarge(self.limits.max_description_bytes));
+        }
+        let domain = domain.to_ascii_lowercase();
+        let base = format!("https://{domain}/");
+        let graph = graph_of(&domain);
+        let quads = parse_turtle(turtle, GraphName::NamedNode(graph.clone()))?;
+        for q in &quads {
+            let ok = match &q.subject {
+                Subject::NamedNode(n) => n.as_str().starts_with(&base),
+                Subject::BlankNode(_) => true,
+                #[allow(unreachable_patterns)]
+                _ => false,
+            };
+            if !ok {
+                return Err(CatalogError::ForeignSubject {
+                    domain,
+                    subject: q.subject.to_string(),
+                });
+            }
+        }
+        let cloud = NamedNode::new_unchecked(base.clone());
+        let is_cloud = quads.iter().any(|q| {
+            q.subject == Subject::NamedNode(cloud.clone())
+                && q.predicate.as_str() == "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
+                && q.object == Term::NamedNode(NamedNode::new_unchecked(format!("{NS_IC}Cloud")))
+        });
+        let named = quads.iter().any(|q| {
+            q.subject == Subject::NamedNode(cloud.clone())
+                && q.predicate.as_str() == format!("{NS_IC}cloudName")
+        });
+        if !is_cloud || !named {
+            return Err(CatalogError::NoCloud(domain));
+        }
+        let n = quads.len();
+        self.store.transaction(|mut t| {
+            t.clear_graph(GraphNameRef::NamedNode(graph.as_ref()))?;
+            for q in &quads {
+                t.insert(q.as_ref())?;
+            }
+            Ok::<_, StorageError>(())
+        })?;
+        Ok(n)
+    }
+
+    /// Removes a cloud's description.
+    pub fn withdraw(&self, domain: &str) -> Result<(), CatalogError> {
+        let g = graph_of(&domain.to_ascii_lowercase());
+        self.store
+            .clear_graph(GraphNameRef::NamedNode(g.as_ref()))?;
+        Ok(())
+    }
+
+    fn prepared(&self, text: &str) -> Result<Query, CatalogError> {
+        let mut q = match Query::parse(text, None) {
+            Ok(q) => q,
+            Err(e) => {
+                return Err(if Update::parse(text, None).is_ok() {
+                    CatalogError::Update
+                } else {
+                    CatalogError::Syntax(e.to_string())
+                })
+            }
+        };
+        q.dataset_mut().set_default_graph_as_union();
+        Ok(q)
+    }
+
+    /// Runs a read-only SELECT or ASK over every description and the ontology.
+    /// The time limit is checked between solutions (see the service for
+    /// queries that take long before their first one).
+    pub fn sparql(&self, text: &str) -> Result<Answer, CatalogError> {
+        let q = self.prepared(text)?;
+        let start = Instant::now();
+        let limit = self.limits.query_time;
+        match self
+            .store
+            .query(q)
+            .map_err(|e| CatalogError::Evaluation(e.to_string()))?
+        {
+            QueryResults::Boolean(b) => Ok(Answer::Boolean(b)),
+            QueryResults::Solutions(sols) => {
+                let vars: Vec<String> = sols
+                    .variables()
+                    .iter()
+                    .map(|v| v.as_str().to_string())
+                    .collect();
+                let mut rows = Vec::new();
+                let mut truncated = false;
+                for s in sols {
+                    if start.elapsed() > limit {
+                        return Err(CatalogError::Timeout(limit));
+                    }
+                    let s = s.map_err(|e| CatalogError::Evaluation(e.to_string()))?;
+                    if rows.len() == self.limits.max_results {
+                        truncated = true;
+                        break;
+                    }
+                    rows.push(vars.iter().map(|v| s.get(v.as_str()).map(plain)).collect());
+                }
+                Ok(Answer::Rows {
+                    vars,
+                    rows,
+                    truncated,
+                })
+            }
+            QueryResults::Graph(_) => Err(CatalogError::Form),
+        }
+    }
+
+    /// The names of the clouds whose services meet every constraint, best headroom first.
+    pub fn matching(
+        &self,
+        cs: &[constraints::Constraint],
+        limit: usize,
+    ) -> Result<Vec<String>, CatalogError> {
+        match self.sparql(&constraints::to_sparql(cs, limit))? {
+            Answer::Rows { rows, .. } => Ok(rows
+                .into_iter()
+                .filter_map(|r| r.into_iter().next().flatten())
+                .collect()),
+            Answer::Boolean(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Every cloud described in the catalog.
+    pub fn clouds(&self) -> Result<Vec<CloudEntry>, CatalogError> {
+        let q = format!(
+            "{}SELECT ?name ?cloud WHERE {{ ?cloud a ic:Cloud ; ic:cloudName ?name }} ORDER BY ?name",
+            constraints::PREFIXES
+        );
+        match self.sparql(&q)? {
+            Answer::Rows { rows, .. } => Ok(rows
+                .into_iter()
+                .filter_map(|r| {
+                    let name = r.first()?.clone()?;
+                    let iri = r.get(1)?.clone()?;
+                    let domain = iri
+                        .strip_prefix("https://")?
+                        .trim_end_matches('/')
+                        .to_string();
+                    Some(CloudEntry { name, domain })
+                })
+                .collect()),
+            Answer::Boolean(_) => Ok(Vec::new()),
+        }
+    }
+}
+
+fn parse_turtle(text: &str, graph: GraphName) -> Result<Vec<Quad>, CatalogError> {
+    RdfParser::from_format(RdfFormat::Turtle)
+        .with_default_graph(graph)
+        .for_slice(text.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CatalogError::Turtle(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn description(
+        domain: &str,
+        name: &str,
+        avail: &str,
+        rf: u32,
+        countries: &[&str],
+        method: &str,
+        access: &str,
+    ) -> String {
+        let countries = countries
+            .iter()
+            .map(|c| format!("\"{c}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "@prefix ic: <urn:intercloud:ontology#> .\n\
+             @prefix cocoon: <https://w3id.org/cocoon/v1.0.1#> .\n\
+             @prefix qudt: <http://qudt.org/schema/qudt/> .\n\
+             @prefix unit: <http://qudt.org/vocab/unit/> .\n\
+             <https://{domain}/> a ic:Cloud ; ic:cloudName \"{name}\" ; ic:domain \"{domain}\" ; ic:offers <https://{domain}/storage> .\n\
+             <https://{domain}/storage> a cocoon:StorageService ;\n\
+               ic:availability [ qudt:numericValue {avail} ; qudt:unit unit:PERCENT ] ;\n\
+               ic:replicationFactor {rf} ; ic:tierCountry {countries} ;\n\
+               ic:storageReplicationMethod \"{method}\" ; ic:storageAccessProtocol \"{access}\" ;\n\
+               cocoon:hasStorageSize [ qudt:numericValue 20 ; qudt:unit unit:TeraBYTE ] .\n"
+        )
+    }
+
+    #[test]
+    fn publish_match_replace_and_refuse() {
+        let c = Catalog::new(CatalogLimits::default()).unwrap();
+        c.publish(
+            "cloud2.test",
+            &description(
+                "cloud2.test",
+                "cloud2",
+                "99.9999",
+                6,
+                &["JAPAN", "USA"],
+                "AMQP",
+                "NFS",
+            ),
+        )
+        .unwrap();
+        c.publish(
+            "cloud3.test",
+            &description(
+                "cloud3.test",
+                "cloud3",
+                "99.9",
+                6,
+                &["JAPAN"],
+                "AMQP",
+                "NFS",
+            ),
+        )
+        .unwrap();
+        let el = crate::element::Element::new("constraints", constraints::NS_RES)
+            .child(
+                crate::element::Element::new("constraint", constraints::NS_RES)
+                    .child(crate::element::Element::new("attribute", "").text("availability"))
+                    .child(crate::element::Element::new("value", "").text("99.999")),
+            )
+            .child(
+                crate::element::Element::new("constraint", constraints::NS_RES)
+                    .child(crate::element::Element::new("attribute", "").text("capacity"))
+                    .child(crate::element::Element::new("value", "").text("15000 GB")),
+            );
+        let cs = constraints::parse(&el).unwrap();
+        assert_eq!(c.matching(&cs, 10).unwrap(), vec!["cloud2"]);
+        // Re-publishing replaces.
+        c.publish(
+            "cloud2.test",
+            &description(
+                "cloud2.test",
+                "cloud2",
+                "99.0",
+                6,
+                &["JAPAN"],
+                "AMQP",
+                "NFS",
+            ),
+        )
+        .unwrap();
+        assert!(c.matching(&cs, 10).unwrap().is_empty());
+        assert_eq!(c.clouds().unwrap().len(), 2);
+        // Nobody describes another cloud.
+        let foreign = description("cloud3.test", "cloud3", "100", 9, &["JAPAN"], "AMQP", "NFS");
+        assert!(matches!(
+            c.publish("cloud2.test", &foreign),
+            Err(CatalogError::ForeignSubject { .. })
+        ));
+        assert!(matches!(
+            c.publish("cloud2.test", "not turtle <"),
+            Err(CatalogError::Turtle(_))
+        ));
+        // Read-only.
+        assert!(matches!(
+            c.sparql("DELETE WHERE { ?s ?p ?o }"),
+            Err(CatalogError::Update)
+        ));
+        assert!(matches!(
+            c.sparql("CONSTRUCT { ?s ?p ?o } WHERE { ?s ?p ?o }"),
+            Err(CatalogError::Form)
+        ));
+        assert_eq!(
+            c.sparql("ASK { ?s a <urn:intercloud:ontology#Cloud> }")
+                .unwrap(),
+            Answer::Boolean(true)
+        );
+    }
+}
