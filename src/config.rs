@@ -29,6 +29,8 @@ pub struct Config {
     #[serde(default)]
     pub authority: AuthoritySection,
     #[serde(default)]
+    pub catalog: CatalogSection,
+    #[serde(default)]
     pub limits: Limits,
     /// The directory relative paths are resolved against (the config file's).
     #[serde(skip)]
@@ -204,6 +206,43 @@ impl Default for AuthoritySection {
             ca_key: PathBuf::new(),
             cert_validity_secs: 90 * 24 * 3600,
             enrollment_tokens: Vec::new(),
+        }
+    }
+}
+
+/// The catalog service of exchanges and roots (`service.<domain>`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogSection {
+    /// This cloud's own resource description (Turtle), published to its exchanges and roots.
+    pub resources: PathBuf,
+    /// Milliseconds one SPARQL query may run.
+    pub query_time_ms: u64,
+    /// Rows a sparql_query answer carries at most.
+    pub max_results: usize,
+    /// Largest description a cloud may publish, in bytes.
+    pub max_description_bytes: usize,
+    /// Seconds after which a running command answers `executing` (XEP-0244) and completes later.
+    pub async_after_secs: u64,
+    /// Queries running at once.
+    pub max_running_queries: usize,
+    /// Clouds one constraint_catalog_resources answer names at most.
+    pub match_limit: usize,
+    /// Seconds a command session and a finished job's output are kept.
+    pub session_timeout_secs: u64,
+}
+
+impl Default for CatalogSection {
+    fn default() -> Self {
+        CatalogSection {
+            resources: PathBuf::new(),
+            query_time_ms: 10_000,
+            max_results: 1000,
+            max_description_bytes: 1 << 20,
+            async_after_secs: 5,
+            max_running_queries: 4,
+            match_limit: 100,
+            session_timeout_secs: 600,
         }
     }
 }
@@ -473,6 +512,22 @@ cert_validity_secs = 7776000
 # Tokens that let a cloud enroll without an administrator's approval:
 # "secret" for any domain, or "cloud1.test:secret" for one.
 enrollment_tokens = []
+
+[catalog]
+# This cloud's resource description (Turtle, the ontology in actors/ontology/intercloud.ttl).
+resources = ""
+# Exchanges and roots answer XEP-0050 commands at service.<domain> over their catalog:
+# milliseconds a SPARQL query may run, rows it may return, largest description accepted.
+query_time_ms = 10000
+max_results = 1000
+max_description_bytes = 1048576
+# A command still running after this many seconds answers "executing" (XEP-0244) and completes later.
+async_after_secs = 5
+# Queries running at once (more get resource-constraint), clouds per constraint answer.
+max_running_queries = 4
+match_limit = 100
+# Seconds a command session, and a finished job's output, are kept.
+session_timeout_secs = 600
 
 [tls]
 # Certificate and key for STARTTLS (PEM). `intercloud init` generated a self-signed pair.

@@ -49,6 +49,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DirectoryCmd,
     },
+    /// The catalog of an exchange or root (resource descriptions, RDF).
+    Catalog {
+        #[command(subcommand)]
+        cmd: CatalogCmd,
+    },
     /// Start a demo node on localhost with accounts, and show a conversation through it.
     Demo {
         /// Directory for the demo node (default: a fresh temporary one).
@@ -59,6 +64,25 @@ enum Cmd {
         /// Stop after the scripted conversation instead of serving clients.
         #[arg(long)]
         exit: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatalogCmd {
+    /// Load clouds' descriptions (Turtle) into the node's catalog, checked like
+    /// publish_resources; the node reads them at its next start.
+    Import {
+        #[arg(long)]
+        config: PathBuf,
+        /// The cloud the files describe (default: each file's name without .ttl).
+        #[arg(long)]
+        domain: Option<String>,
+        files: Vec<PathBuf>,
+    },
+    /// List the clouds in the node's catalog.
+    List {
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -241,6 +265,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Cmd::Directory { cmd } => directory(cmd),
+        Cmd::Catalog { cmd } => catalog(cmd),
         Cmd::Demo { dir, port, exit } => {
             init_tracing("warn");
             intercloud::demo::run(dir, port, exit).map_err(|e| e.to_string())
@@ -332,6 +357,59 @@ fn directory(cmd: DirectoryCmd) -> Result<(), String> {
             match r {
                 Some(r) => println!("{}", r.to_json()),
                 None => return Err(format!("{domain}: not in the directory")),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn catalog(cmd: CatalogCmd) -> Result<(), String> {
+    use intercloud_actors::catalog::{Catalog, CatalogLimits};
+    let load =
+        |config: &PathBuf| -> Result<(Config, Catalog, intercloud_actors::store::Store), String> {
+            let c = Config::load(config).map_err(|e| e.to_string())?;
+            let store = node::open_store(&c).map_err(|e| e.to_string())?;
+            let cat = Catalog::new(CatalogLimits {
+                max_description_bytes: c.catalog.max_description_bytes,
+                ..Default::default()
+            })
+            .map_err(|e| e.to_string())?;
+            for (d, t) in store.descriptions().map_err(|e| e.to_string())? {
+                cat.publish(&d, &t).map_err(|e| format!("{d}: {e}"))?;
+            }
+            Ok((c, cat, store))
+        };
+    match cmd {
+        CatalogCmd::Import {
+            config,
+            domain,
+            files,
+        } => {
+            let (_, cat, store) = load(&config)?;
+            for f in files {
+                let d = match &domain {
+                    Some(d) => d.clone(),
+                    None => f
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .map(|n| n.trim_end_matches(".ttl").to_string())
+                        .ok_or_else(|| format!("{}: no domain", f.display()))?,
+                };
+                let text =
+                    std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+                let n = cat
+                    .publish(&d, &text)
+                    .map_err(|e| format!("{}: {e}", f.display()))?;
+                store
+                    .put_description(&d, &text)
+                    .map_err(|e| e.to_string())?;
+                println!("{d}: {n} triples");
+            }
+        }
+        CatalogCmd::List { config } => {
+            let (_, cat, _) = load(&config)?;
+            for c in cat.clouds().map_err(|e| e.to_string())? {
+                println!("{} {}", c.name, c.domain);
             }
         }
     }

@@ -148,6 +148,31 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
         sm_ack_every: l.sm_ack_every.max(1),
     };
     let cloud = Cloud::start(settings, store);
+    if config.has_role("exchange") || config.has_role("root") {
+        let c = &config.catalog;
+        let svc = intercloud_actors::service::Service::new(
+            intercloud_actors::service::ServiceSettings {
+                domain: domain.clone(),
+                limits: intercloud_actors::catalog::CatalogLimits {
+                    max_description_bytes: c.max_description_bytes,
+                    max_results: c.max_results.max(1),
+                    query_time: Duration::from_millis(c.query_time_ms.max(1)),
+                },
+                async_after: Duration::from_secs(c.async_after_secs),
+                max_running: c.max_running_queries.max(1),
+                match_limit: c.match_limit.max(1),
+                session_timeout: Duration::from_secs(c.session_timeout_secs.max(1)),
+            },
+            cloud.store.clone(),
+            cloud.router.clone(),
+        )
+        .map_err(|e| NodeError::Start(format!("catalog: {e}")))?;
+        use actix::Actor;
+        cloud
+            .router
+            .do_send(intercloud_actors::router::SetService(svc.start()));
+        tracing::info!(service = %format!("service.{domain}"), "catalog service up");
+    }
     let tls = crate::tls::server_config(
         &config.path(&config.tls.cert),
         &config.path(&config.tls.key),

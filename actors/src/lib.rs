@@ -4,11 +4,13 @@
 //! the wire layer and hands stanzas back through a bounded queue of
 //! [`session::Outbound`] values.
 
+pub mod adhoc;
 pub mod catalog;
 pub mod credentials;
 pub mod directory;
 pub mod disco;
 pub mod element;
+pub mod iodata;
 pub mod jid;
 pub mod link;
 pub mod offline;
@@ -16,6 +18,7 @@ pub mod ping;
 pub mod presence;
 pub mod roster;
 pub mod router;
+pub mod service;
 pub mod session;
 pub mod sm;
 pub mod stanza;

@@ -30,6 +30,8 @@ pub struct Router {
     dialer: Option<(Arc<dyn Dialer>, LinkSettings)>,
     /// One link actor per remote domain.
     links: HashMap<String, Addr<Link>>,
+    /// The catalog service at `service.<domain>` (exchanges and roots).
+    service: Option<Addr<crate::service::Service>>,
 }
 
 impl Actor for Router {
@@ -101,6 +103,11 @@ pub struct RosterPush {
 #[rtype(result = "()")]
 pub struct SetDialer(pub Arc<dyn Dialer>, pub LinkSettings);
 
+/// Plugs in the catalog service; stanzas to `service.<domain>` go to it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetService(pub Addr<crate::service::Service>);
+
 /// Whether the link to a domain is up (for tests and metrics).
 #[derive(Message)]
 #[rtype(result = "Vec<String>")]
@@ -138,6 +145,7 @@ impl Router {
             sessions: HashMap::new(),
             dialer: None,
             links: HashMap::new(),
+            service: None,
         }
     }
 
@@ -190,6 +198,15 @@ impl Router {
             }
         };
         if to.domain() != self.settings.domain {
+            if let Some(svc) = to
+                .domain()
+                .strip_prefix("service.")
+                .filter(|d| *d == self.settings.domain)
+                .and(self.service.as_ref())
+            {
+                svc.do_send(crate::service::ToService(st));
+                return;
+            }
             return self.route_remote(to.domain().to_string(), st, ctx);
         }
         let Some(kind) = stanza::kind(&st) else {
@@ -415,6 +432,13 @@ impl Handler<SetInterested> for Router {
         {
             e.interested = true;
         }
+    }
+}
+
+impl Handler<SetService> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: SetService, _: &mut Context<Self>) {
+        self.service = Some(msg.0);
     }
 }
 

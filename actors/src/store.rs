@@ -127,6 +127,8 @@ CREATE TABLE IF NOT EXISTS offline (
 CREATE INDEX IF NOT EXISTS offline_owner ON offline(owner, id);
 CREATE TABLE IF NOT EXISTS zone (slot TEXT PRIMARY KEY, json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS catalog (domain TEXT PRIMARY KEY, turtle TEXT NOT NULL,
+    updated TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')));
 ";
 
 impl Store {
@@ -372,6 +374,22 @@ impl Store {
         let db = self.db();
         let mut st = db.prepare("SELECT json FROM zone ORDER BY slot")?;
         let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Keeps a cloud's published resource description (the catalog reloads them at start).
+    pub fn put_description(&self, domain: &str, turtle: &str) -> Result<(), StoreError> {
+        self.db()
+            .prepare_cached("INSERT OR REPLACE INTO catalog (domain, turtle) VALUES (?1, ?2)")?
+            .execute([domain, turtle])?;
+        Ok(())
+    }
+
+    /// Every published description: (domain, Turtle).
+    pub fn descriptions(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let db = self.db();
+        let mut st = db.prepare("SELECT domain, turtle FROM catalog ORDER BY domain")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -64,10 +64,27 @@ pub enum Answer {
     Boolean(bool),
     Rows {
         vars: Vec<String>,
-        rows: Vec<Vec<Option<String>>>,
+        rows: Vec<Vec<Option<Value>>>,
         /// More rows existed than `max_results`.
         truncated: bool,
     },
+}
+
+/// One bound value of a solution.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    Iri(String),
+    Blank(String),
+    /// A literal's lexical value.
+    Literal(String),
+}
+
+impl Value {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Value::Iri(s) | Value::Blank(s) | Value::Literal(s) => s,
+        }
+    }
 }
 
 /// A cloud in the catalog.
@@ -88,14 +105,13 @@ fn graph_of(domain: &str) -> NamedNode {
     NamedNode::new_unchecked(format!("urn:intercloud:cloud:{domain}"))
 }
 
-/// A term as text: IRIs and literal values bare, blank nodes as `_:id`.
-fn plain(t: &Term) -> String {
+fn plain(t: &Term) -> Value {
     match t {
-        Term::NamedNode(n) => n.as_str().to_string(),
-        Term::BlankNode(b) => format!("_:{}", b.as_str()),
-        Term::Literal(l) => l.value().to_string(),
+        Term::NamedNode(n) => Value::Iri(n.as_str().to_string()),
+        Term::BlankNode(b) => Value::Blank(b.as_str().to_string()),
+        Term::Literal(l) => Value::Literal(l.value().to_string()),
         #[allow(unreachable_patterns)]
-        other => other.to_string(),
+        other => Value::Literal(other.to_string()),
     }
 }
 
@@ -179,6 +195,11 @@ impl Catalog {
         Ok(q)
     }
 
+    /// Checks that `text` is a query this catalog answers, without running it.
+    pub fn check(&self, text: &str) -> Result<(), CatalogError> {
+        self.prepared(text).map(|_| ())
+    }
+
     /// Runs a read-only SELECT or ASK over every description and the ontology.
     /// The time limit is checked between solutions (see the service for
     /// queries that take long before their first one).
@@ -231,6 +252,7 @@ impl Catalog {
             Answer::Rows { rows, .. } => Ok(rows
                 .into_iter()
                 .filter_map(|r| r.into_iter().next().flatten())
+                .map(|v| v.as_str().to_string())
                 .collect()),
             Answer::Boolean(_) => Ok(Vec::new()),
         }
@@ -246,8 +268,8 @@ impl Catalog {
             Answer::Rows { rows, .. } => Ok(rows
                 .into_iter()
                 .filter_map(|r| {
-                    let name = r.first()?.clone()?;
-                    let iri = r.get(1)?.clone()?;
+                    let name = r.first()?.clone()?.as_str().to_string();
+                    let iri = r.get(1)?.clone()?.as_str().to_string();
                     let domain = iri
                         .strip_prefix("https://")?
                         .trim_end_matches('/')

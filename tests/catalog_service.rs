@@ -1,0 +1,273 @@
+//! The catalog service of an exchange through a real node: the paper's §6 request byte for byte, XEP-0050/XEP-0244 behaviour, and each bad request refused with its error and nothing changed.
+
+mod common;
+
+use common::Node;
+use intercloud::xmpp::client::Client;
+use intercloud_actors::adhoc::NS_COMMANDS;
+use intercloud_actors::catalog::constraints::NS_RES;
+use intercloud_actors::element::Element;
+use intercloud_actors::iodata::NS_IODATA;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(20);
+const SVC: &str = "service.exchange.test";
+
+/// An exchange whose catalog holds the 12 fixture clouds.
+fn exchange(tag: &str, edits: &[(&str, &str)]) -> Node {
+    let n = Node::init(tag, "exchange.test", &[]);
+    n.edit("roles = [\"cloud\"]", "roles = [\"cloud\", \"exchange\"]");
+    for (a, b) in edits {
+        n.edit(a, b);
+    }
+    let dir = common::repo().join("tests/fixtures/catalog");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
+    files.sort();
+    let mut args = vec!["catalog", "import", "--config"];
+    let cfg = n.config();
+    args.push(&cfg);
+    args.extend(files.iter().map(String::as_str));
+    common::cli(&args);
+    n.add_user("user", "pw");
+    n
+}
+
+async fn iq(c: &mut Client, id: &str, xml: String) -> Element {
+    c.send_raw(&xml).await.unwrap();
+    c.wait_for(T, |e| e.name == "iq" && e.get_attr("id") == Some(id))
+        .await
+        .unwrap()
+}
+
+/// Sends `<command node action sessionid>` with `payload` (raw XML).
+async fn command(c: &mut Client, id: &str, node: &str, extra: &str, payload: &str) -> Element {
+    iq(
+        c,
+        id,
+        format!(
+            "<iq type='set' to='{SVC}' id='{id}'><command xmlns='{NS_COMMANDS}' node='{node}' {extra}>{payload}</command></iq>"
+        ),
+    )
+    .await
+}
+
+fn input(inner: &str) -> String {
+    format!("<iodata xmlns='{NS_IODATA}' type='input'><in>{inner}</in></iodata>")
+}
+
+fn constraint(attr: &str, value: &str) -> String {
+    format!("<constraint><attribute>{attr}</attribute><value>{value}</value></constraint>")
+}
+
+fn cmd_of(r: &Element) -> &Element {
+    r.get_child("command", NS_COMMANDS)
+        .unwrap_or_else(|| panic!("no command in {}", r.to_xml()))
+}
+
+fn names(r: &Element) -> Vec<String> {
+    let m = cmd_of(r)
+        .get_child("iodata", NS_IODATA)
+        .and_then(|io| io.get_child("out", NS_IODATA))
+        .and_then(|o| o.get_child("matchingClouds", NS_RES))
+        .unwrap_or_else(|| panic!("no matchingClouds in {}", r.to_xml()));
+    m.elements().map(|e| e.text_content()).collect()
+}
+
+fn error_of(r: &Element) -> String {
+    assert_eq!(r.get_attr("type"), Some("error"), "{}", r.to_xml());
+    r.to_xml()
+}
+
+async fn clouds(c: &mut Client, id: &str) -> usize {
+    let r = command(c, id, "list_clouds", "action='execute'", "").await;
+    let out = cmd_of(&r)
+        .get_child("iodata", NS_IODATA)
+        .and_then(|io| io.get_child("out", NS_IODATA))
+        .and_then(|o| o.get_child("clouds", NS_RES))
+        .unwrap_or_else(|| panic!("{}", r.to_xml()));
+    out.elements().count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_papers_request_and_the_xeps_rules() {
+    let mut n = exchange("cat", &[]);
+    n.start();
+    let mut c = n.login("user", "pw", None).await;
+
+    // The paper's request, whitespace and all; only the addresses are ours.
+    let paper =
+        std::fs::read_to_string(common::repo().join("tests/fixtures/paper_request.xml")).unwrap();
+    let xml = paper
+        .replace("from='user@cloudl.org'\n", "")
+        .replace("to='service.intercloudexchg.com'", &format!("to='{SVC}'"));
+    let r = iq(&mut c, "cloudl_idl", xml).await;
+    assert_eq!(r.get_attr("type"), Some("result"), "{}", r.to_xml());
+    let cmd = cmd_of(&r);
+    assert_eq!(cmd.get_attr("status"), Some("completed"));
+    assert_eq!(cmd.get_attr("node"), Some("constraint_catalog_resources"));
+    assert!(!cmd.get_attr("sessionid").unwrap_or_default().is_empty());
+    assert_eq!(r.get_attr("from"), Some(SVC));
+    assert_eq!(names(&r), vec!["cloud2", "cloud5"], "ranked by headroom");
+
+    // XEP-0030: the commands and their nodes.
+    let r = iq(&mut c, "items", format!("<iq type='get' to='{SVC}' id='items'><query xmlns='http://jabber.org/protocol/disco#items' node='{NS_COMMANDS}'/></iq>")).await;
+    let xml = r.to_xml();
+    for node in [
+        "constraint_catalog_resources",
+        "sparql_query",
+        "publish_resources",
+        "list_clouds",
+    ] {
+        assert!(
+            xml.contains(&format!("node='{node}'")) || xml.contains(&format!("node=\"{node}\"")),
+            "{xml}"
+        );
+    }
+    let r = iq(&mut c, "info", format!("<iq type='get' to='{SVC}' id='info'><query xmlns='http://jabber.org/protocol/disco#info' node='sparql_query'/></iq>")).await;
+    let xml = r.to_xml();
+    assert!(
+        xml.contains("command-node")
+            && xml.contains("automation")
+            && xml.contains(NS_IODATA)
+            && xml.contains(NS_COMMANDS),
+        "{xml}"
+    );
+
+    // XEP-0244: schemata first, then the input in the same session.
+    let r = command(
+        &mut c,
+        "s1",
+        "constraint_catalog_resources",
+        "",
+        &format!("<iodata xmlns='{NS_IODATA}' type='io-schemata-get'/>"),
+    )
+    .await;
+    let cmd = cmd_of(&r);
+    assert_eq!(cmd.get_attr("status"), Some("executing"));
+    let sid = cmd.get_attr("sessionid").unwrap().to_string();
+    assert!(
+        r.to_xml().contains("io-schemata-result") && r.to_xml().contains("XMLSchema"),
+        "{}",
+        r.to_xml()
+    );
+    // Unqualified children in <in>, a constraint in another unit: 40 TB is 40000 GB.
+    let payload = format!(
+        "<iodata xmlns='{NS_IODATA}' type='input'><in><constraints xmlns=''>{}{}</constraints></in></iodata>",
+        constraint("storageCapacity", "60000 GB"),
+        constraint("tierCountries", "japan"),
+    );
+    let r = command(
+        &mut c,
+        "s2",
+        "constraint_catalog_resources",
+        &format!("sessionid='{sid}' action='execute'"),
+        &payload,
+    )
+    .await;
+    // Largest capacity first: 1 PB, 1 PB, 500 TB, 200 TB, 200 TB, 100 TB, 80000 GB.
+    assert_eq!(
+        names(&r),
+        ["cloud6", "cloud7", "cloud2", "cloud8", "cloud9", "cloud12", "cloud5"]
+    );
+
+    // Errors the XEPs name.
+    let bad = command(
+        &mut c,
+        "e1",
+        "constraint_catalog_resources",
+        "",
+        &input(&format!(
+            "<constraints>{}</constraints>",
+            constraint("colour", "blue")
+        )),
+    )
+    .await;
+    let x = error_of(&bad);
+    assert!(x.contains("bad-request") && x.contains("colour"), "{x}");
+    let bad = command(
+        &mut c,
+        "e2",
+        "constraint_catalog_resources",
+        "",
+        &format!("<iodata xmlns='{NS_IODATA}' type='bogus'/>"),
+    )
+    .await;
+    let x = error_of(&bad);
+    assert!(
+        x.contains("bad-request") && x.contains("bad-payload"),
+        "{x}"
+    );
+    let bad = command(&mut c, "e3", "list_clouds", "action='dance'", "").await;
+    assert!(error_of(&bad).contains("malformed-action"));
+    let bad = command(&mut c, "e4", "list_clouds", "sessionid='nope'", "").await;
+    assert!(error_of(&bad).contains("bad-sessionid"));
+    let bad = command(&mut c, "e5", "no_such_command", "", "").await;
+    assert!(error_of(&bad).contains("item-not-found"));
+    // SPARQL updates are refused, and change nothing.
+    let bad = command(
+        &mut c,
+        "e6",
+        "sparql_query",
+        "",
+        &input("<query>DELETE WHERE { ?s ?p ?o }</query>"),
+    )
+    .await;
+    let x = error_of(&bad);
+    assert!(x.contains("not-allowed") && x.contains("read-only"), "{x}");
+    assert_eq!(clouds(&mut c, "l1").await, 12);
+    // Nobody publishes triples about another cloud.
+    let foreign =
+        std::fs::read_to_string(common::repo().join("tests/fixtures/catalog/cloud2.test.ttl"))
+            .unwrap();
+    let bad = command(
+        &mut c,
+        "e7",
+        "publish_resources",
+        "",
+        &input(&format!(
+            "<description>{}</description>",
+            intercloud_actors::element::escape(&foreign)
+        )),
+    )
+    .await;
+    let x = error_of(&bad);
+    assert!(x.contains("forbidden") && x.contains("cloud2.test"), "{x}");
+    assert_eq!(clouds(&mut c, "l2").await, 12);
+    // Its own description is published, and survives a kill -9.
+    let own = foreign
+        .replace("cloud2.test", "exchange.test")
+        .replace("\"cloud2\"", "\"exchange\"");
+    let ok = command(
+        &mut c,
+        "p1",
+        "publish_resources",
+        "",
+        &input(&format!(
+            "<description>{}</description>",
+            intercloud_actors::element::escape(&own)
+        )),
+    )
+    .await;
+    assert_eq!(
+        cmd_of(&ok).get_attr("status"),
+        Some("completed"),
+        "{}",
+        ok.to_xml()
+    );
+    assert_eq!(clouds(&mut c, "l3").await, 13);
+    // A SELECT answers in the SPARQL results format.
+    let r = command(&mut c, "q1", "sparql_query", "", &input("<query>PREFIX ic: &lt;urn:intercloud:ontology#&gt; SELECT ?n WHERE { ?c ic:cloudName ?n } ORDER BY ?n LIMIT 2</query>")).await;
+    let x = r.to_xml();
+    assert!(
+        x.contains("sparql-results") && x.contains("<literal") && x.contains("cloud1"),
+        "{x}"
+    );
+    drop(c);
+    n.kill9();
+    n.start();
+    let mut c = n.login("user", "pw", None).await;
+    assert_eq!(clouds(&mut c, "l4").await, 13);
+}
