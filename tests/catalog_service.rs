@@ -271,3 +271,111 @@ async fn the_papers_request_and_the_xeps_rules() {
     let mut c = n.login("user", "pw", None).await;
     assert_eq!(clouds(&mut c, "l4").await, 13);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_query_answers_executing_then_stops_at_its_time_limit() {
+    let mut n = exchange(
+        "cat-slow",
+        &[
+            ("query_time_ms = 10000", "query_time_ms = 3000"),
+            ("async_after_secs = 5", "async_after_secs = 1"),
+            ("max_running_queries = 4", "max_running_queries = 1"),
+        ],
+    );
+    n.start();
+    let mut c = n.login("user", "pw", None).await;
+    // Tens of millions of rows, each probing the store: it cannot finish in 3 s.
+    let heavy = "SELECT (COUNT(*) AS ?n) WHERE { ?a ?b ?c . ?d ?e ?f . ?g ?h ?i FILTER NOT EXISTS { ?a ?h ?d } }";
+    let t0 = std::time::Instant::now();
+    let r = command(
+        &mut c,
+        "h1",
+        "sparql_query",
+        "",
+        &input(&format!("<query>{heavy}</query>")),
+    )
+    .await;
+    let cmd = cmd_of(&r);
+    assert_eq!(cmd.get_attr("status"), Some("executing"), "{}", r.to_xml());
+    let sid = cmd.get_attr("sessionid").unwrap().to_string();
+    assert!(
+        r.to_xml().contains("type='status'") || r.to_xml().contains("type=\"status\""),
+        "{}",
+        r.to_xml()
+    );
+    // While it runs: getStatus says so, and no second query fits (max_running_queries = 1).
+    let s = command(
+        &mut c,
+        "h2",
+        "sparql_query",
+        &format!("sessionid='{sid}'"),
+        &format!("<iodata xmlns='{NS_IODATA}' type='getStatus'/>"),
+    )
+    .await;
+    assert_eq!(
+        cmd_of(&s).get_attr("status"),
+        Some("executing"),
+        "{}",
+        s.to_xml()
+    );
+    let busy = command(
+        &mut c,
+        "h3",
+        "sparql_query",
+        "",
+        &input("<query>ASK { ?s ?p ?o }</query>"),
+    )
+    .await;
+    assert!(error_of(&busy).contains("resource-constraint"));
+    // The completion message arrives at the time limit, with the error in a note.
+    let m = c
+        .wait_for(T, |e| {
+            e.name == "message" && e.get_child("command", NS_COMMANDS).is_some()
+        })
+        .await
+        .unwrap();
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(2900) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    let x = m.to_xml();
+    assert!(
+        x.contains("completed") && x.contains("type='error'") || x.contains("type=\"error\""),
+        "{x}"
+    );
+    assert!(x.contains("time limit"), "{x}");
+    let o = command(
+        &mut c,
+        "h4",
+        "sparql_query",
+        &format!("sessionid='{sid}'"),
+        &format!("<iodata xmlns='{NS_IODATA}' type='getOutput'/>"),
+    )
+    .await;
+    assert_eq!(
+        cmd_of(&o).get_attr("status"),
+        Some("completed"),
+        "{}",
+        o.to_xml()
+    );
+    // The evaluation itself stopped: the one query slot is free again.
+    let mut ok = false;
+    for i in 0..20 {
+        let r = command(
+            &mut c,
+            &format!("a{i}"),
+            "sparql_query",
+            "",
+            &input("<query>ASK { ?s ?p ?o }</query>"),
+        )
+        .await;
+        if r.get_attr("type") == Some("result") {
+            assert!(r.to_xml().contains(">true<"), "{}", r.to_xml());
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "the cancelled query still holds its slot");
+}

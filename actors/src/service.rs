@@ -365,6 +365,7 @@ impl Service {
         input: &Element,
         ctx: &mut Context<Self>,
     ) {
+        let cancel = oxigraph::sparql::CancellationToken::new();
         let job: Box<dyn FnOnce(&Catalog) -> JobResult + Send> = match node {
             PUBLISH => {
                 let reply = self.publish(&iq, node, &sid, input);
@@ -430,8 +431,9 @@ impl Service {
                         ));
                     }
                 }
+                let token = cancel.clone();
                 Box::new(move |c: &Catalog| {
-                    c.sparql(&text)
+                    c.sparql_until(&text, &token)
                         .map(|a| vec![sparql_results(&a)])
                         .map_err(|e| e.to_string())
                 })
@@ -483,7 +485,11 @@ impl Service {
             let result = match tokio::time::timeout(limit, task).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => Err(format!("the query failed: {e}")),
-                Err(_) => Err(CatalogError::Timeout(limit).to_string()),
+                Err(_) => {
+                    // Stops the evaluation itself, not just the wait for it.
+                    cancel.cancel();
+                    Err(CatalogError::Timeout(limit).to_string())
+                }
             };
             me.do_send(JobDone { sid: s2, result });
         });

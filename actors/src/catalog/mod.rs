@@ -3,8 +3,8 @@
 pub mod constraints;
 
 use oxigraph::io::{RdfFormat, RdfParser};
-use oxigraph::model::{GraphName, GraphNameRef, NamedNode, Quad, Subject, Term};
-use oxigraph::sparql::{Query, QueryResults, Update};
+use oxigraph::model::{GraphName, GraphNameRef, NamedNode, NamedOrBlankNode, Quad, Term};
+use oxigraph::sparql::{CancellationToken, PreparedSparqlQuery, QueryResults, SparqlEvaluator};
 use oxigraph::store::{StorageError, Store};
 use std::time::{Duration, Instant};
 
@@ -136,10 +136,8 @@ impl Catalog {
         let quads = parse_turtle(turtle, GraphName::NamedNode(graph.clone()))?;
         for q in &quads {
             let ok = match &q.subject {
-                Subject::NamedNode(n) => n.as_str().starts_with(&base),
-                Subject::BlankNode(_) => true,
-                #[allow(unreachable_patterns)]
-                _ => false,
+                NamedOrBlankNode::NamedNode(n) => n.as_str().starts_with(&base),
+                NamedOrBlankNode::BlankNode(_) => true,
             };
             if !ok {
                 return Err(CatalogError::ForeignSubject {
@@ -150,25 +148,24 @@ impl Catalog {
         }
         let cloud = NamedNode::new_unchecked(base.clone());
         let is_cloud = quads.iter().any(|q| {
-            q.subject == Subject::NamedNode(cloud.clone())
+            q.subject == NamedOrBlankNode::NamedNode(cloud.clone())
                 && q.predicate.as_str() == "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
                 && q.object == Term::NamedNode(NamedNode::new_unchecked(format!("{NS_IC}Cloud")))
         });
         let named = quads.iter().any(|q| {
-            q.subject == Subject::NamedNode(cloud.clone())
+            q.subject == NamedOrBlankNode::NamedNode(cloud.clone())
                 && q.predicate.as_str() == format!("{NS_IC}cloudName")
         });
         if !is_cloud || !named {
             return Err(CatalogError::NoCloud(domain));
         }
         let n = quads.len();
-        self.store.transaction(|mut t| {
-            t.clear_graph(GraphNameRef::NamedNode(graph.as_ref()))?;
-            for q in &quads {
-                t.insert(q.as_ref())?;
-            }
-            Ok::<_, StorageError>(())
-        })?;
+        let mut t = self.store.start_transaction()?;
+        t.clear_graph(GraphNameRef::NamedNode(graph.as_ref()))?;
+        for q in &quads {
+            t.insert(q.as_ref());
+        }
+        t.commit()?;
         Ok(n)
     }
 
@@ -180,11 +177,19 @@ impl Catalog {
         Ok(())
     }
 
-    fn prepared(&self, text: &str) -> Result<Query, CatalogError> {
-        let mut q = match Query::parse(text, None) {
+    fn prepared(
+        &self,
+        text: &str,
+        cancel: Option<CancellationToken>,
+    ) -> Result<PreparedSparqlQuery, CatalogError> {
+        let mut ev = SparqlEvaluator::new();
+        if let Some(c) = cancel {
+            ev = ev.with_cancellation_token(c);
+        }
+        let mut q = match ev.parse_query(text) {
             Ok(q) => q,
             Err(e) => {
-                return Err(if Update::parse(text, None).is_ok() {
+                return Err(if SparqlEvaluator::new().parse_update(text).is_ok() {
                     CatalogError::Update
                 } else {
                     CatalogError::Syntax(e.to_string())
@@ -197,21 +202,33 @@ impl Catalog {
 
     /// Checks that `text` is a query this catalog answers, without running it.
     pub fn check(&self, text: &str) -> Result<(), CatalogError> {
-        self.prepared(text).map(|_| ())
+        self.prepared(text, None).map(|_| ())
     }
 
     /// Runs a read-only SELECT or ASK over every description and the ontology.
     /// The time limit is checked between solutions (see the service for
     /// queries that take long before their first one).
     pub fn sparql(&self, text: &str) -> Result<Answer, CatalogError> {
-        let q = self.prepared(text)?;
+        self.sparql_until(text, &CancellationToken::new())
+    }
+
+    /// Like `sparql`, stopping when `cancel` is cancelled (the service's time limit).
+    pub fn sparql_until(
+        &self,
+        text: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Answer, CatalogError> {
+        let q = self.prepared(text, Some(cancel.clone()))?;
         let start = Instant::now();
         let limit = self.limits.query_time;
-        match self
-            .store
-            .query(q)
-            .map_err(|e| CatalogError::Evaluation(e.to_string()))?
-        {
+        let stopped = |e: &dyn std::fmt::Display| {
+            if cancel.is_cancelled() || start.elapsed() >= limit {
+                CatalogError::Timeout(limit)
+            } else {
+                CatalogError::Evaluation(e.to_string())
+            }
+        };
+        match q.on_store(&self.store).execute().map_err(|e| stopped(&e))? {
             QueryResults::Boolean(b) => Ok(Answer::Boolean(b)),
             QueryResults::Solutions(sols) => {
                 let vars: Vec<String> = sols
@@ -222,10 +239,10 @@ impl Catalog {
                 let mut rows = Vec::new();
                 let mut truncated = false;
                 for s in sols {
-                    if start.elapsed() > limit {
+                    if cancel.is_cancelled() || start.elapsed() > limit {
                         return Err(CatalogError::Timeout(limit));
                     }
-                    let s = s.map_err(|e| CatalogError::Evaluation(e.to_string()))?;
+                    let s = s.map_err(|e| stopped(&e))?;
                     if rows.len() == self.limits.max_results {
                         truncated = true;
                         break;
