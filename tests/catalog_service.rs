@@ -379,3 +379,27 @@ async fn a_long_query_answers_executing_then_stops_at_its_time_limit() {
     }
     assert!(ok, "the cancelled query still holds its slot");
 }
+
+#[test]
+fn slixmpp_drives_the_papers_request_with_its_xep_0050_plugin() {
+    let mut n = exchange("cat-slix", &[]);
+    n.start();
+    let out = std::process::Command::new("/usr/bin/python3")
+        .arg(common::repo().join("tests/py/catalog_adhoc.py"))
+        .args(["--port", &n.port.to_string(), "--domain", &n.domain])
+        .arg("--fixture")
+        .arg(common::repo().join("tests/fixtures/paper_request.xml"))
+        .output()
+        .expect("/usr/bin/python3 must exist (apt-get install python3-slixmpp)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "slixmpp XEP-0050 flow failed:\n{stdout}\n{}\nnode log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        n.log()
+    );
+    assert!(
+        stdout.contains("\"matching\": [\"cloud2\", \"cloud5\"]"),
+        "{stdout}"
+    );
+}
