@@ -403,3 +403,68 @@ fn slixmpp_drives_the_papers_request_with_its_xep_0050_plugin() {
         "{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloud_in_another_domain_queries_and_publishes_over_s2s() {
+    let ca = common::Ca::new("cat-s2s");
+    let mut ex = exchange("cat-s2s-ex", &[]);
+    let mut cloud = Node::init("cat-s2s-c", "cloud13.test", &[]);
+    for (n, other) in [(&ex, &cloud), (&cloud, &ex)] {
+        n.use_ca(&ca);
+        n.route_to(other);
+        n.edit(
+            "auth = [\"external\", \"dialback\"]",
+            "auth = [\"external\"]",
+        );
+    }
+    cloud.add_user("user", "pw");
+    ex.start();
+    cloud.start();
+    let mut c = cloud.login("user", "pw", None).await;
+    // The paper's request from a user of cloud13.test, over s2s.
+    let paper =
+        std::fs::read_to_string(common::repo().join("tests/fixtures/paper_request.xml")).unwrap();
+    let xml = paper
+        .replace("from='user@cloudl.org'\n", "")
+        .replace("to='service.intercloudexchg.com'", &format!("to='{SVC}'"));
+    c.send_raw(&xml).await.unwrap();
+    let r = c
+        .wait_for(T, |e| {
+            e.name == "iq" && e.get_attr("id") == Some("cloudl_idl")
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", cloud.log(), ex.log()));
+    assert_eq!(r.get_attr("from"), Some(SVC));
+    assert_eq!(names(&r), vec!["cloud2", "cloud5"]);
+    // cloud13 publishes its own description remotely; it matches from then on.
+    let own =
+        std::fs::read_to_string(common::repo().join("tests/fixtures/catalog/cloud2.test.ttl"))
+            .unwrap()
+            .replace("cloud2.test", "cloud13.test")
+            .replace("\"cloud2\"", "\"cloud13\"");
+    let ok = command(
+        &mut c,
+        "pub",
+        "publish_resources",
+        "",
+        &input(&format!(
+            "<description>{}</description>",
+            intercloud_actors::element::escape(&own)
+        )),
+    )
+    .await;
+    assert_eq!(
+        cmd_of(&ok).get_attr("status"),
+        Some("completed"),
+        "{}",
+        ok.to_xml()
+    );
+    assert!(ok.to_xml().contains("cloud13.test"));
+    let xml = paper
+        .replace("from='user@cloudl.org'\n", "")
+        .replace("to='service.intercloudexchg.com'", &format!("to='{SVC}'"))
+        .replace("cloudl_idl", "again");
+    let r = iq(&mut c, "again", xml).await;
+    // Same availability as cloud2: the tie goes by name.
+    assert_eq!(names(&r), ["cloud13", "cloud2", "cloud5"]);
+}

@@ -141,6 +141,16 @@ impl fmt::Debug for Jid {
     }
 }
 
+/// The server domain that hosts `domain`: a service (`service.<domain>`)
+/// is hosted, reached and authenticated through its parent; any other
+/// domain is its own server.
+pub fn server_of(domain: &str) -> &str {
+    domain
+        .strip_prefix("service.")
+        .filter(|d| d.contains('.'))
+        .unwrap_or(domain)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -198,16 +198,16 @@ impl Router {
             }
         };
         if to.domain() != self.settings.domain {
-            if let Some(svc) = to
-                .domain()
-                .strip_prefix("service.")
-                .filter(|d| *d == self.settings.domain)
-                .and(self.service.as_ref())
-            {
-                svc.do_send(crate::service::ToService(st));
+            // Services of a domain are reached through its server.
+            let server = crate::jid::server_of(to.domain());
+            if server == self.settings.domain {
+                match &self.service {
+                    Some(svc) => svc.do_send(crate::service::ToService(st)),
+                    None => self.bounce(&st, "service-unavailable", ctx),
+                }
                 return;
             }
-            return self.route_remote(to.domain().to_string(), st, ctx);
+            return self.route_remote(server.to_string(), st, ctx);
         }
         let Some(kind) = stanza::kind(&st) else {
             return;

@@ -641,7 +641,9 @@ async fn authenticated_loop<S>(
                 break;
             }
         };
-        if !auth.contains(from.domain()) {
+        // A domain's own services (service.<domain>) travel on its stream.
+        let sender = intercloud_actors::jid::server_of(from.domain());
+        if !auth.contains(from.domain()) && !auth.contains(sender) {
             s2s.metrics.refused_stanzas.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(from = %from, "stanza from a domain this stream did not authenticate");
             fail(
@@ -654,7 +656,7 @@ async fn authenticated_loop<S>(
             .await;
             break;
         }
-        if to.domain() != s2s.domain {
+        if intercloud_actors::jid::server_of(to.domain()) != s2s.domain {
             s2s.metrics.refused_stanzas.fetch_add(1, Ordering::Relaxed);
             fail(
                 &mut s,
