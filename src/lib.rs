@@ -1,5 +1,6 @@
 //! intercloud: the node of an Intercloud cloud — XMPP wire, TLS, configuration and assembly of the actor system.
 
+pub mod adhoc_client;
 pub mod config;
 pub mod demo;
 pub mod init;

@@ -54,6 +54,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: CatalogCmd,
     },
+    /// A small XMPP client for the Intercloud's services.
+    Client {
+        #[command(subcommand)]
+        cmd: ClientCmd,
+    },
     /// Start a demo node on localhost with accounts, and show a conversation through it.
     Demo {
         /// Directory for the demo node (default: a fresh temporary one).
@@ -64,6 +69,33 @@ enum Cmd {
         /// Stop after the scripted conversation instead of serving clients.
         #[arg(long)]
         exit: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientCmd {
+    /// Run an ad-hoc command (XEP-0050) and print the result.
+    Command {
+        /// Account to log in with, e.g. user@cloud1.test.
+        #[arg(long)]
+        jid: String,
+        #[arg(long)]
+        password: String,
+        /// The command's JID, e.g. service.exchange.test.
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        node: String,
+        /// The input: a whole <iq> (like the paper's request), a <command>,
+        /// an <iodata>, or what goes inside <in>.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Where the account's server listens for clients.
+        #[arg(long, default_value = "127.0.0.1:5222")]
+        server: std::net::SocketAddr,
+        /// The server's certificate (PEM), pinned for STARTTLS (e.g. the node's tls/cert.pem).
+        #[arg(long)]
+        cert: PathBuf,
     },
 }
 
@@ -266,6 +298,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::Directory { cmd } => directory(cmd),
         Cmd::Catalog { cmd } => catalog(cmd),
+        Cmd::Client { cmd } => client(cmd),
         Cmd::Demo { dir, port, exit } => {
             init_tracing("warn");
             intercloud::demo::run(dir, port, exit).map_err(|e| e.to_string())
@@ -414,6 +447,35 @@ fn catalog(cmd: CatalogCmd) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn client(cmd: ClientCmd) -> Result<(), String> {
+    let ClientCmd::Command {
+        jid,
+        password,
+        to,
+        node,
+        input,
+        server,
+        cert,
+    } = cmd;
+    let text = match &input {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        None => String::new(),
+    };
+    let xml = intercloud::adhoc_client::request(&to, &node, &text);
+    let pinned = intercloud::tls::load_certs(&cert)
+        .map_err(|e| e.to_string())?
+        .remove(0);
+    runtime()?.block_on(async move {
+        let out = intercloud::adhoc_client::run(server, &jid, &password, pinned, &xml)
+            .await
+            .map_err(|e| e.to_string())?;
+        for e in out {
+            println!("{}", e.to_xml());
+        }
+        Ok(())
+    })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {

@@ -468,3 +468,37 @@ async fn a_cloud_in_another_domain_queries_and_publishes_over_s2s() {
     // Same availability as cloud2: the tie goes by name.
     assert_eq!(names(&r), ["cloud13", "cloud2", "cloud5"]);
 }
+
+#[test]
+fn the_cli_client_runs_the_papers_request() {
+    let mut n = exchange("cat-cli", &[]);
+    n.start();
+    let out = common::cli(&[
+        "client",
+        "command",
+        "--jid",
+        "user@exchange.test",
+        "--password",
+        "pw",
+        "--to",
+        SVC,
+        "--node",
+        "constraint_catalog_resources",
+        "--server",
+        &format!("127.0.0.1:{}", n.port),
+        "--cert",
+        &n.dir.join("tls/cert.pem").display().to_string(),
+        "--input",
+        &common::repo()
+            .join("tests/fixtures/paper_request.xml")
+            .display()
+            .to_string(),
+    ]);
+    assert!(
+        out.contains("status=\"completed\"") || out.contains("status='completed'"),
+        "{out}"
+    );
+    let c2 = out.find("cloud2<").expect(&out);
+    let c5 = out.find("cloud5<").expect(&out);
+    assert!(c2 < c5, "{out}");
+}

@@ -49,16 +49,18 @@ fn cloud() -> impl Strategy<Value = Cloud> {
         1u32..40,
         any::<bool>(),
     )
-        .prop_map(|(avail, as_fraction, rf, countries, methods, access, tb, in_tb)| Cloud {
-            avail,
-            as_fraction,
-            rf,
-            countries,
-            methods,
-            access,
-            gb: tb * 1000,
-            in_tb,
-        })
+        .prop_map(
+            |(avail, as_fraction, rf, countries, methods, access, tb, in_tb)| Cloud {
+                avail,
+                as_fraction,
+                rf,
+                countries,
+                methods,
+                access,
+                gb: tb * 1000,
+                in_tb,
+            },
+        )
 }
 
 fn constraint() -> impl Strategy<Value = C> {
@@ -79,15 +81,30 @@ fn percent(t: u32) -> String {
 
 fn turtle(i: usize, c: &Cloud) -> String {
     let d = format!("c{i}.test");
-    let q = |xs: &[&str]| xs.iter().map(|x| format!("\"{}\"", x.to_lowercase())).collect::<Vec<_>>().join(", ");
+    let q = |xs: &[&str]| {
+        xs.iter()
+            .map(|x| format!("\"{}\"", x.to_lowercase()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let avail = if c.as_fraction {
         // t thousandths of a percent = t / 100000 as a fraction.
-        format!("[ qudt:numericValue {}.{:05} ; qudt:unit unit:UNITLESS ]", c.avail / 100000, c.avail % 100000)
+        format!(
+            "[ qudt:numericValue {}.{:05} ; qudt:unit unit:UNITLESS ]",
+            c.avail / 100000,
+            c.avail % 100000
+        )
     } else {
-        format!("[ qudt:numericValue {} ; qudt:unit unit:PERCENT ]", percent(c.avail))
+        format!(
+            "[ qudt:numericValue {} ; qudt:unit unit:PERCENT ]",
+            percent(c.avail)
+        )
     };
     let size = if c.in_tb {
-        format!("[ qudt:numericValue {} ; qudt:unit unit:TeraBYTE ]", c.gb / 1000)
+        format!(
+            "[ qudt:numericValue {} ; qudt:unit unit:TeraBYTE ]",
+            c.gb / 1000
+        )
     } else {
         format!("[ qudt:numericValue {} ; qudt:unit unit:GigaBYTE ]", c.gb)
     };

@@ -41,17 +41,18 @@ impl Attr {
         })
     }
 
-    /// The ontology property it reads.
-    fn property(self) -> &'static str {
+    /// The property a query compares: the catalog's derived one (base
+    /// units, upper-cased keys), or the stated one for plain numbers.
+    fn derived(self) -> &'static str {
         match self {
-            Attr::Availability => "ic:availability",
+            Attr::Availability => "ic:availabilityBase",
             Attr::ReplicationFactor => "ic:replicationFactor",
-            Attr::Country => "ic:tierCountry",
-            Attr::ReplicationMethod => "ic:storageReplicationMethod",
-            Attr::AccessProtocol => "ic:storageAccessProtocol",
-            Attr::Capacity => "cocoon:hasStorageSize",
-            Attr::Price => "ic:price",
-            Attr::Region => "cocoon:inRegion",
+            Attr::Country => "ic:tierCountryKey",
+            Attr::ReplicationMethod => "ic:storageReplicationMethodKey",
+            Attr::AccessProtocol => "ic:storageAccessProtocolKey",
+            Attr::Capacity => "ic:storageSizeBase",
+            Attr::Price => "ic:priceBase",
+            Attr::Region => "ic:inRegionKey",
         }
     }
 }
@@ -232,8 +233,12 @@ PREFIX qudt: <http://qudt.org/schema/qudt/>\n";
 
 /// One SELECT returning `?name` (and ranking columns) of every cloud with a
 /// service that meets all constraints, best headroom first, at most `limit`.
+/// It reads the values the catalog derives at publication (base units,
+/// upper-cased keys), so every constraint is an index lookup or a
+/// comparison with a constant, inside one cloud's graph.
 pub fn to_sparql(cs: &[Constraint], limit: usize) -> String {
-    let mut pattern = String::new();
+    let mut keys = String::new();
+    let mut numbers = String::new();
     let mut select = String::from("?name");
     let mut order = String::new();
     for (i, c) in cs.iter().enumerate() {
@@ -253,30 +258,28 @@ pub fn to_sparql(cs: &[Constraint], limit: usize) -> String {
                 } else {
                     ("<=", "MIN", "ASC")
                 };
-                let p = attr.property();
-                match multiplier {
-                    Some(m) => pattern.push_str(&format!(
-                        "  ?svc {p} ?q{i} . ?q{i} qudt:numericValue ?n{i} ; qudt:unit ?u{i} . \
-                         ?u{i} qudt:conversionMultiplier ?m{i} .\n  \
-                         BIND(?n{i} * ?m{i} AS ?v{i}) FILTER(?v{i} {cmp} {value} * {m})\n"
-                    )),
-                    None => pattern
-                        .push_str(&format!("  ?svc {p} ?v{i} . FILTER(?v{i} {cmp} {value})\n")),
-                }
+                let p = attr.derived();
+                let bound = match multiplier {
+                    Some(m) => format!("{value} * {m}"),
+                    None => value.clone(),
+                };
+                numbers.push_str(&format!(
+                    "    ?svc {p} ?v{i} . FILTER(?v{i} {cmp} {bound})\n"
+                ));
                 select.push_str(&format!(" ({agg}(?v{i}) AS ?r{i})"));
                 order.push_str(&format!("{dir}(?r{i}) "));
             }
             Constraint::Has { attr, value } => {
-                let p = attr.property();
-                pattern.push_str(&format!(
-                    "  ?svc {p} ?s{i} . FILTER(UCASE(STR(?s{i})) = {})\n",
+                keys.push_str(&format!(
+                    "    ?svc {} {} .\n",
+                    attr.derived(),
                     string_literal(value)
                 ));
             }
         }
     }
     format!(
-        "{PREFIXES}SELECT {select} WHERE {{\n  ?cloud a ic:Cloud ; ic:cloudName ?name ; ic:offers ?svc .\n{pattern}}}\nGROUP BY ?cloud ?name\nORDER BY {order}?name\nLIMIT {limit}\n"
+        "{PREFIXES}SELECT {select} WHERE {{\n  GRAPH ?g {{\n{keys}{numbers}    ?cloud ic:offers ?svc ; a ic:Cloud ; ic:cloudName ?name .\n  }}\n}}\nGROUP BY ?cloud ?name\nORDER BY {order}?name\nLIMIT {limit}\n"
     )
 }
 
@@ -315,7 +318,11 @@ mod tests {
             }
         );
         let q = to_sparql(&cs, 10);
-        assert!(q.contains("FILTER(?v0 >= 99.999 * 0.01)"), "{q}");
+        assert!(
+            q.contains("ic:availabilityBase ?v0 . FILTER(?v0 >= 99.999 * 0.01)"),
+            "{q}"
+        );
+        assert!(q.contains("ic:storageReplicationMethodKey \"AMQP\""), "{q}");
         assert!(q.contains("LIMIT 10"));
     }
 
@@ -339,7 +346,11 @@ mod tests {
         );
         // Values cannot break out of their string literal.
         let cs = parse(&constraints(&[("country", "X\") } DELETE {")])).unwrap();
-        assert!(to_sparql(&cs, 1).contains("\"X\\\") } DELETE {\""));
+        assert!(
+            to_sparql(&cs, 1).contains("\"X\\\") } DELETE {\""),
+            "{}",
+            to_sparql(&cs, 1)
+        );
     }
 
     #[test]

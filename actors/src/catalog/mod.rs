@@ -36,7 +36,48 @@ pub enum CatalogError {
     Timeout(Duration),
     #[error("query evaluation: {0}")]
     Evaluation(String),
+    #[error("{0} is computed by the catalog and may not be stated")]
+    Reserved(String),
 }
+
+/// What the catalog adds to each published description, so that constraint
+/// queries compare constants with index lookups: quantities in base units
+/// (`…Base`, from the ontology's multipliers) and upper-cased keys (`…Key`).
+/// Descriptions may not state these themselves.
+const DERIVE: &str = "PREFIX ic: <urn:intercloud:ontology#>
+PREFIX cocoon: <https://w3id.org/cocoon/v1.0.1#>
+PREFIX qudt: <http://qudt.org/schema/qudt/>
+INSERT { GRAPH ?g { ?s ?base ?v } } WHERE {
+  GRAPH ?g { ?s ?p ?q . ?q qudt:numericValue ?n ; qudt:unit ?u }
+  GRAPH <urn:intercloud:ontology> { ?u qudt:conversionMultiplier ?m }
+  VALUES (?p ?base) {
+    (ic:availability ic:availabilityBase)
+    (cocoon:hasStorageSize ic:storageSizeBase)
+    (ic:price ic:priceBase)
+  }
+  BIND(?n * ?m AS ?v)
+} ;
+INSERT { GRAPH ?g { ?s ?key ?k } } WHERE {
+  GRAPH ?g { ?s ?p ?o }
+  VALUES (?p ?key) {
+    (ic:tierCountry ic:tierCountryKey)
+    (ic:storageReplicationMethod ic:storageReplicationMethodKey)
+    (ic:storageAccessProtocol ic:storageAccessProtocolKey)
+    (cocoon:inRegion ic:inRegionKey)
+  }
+  BIND(UCASE(STR(?o)) AS ?k)
+}";
+
+/// The predicates `DERIVE` writes (local names in our namespace).
+const DERIVED: &[&str] = &[
+    "availabilityBase",
+    "storageSizeBase",
+    "priceBase",
+    "tierCountryKey",
+    "storageReplicationMethodKey",
+    "storageAccessProtocolKey",
+    "inRegionKey",
+];
 
 /// The limits a catalog enforces.
 #[derive(Clone, Debug)]
@@ -152,6 +193,15 @@ impl Catalog {
                 && q.predicate.as_str() == "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
                 && q.object == Term::NamedNode(NamedNode::new_unchecked(format!("{NS_IC}Cloud")))
         });
+        if let Some(q) = quads.iter().find(|q| {
+            q.predicate
+                .as_str()
+                .strip_prefix(NS_IC)
+                .map(|l| DERIVED.contains(&l))
+                .unwrap_or(false)
+        }) {
+            return Err(CatalogError::Reserved(q.predicate.to_string()));
+        }
         let named = quads.iter().any(|q| {
             q.subject == NamedOrBlankNode::NamedNode(cloud.clone())
                 && q.predicate.as_str() == format!("{NS_IC}cloudName")
@@ -165,6 +215,13 @@ impl Catalog {
         for q in &quads {
             t.insert(q.as_ref());
         }
+        // The derived triples land in the same transaction, for this graph only.
+        SparqlEvaluator::new()
+            .parse_update(&DERIVE.replace("?g", &format!("<{}>", graph.as_str())))
+            .map_err(|e| CatalogError::Syntax(e.to_string()))?
+            .on_transaction(&mut t)
+            .execute()
+            .map_err(|e| CatalogError::Evaluation(e.to_string()))?;
         t.commit()?;
         Ok(n)
     }
@@ -406,6 +463,13 @@ mod tests {
         assert!(matches!(
             c.publish("cloud2.test", "not turtle <"),
             Err(CatalogError::Turtle(_))
+        ));
+        // What the catalog derives cannot be stated.
+        let lying = description("cloud2.test", "cloud2", "90", 6, &["JAPAN"], "AMQP", "NFS")
+            + "<https://cloud2.test/storage> <urn:intercloud:ontology#availabilityBase> 1.0 .\n";
+        assert!(matches!(
+            c.publish("cloud2.test", &lying),
+            Err(CatalogError::Reserved(_))
         ));
         // Read-only.
         assert!(matches!(
