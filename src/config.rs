@@ -214,8 +214,10 @@ impl Default for AuthoritySection {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CatalogSection {
-    /// This cloud's own resource description (Turtle), published to its exchanges and roots.
+    /// This cloud's own resource description (Turtle), published to `publish_to`.
     pub resources: PathBuf,
+    /// Exchanges and roots (domains) this cloud publishes its description to.
+    pub publish_to: Vec<String>,
     /// Milliseconds one SPARQL query may run.
     pub query_time_ms: u64,
     /// Rows a sparql_query answer carries at most.
@@ -236,6 +238,7 @@ impl Default for CatalogSection {
     fn default() -> Self {
         CatalogSection {
             resources: PathBuf::new(),
+            publish_to: Vec::new(),
             query_time_ms: 10_000,
             max_results: 1000,
             max_description_bytes: 1 << 20,
@@ -516,6 +519,8 @@ enrollment_tokens = []
 [catalog]
 # This cloud's resource description (Turtle, the ontology in actors/ontology/intercloud.ttl).
 resources = ""
+# Exchanges and roots (domains) it is published to with publish_resources, over s2s when remote.
+publish_to = []
 # Exchanges and roots answer XEP-0050 commands at service.<domain> over their catalog:
 # milliseconds a SPARQL query may run, rows it may return, largest description accepted.
 query_time_ms = 10000

@@ -202,6 +202,24 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
             metrics: s2s.link_metrics.clone(),
         },
     ));
+    // After the dialer: the first publication can already leave over s2s.
+    if !config.catalog.resources.as_os_str().is_empty() && !config.catalog.publish_to.is_empty() {
+        let path = config.path(&config.catalog.resources);
+        let turtle = std::fs::read_to_string(&path)
+            .map_err(|e| NodeError::Start(format!("catalog.resources {}: {e}", path.display())))?;
+        use actix::Actor;
+        let p = intercloud_actors::catalog::publisher::Publisher::new(
+            domain.clone(),
+            turtle,
+            config.catalog.publish_to.clone(),
+            cloud.router.clone(),
+            Duration::from_secs(config.p2p.anti_entropy_secs.clamp(1, 60)),
+        )
+        .start();
+        cloud
+            .router
+            .do_send(intercloud_actors::router::SetPublisher(p));
+    }
     let s2s_bind = format!("{}:{}", config.s2s.bind, config.s2s.port);
     let s2s_listener = TcpListener::bind(&s2s_bind)
         .await

@@ -32,6 +32,8 @@ pub struct Router {
     links: HashMap<String, Addr<Link>>,
     /// The catalog service at `service.<domain>` (exchanges and roots).
     service: Option<Addr<crate::service::Service>>,
+    /// Publishes this cloud's resource description.
+    publisher: Option<Addr<crate::catalog::publisher::Publisher>>,
 }
 
 impl Actor for Router {
@@ -108,6 +110,11 @@ pub struct SetDialer(pub Arc<dyn Dialer>, pub LinkSettings);
 #[rtype(result = "()")]
 pub struct SetService(pub Addr<crate::service::Service>);
 
+/// Plugs in the publisher; answers to its requests go to it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetPublisher(pub Addr<crate::catalog::publisher::Publisher>);
+
 /// Whether the link to a domain is up (for tests and metrics).
 #[derive(Message)]
 #[rtype(result = "Vec<String>")]
@@ -146,6 +153,7 @@ impl Router {
             dialer: None,
             links: HashMap::new(),
             service: None,
+            publisher: None,
         }
     }
 
@@ -214,6 +222,18 @@ impl Router {
         };
         if to.local().is_none() {
             // Addressed to the server itself.
+            if let (Kind::Iq, "result" | "error", Some(p)) =
+                (kind, stanza::stype(&st), &self.publisher)
+            {
+                if st
+                    .get_attr("id")
+                    .map(|i| i.starts_with(crate::catalog::publisher::ID_PREFIX))
+                    .unwrap_or(false)
+                {
+                    p.do_send(crate::catalog::publisher::Answer(st));
+                    return;
+                }
+            }
             if kind == Kind::Iq {
                 if let Some(reply) = answer_server_iq(&st) {
                     self.route(reply, ctx);
@@ -432,6 +452,13 @@ impl Handler<SetInterested> for Router {
         {
             e.interested = true;
         }
+    }
+}
+
+impl Handler<SetPublisher> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: SetPublisher, _: &mut Context<Self>) {
+        self.publisher = Some(msg.0);
     }
 }
 

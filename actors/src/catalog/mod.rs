@@ -1,6 +1,7 @@
 //! The catalog of an exchange or root: clouds' resource descriptions (RDF, the Intercloud ontology) in an oxigraph store, queried with SPARQL and by the paper's constraints.
 
 pub mod constraints;
+pub mod publisher;
 
 use oxigraph::io::{RdfFormat, RdfParser};
 use oxigraph::model::{GraphName, GraphNameRef, NamedNode, NamedOrBlankNode, Quad, Term};
