@@ -136,11 +136,18 @@ pub struct CloudEntry {
     pub domain: String,
 }
 
+/// Answers to constraint queries, valid until the next publication.
+type MatchCache = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>>;
+
+/// Most constraint answers kept between publications.
+const CACHE_ENTRIES: usize = 1024;
+
 /// The store, loaded with the ontology.
 #[derive(Clone)]
 pub struct Catalog {
     store: Store,
     pub limits: CatalogLimits,
+    cache: MatchCache,
 }
 
 fn graph_of(domain: &str) -> NamedNode {
@@ -163,7 +170,11 @@ impl Catalog {
         let g = NamedNode::new_unchecked(ONTOLOGY_GRAPH);
         let quads = parse_turtle(ONTOLOGY, GraphName::NamedNode(g))?;
         store.extend(quads)?;
-        Ok(Catalog { store, limits })
+        Ok(Catalog {
+            store,
+            limits,
+            cache: Default::default(),
+        })
     }
 
     /// Replaces `domain`'s description with `turtle`; returns the number of triples.
@@ -224,6 +235,7 @@ impl Catalog {
             .execute()
             .map_err(|e| CatalogError::Evaluation(e.to_string()))?;
         t.commit()?;
+        self.forget();
         Ok(n)
     }
 
@@ -232,6 +244,7 @@ impl Catalog {
         let g = graph_of(&domain.to_ascii_lowercase());
         self.store
             .clear_graph(GraphNameRef::NamedNode(g.as_ref()))?;
+        self.forget();
         Ok(())
     }
 
@@ -317,13 +330,39 @@ impl Catalog {
         }
     }
 
-    /// The names of the clouds whose services meet every constraint, best headroom first.
+    /// Drops cached answers (the catalog changed).
+    fn forget(&self) {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// The names of the clouds whose services meet every constraint, best
+    /// headroom first. Answers are cached until the next publication.
     pub fn matching(
         &self,
         cs: &[constraints::Constraint],
         limit: usize,
     ) -> Result<Vec<String>, CatalogError> {
-        match self.sparql(&constraints::to_sparql(cs, limit))? {
+        let q = constraints::to_sparql(cs, limit);
+        if let Some(hit) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&q)
+        {
+            return Ok(hit.clone());
+        }
+        let names = self.matching_uncached(&q)?;
+        let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if c.len() >= CACHE_ENTRIES {
+            c.clear();
+        }
+        c.insert(q, names.clone());
+        Ok(names)
+    }
+
+    /// Runs a compiled constraint query without the cache (benchmarks).
+    pub fn matching_uncached(&self, q: &str) -> Result<Vec<String>, CatalogError> {
+        match self.sparql(q)? {
             Answer::Rows { rows, .. } => Ok(rows
                 .into_iter()
                 .filter_map(|r| r.into_iter().next().flatten())
