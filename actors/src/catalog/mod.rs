@@ -343,12 +343,7 @@ impl Catalog {
         limit: usize,
     ) -> Result<Vec<String>, CatalogError> {
         let q = constraints::to_sparql(cs, limit);
-        if let Some(hit) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&q)
-        {
+        if let Some(hit) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&q) {
             return Ok(hit.clone());
         }
         let names = self.matching_uncached(&q)?;
