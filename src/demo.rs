@@ -1,4 +1,4 @@
-//! `intercloud demo`: a node on localhost with two gateway accounts, and the paper's §7 dialog run through it over real TLS sockets.
+//! `intercloud demo`: a node on localhost with two gateway accounts and an exchange catalog; the paper's §6 query and §7 dialog run through it over real TLS sockets.
 
 use crate::config::Config;
 use crate::node;
@@ -12,6 +12,61 @@ use std::time::Duration;
 pub const DOMAIN: &str = "localhost";
 pub const PASSWORD: &str = "intercloud";
 pub const ACCOUNTS: &[&str] = &["cloud1", "cloud2"];
+
+/// The paper's §6 request, byte for byte.
+const PAPER_REQUEST: &str = include_str!("../scenarios/data/paper_request.xml");
+
+/// The demo exchange's catalog: twelve clouds, of which cloud2 and cloud5 match the request.
+const CATALOG: &[(&str, &str)] = &[
+    (
+        "cloud1.test",
+        include_str!("../scenarios/data/paper-catalog/cloud1.test.ttl"),
+    ),
+    (
+        "cloud2.test",
+        include_str!("../scenarios/data/paper-catalog/cloud2.test.ttl"),
+    ),
+    (
+        "cloud3.test",
+        include_str!("../scenarios/data/paper-catalog/cloud3.test.ttl"),
+    ),
+    (
+        "cloud4.test",
+        include_str!("../scenarios/data/paper-catalog/cloud4.test.ttl"),
+    ),
+    (
+        "cloud5.test",
+        include_str!("../scenarios/data/paper-catalog/cloud5.test.ttl"),
+    ),
+    (
+        "cloud6.test",
+        include_str!("../scenarios/data/paper-catalog/cloud6.test.ttl"),
+    ),
+    (
+        "cloud7.test",
+        include_str!("../scenarios/data/paper-catalog/cloud7.test.ttl"),
+    ),
+    (
+        "cloud8.test",
+        include_str!("../scenarios/data/paper-catalog/cloud8.test.ttl"),
+    ),
+    (
+        "cloud9.test",
+        include_str!("../scenarios/data/paper-catalog/cloud9.test.ttl"),
+    ),
+    (
+        "cloud10.test",
+        include_str!("../scenarios/data/paper-catalog/cloud10.test.ttl"),
+    ),
+    (
+        "cloud11.test",
+        include_str!("../scenarios/data/paper-catalog/cloud11.test.ttl"),
+    ),
+    (
+        "cloud12.test",
+        include_str!("../scenarios/data/paper-catalog/cloud12.test.ttl"),
+    ),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -43,7 +98,8 @@ pub fn run(dir: Option<PathBuf>, port: u16, exit: bool) -> Result<(), DemoError>
         crate::init::init(&crate::init::InitOptions {
             dir: &dir,
             domain: DOMAIN,
-            roles: vec!["cloud".into()],
+            // The exchange role: the catalog service at service.localhost.
+            roles: vec!["cloud".into(), "exchange".into()],
             c2s_port: port,
             s2s_port: 5269,
             // One node alone has no directory to join.
@@ -57,6 +113,13 @@ pub fn run(dir: Option<PathBuf>, port: u16, exit: bool) -> Result<(), DemoError>
         if !store.user_exists(&jid).unwrap_or(false) {
             store
                 .add_user(&jid, PASSWORD, config.limits.scram_iterations)
+                .map_err(node::NodeError::from)?;
+        }
+    }
+    if store.descriptions().map(|d| d.is_empty()).unwrap_or(true) {
+        for (d, ttl) in CATALOG {
+            store
+                .put_description(d, ttl)
                 .map_err(node::NodeError::from)?;
         }
     }
@@ -129,6 +192,41 @@ async fn dialog(
     say("cloud2", &format!("logged in over STARTTLS as {}", b.jid));
     b.send(&presence(None, None)).await?;
     a.send(&presence(None, None)).await?;
+
+    // §6: which clouds meet cloud1's constraints? The paper's request as printed.
+    let svc = format!("service.{domain}");
+    let request = PAPER_REQUEST
+        .replace("from='user@cloudl.org'\n", "")
+        .replace("to='service.intercloudexchg.com'", &format!("to='{svc}'"));
+    say("cloud1", &format!("-> {svc}: constraint_catalog_resources (availability >= 99.999 %, replication >= 5, Japan, AMQP, NFS)"));
+    a.send_raw(&request).await?;
+    let r = a
+        .wait_for(T, |e| {
+            e.name == "iq" && e.get_attr("id") == Some("cloudl_idl")
+        })
+        .await?;
+    let names: Vec<String> = r
+        .get_child("command", intercloud_actors::adhoc::NS_COMMANDS)
+        .and_then(|c| c.get_child("iodata", intercloud_actors::iodata::NS_IODATA))
+        .and_then(|io| io.get_child("out", intercloud_actors::iodata::NS_IODATA))
+        .and_then(|o| {
+            o.get_child(
+                "matchingClouds",
+                intercloud_actors::catalog::constraints::NS_RES,
+            )
+        })
+        .map(|m| m.elements().map(|e| e.text_content()).collect())
+        .unwrap_or_default();
+    if names.is_empty() {
+        return Err(DemoError::Step(format!(
+            "no matching clouds: {}",
+            r.to_xml()
+        )));
+    }
+    say(
+        "cloud1",
+        &format!("<- {svc}: matchingClouds {}", names.join(", ")),
+    );
 
     a.send(&presence(Some("subscribe"), Some(&c2))).await?;
     say("cloud1", &format!("asks to see the presence of {c2}"));

@@ -20,7 +20,7 @@ fn exchange(tag: &str, edits: &[(&str, &str)]) -> Node {
     for (a, b) in edits {
         n.edit(a, b);
     }
-    let dir = common::repo().join("tests/fixtures/catalog");
+    let dir = common::repo().join("scenarios/data/paper-catalog");
     let mut files: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path().display().to_string())
@@ -99,7 +99,7 @@ async fn the_papers_request_and_the_xeps_rules() {
 
     // The paper's request, whitespace and all; only the addresses are ours.
     let paper =
-        std::fs::read_to_string(common::repo().join("tests/fixtures/paper_request.xml")).unwrap();
+        std::fs::read_to_string(common::repo().join("scenarios/data/paper_request.xml")).unwrap();
     let xml = paper
         .replace("from='user@cloudl.org'\n", "")
         .replace("to='service.intercloudexchg.com'", &format!("to='{SVC}'"));
@@ -219,9 +219,10 @@ async fn the_papers_request_and_the_xeps_rules() {
     assert!(x.contains("not-allowed") && x.contains("read-only"), "{x}");
     assert_eq!(clouds(&mut c, "l1").await, 12);
     // Nobody publishes triples about another cloud.
-    let foreign =
-        std::fs::read_to_string(common::repo().join("tests/fixtures/catalog/cloud2.test.ttl"))
-            .unwrap();
+    let foreign = std::fs::read_to_string(
+        common::repo().join("scenarios/data/paper-catalog/cloud2.test.ttl"),
+    )
+    .unwrap();
     let bad = command(
         &mut c,
         "e7",
@@ -388,7 +389,7 @@ fn slixmpp_drives_the_papers_request_with_its_xep_0050_plugin() {
         .arg(common::repo().join("tests/py/catalog_adhoc.py"))
         .args(["--port", &n.port.to_string(), "--domain", &n.domain])
         .arg("--fixture")
-        .arg(common::repo().join("tests/fixtures/paper_request.xml"))
+        .arg(common::repo().join("scenarios/data/paper_request.xml"))
         .output()
         .expect("/usr/bin/python3 must exist (apt-get install python3-slixmpp)");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -419,11 +420,12 @@ async fn a_cloud_in_another_domain_queries_and_publishes_over_s2s() {
     }
     cloud.add_user("user", "pw");
     // cloud13 publishes its own description to the exchange by itself, over s2s.
-    let own =
-        std::fs::read_to_string(common::repo().join("tests/fixtures/catalog/cloud2.test.ttl"))
-            .unwrap()
-            .replace("cloud2.test", "cloud13.test")
-            .replace("\"cloud2\"", "\"cloud13\"");
+    let own = std::fs::read_to_string(
+        common::repo().join("scenarios/data/paper-catalog/cloud2.test.ttl"),
+    )
+    .unwrap()
+    .replace("cloud2.test", "cloud13.test")
+    .replace("\"cloud2\"", "\"cloud13\"");
     std::fs::write(cloud.dir.join("resources.ttl"), &own).unwrap();
     cloud.edit("resources = \"\"", "resources = \"resources.ttl\"");
     cloud.edit("publish_to = []", "publish_to = [\"exchange.test\"]");
@@ -432,7 +434,7 @@ async fn a_cloud_in_another_domain_queries_and_publishes_over_s2s() {
     let mut c = cloud.login("user", "pw", None).await;
     // The paper's request from a user of cloud13.test, over s2s.
     let paper =
-        std::fs::read_to_string(common::repo().join("tests/fixtures/paper_request.xml")).unwrap();
+        std::fs::read_to_string(common::repo().join("scenarios/data/paper_request.xml")).unwrap();
     let xml = paper
         .replace("from='user@cloudl.org'\n", "")
         .replace("to='service.intercloudexchg.com'", &format!("to='{SVC}'"));
@@ -491,7 +493,7 @@ fn the_cli_client_runs_the_papers_request() {
         &n.dir.join("tls/cert.pem").display().to_string(),
         "--input",
         &common::repo()
-            .join("tests/fixtures/paper_request.xml")
+            .join("scenarios/data/paper_request.xml")
             .display()
             .to_string(),
     ]);

@@ -18,6 +18,7 @@ fn demo_runs_the_dialog_and_exits() {
         "{out}"
     );
     assert!(out.contains("please go ahead"), "{out}");
+    assert!(out.contains("matchingClouds cloud2, cloud5"), "{out}");
     assert!(out.contains("demo dialog complete"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }

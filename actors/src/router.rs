@@ -208,7 +208,8 @@ impl Router {
         if to.domain() != self.settings.domain {
             // Services of a domain are reached through its server.
             let server = crate::jid::server_of(to.domain());
-            if server == self.settings.domain {
+            let ours = to.domain().strip_prefix("service.") == Some(self.settings.domain.as_str());
+            if ours || server == self.settings.domain {
                 match &self.service {
                     Some(svc) => svc.do_send(crate::service::ToService(st)),
                     None => self.bounce(&st, "service-unavailable", ctx),
