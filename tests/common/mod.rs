@@ -21,13 +21,22 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago, never the same one twice in this
+/// process (tests run in parallel threads and each node takes three).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let p = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&p) {
+            given.push(p);
+            return p;
+        }
+    }
 }
 
 /// Runs the CLI and panics with its output when it fails.
