@@ -112,15 +112,7 @@ impl Authority {
     }
 
     fn sign(&self, domain: &str, body: Body, ttl: u32) -> SignedRecord {
-        Record {
-            v: VERSION,
-            domain: domain.to_string(),
-            serial: now(),
-            ttl,
-            key: String::new(),
-            body,
-        }
-        .sign(&self.signer)
+        root_record(&self.signer, domain, body, ttl)
     }
 
     /// The zone record publishing this CA as a trust anchor.
@@ -263,21 +255,21 @@ impl Authority {
     }
 }
 
-/// A root's approval for `domain` to enroll with `holder_key`, without a token.
-pub fn approval(
+/// A statement a root signs (authority, certificate, approval, revocation,
+/// delegation), its serial the current time.
+pub fn root_record(
     signer: &ed25519_dalek::SigningKey,
     domain: &str,
-    holder_key: &str,
+    body: Body,
+    ttl: u32,
 ) -> SignedRecord {
     Record {
         v: VERSION,
-        domain: domain.to_string(),
-        serial: now(),
-        ttl: 60,
+        domain: domain.to_ascii_lowercase(),
+        serial: now().max(1),
+        ttl,
         key: String::new(),
-        body: Body::Approval {
-            holder_key: holder_key.to_string(),
-        },
+        body,
     }
     .sign(signer)
 }

@@ -309,22 +309,28 @@ pub async fn revoke(config: &Config, domain: &str, reason: &str) -> Result<Signe
         Body::Cloud { cert_sha256, .. } => cert_sha256.clone(),
         _ => None,
     };
+    let body = Body::Revocation {
+        revoked_key: current.record.key.clone(),
+        cert_sha256: cert,
+        reason: reason.to_string(),
+    };
+    submit(config, root_record(config, domain, body, 60)?).await
+}
+
+/// A statement signed with this root's node key.
+fn root_record(
+    config: &Config,
+    domain: &str,
+    body: Body,
+    ttl: u32,
+) -> Result<SignedRecord, String> {
     let secret = key::load_or_create(&config.node_key_path()).map_err(|e| e.to_string())?;
-    let serial = super::authority::now().max(1);
-    let rev = Record {
-        v: VERSION,
-        domain: domain.to_string(),
-        serial,
-        ttl: 60,
-        key: String::new(),
-        body: Body::Revocation {
-            revoked_key: current.record.key.clone(),
-            cert_sha256: cert,
-            reason: reason.to_string(),
-        },
-    }
-    .sign(&key::signing_key(&secret));
-    submit(config, rev).await
+    Ok(super::authority::root_record(
+        &key::signing_key(&secret),
+        domain,
+        body,
+        ttl,
+    ))
 }
 
 /// Hands a root-signed statement to the roots (retrying for a few seconds).
@@ -356,18 +362,8 @@ pub async fn delegate(
     zone: &str,
     exchanges: Vec<String>,
 ) -> Result<SignedRecord, String> {
-    let secret = key::load_or_create(&config.node_key_path()).map_err(|e| e.to_string())?;
-    let serial = super::authority::now().max(1);
-    let r = Record {
-        v: VERSION,
-        domain: zone.to_ascii_lowercase(),
-        serial,
-        ttl: 300,
-        key: String::new(),
-        body: Body::Delegation { exchanges },
-    }
-    .sign(&key::signing_key(&secret));
-    submit(config, r).await
+    let body = Body::Delegation { exchanges };
+    submit(config, root_record(config, zone, body, 300)?).await
 }
 
 /// Enrollments waiting for approval on the roots: (domain, key).
@@ -403,9 +399,8 @@ pub async fn approve(config: &Config, domain: &str) -> Result<SignedRecord, Stri
             .map(|r| r.record.key)
             .ok_or_else(|| format!("{domain}: no enrollment waiting and no record"))?,
     };
-    let secret = key::load_or_create(&config.node_key_path()).map_err(|e| e.to_string())?;
-    let r = super::authority::approval(&key::signing_key(&secret), domain, &holder);
-    submit(config, r).await
+    let body = Body::Approval { holder_key: holder };
+    submit(config, root_record(config, domain, body, 60)?).await
 }
 
 /// A short-lived client host joined to the configured roots.
