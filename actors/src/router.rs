@@ -207,16 +207,15 @@ impl Router {
         };
         if to.domain() != self.settings.domain {
             // Services of a domain are reached through its server.
-            let server = crate::jid::server_of(to.domain());
-            let ours = to.domain().strip_prefix("service.") == Some(self.settings.domain.as_str());
-            if ours || server == self.settings.domain {
+            if to.domain().strip_prefix("service.") == Some(self.settings.domain.as_str()) {
                 match &self.service {
                     Some(svc) => svc.do_send(crate::service::ToService(st)),
                     None => self.bounce(&st, "service-unavailable", ctx),
                 }
                 return;
             }
-            return self.route_remote(server.to_string(), st, ctx);
+            let server = crate::jid::server_of(to.domain()).to_string();
+            return self.route_remote(server, st, ctx);
         }
         let Some(kind) = stanza::kind(&st) else {
             return;

@@ -277,14 +277,7 @@ impl Service {
         }
         let io = match iodata::request(cmd) {
             Ok(io) => io,
-            Err(e) => {
-                return self.send(adhoc::error(
-                    &iq,
-                    "bad-request",
-                    Some("bad-payload"),
-                    Some(&e),
-                ))
-            }
+            Err(e) => return self.send(bad_payload(&iq, &e)),
         };
         match io {
             Some((Request::SchemataGet, _)) => {
@@ -326,11 +319,9 @@ impl Service {
                 let s = sid.unwrap_or_else(|| self.new_sid());
                 self.execute(iq, node, s, owner, &Element::new("in", NS_IODATA), ctx);
             }
-            None => self.send(adhoc::error(
+            None => self.send(bad_payload(
                 &iq,
-                "bad-request",
-                Some("bad-payload"),
-                Some("this command takes <iodata type='input'> (urn:xmpp:tmp:io-data)"),
+                "this command takes <iodata type='input'> (urn:xmpp:tmp:io-data)",
             )),
         }
     }
@@ -348,9 +339,7 @@ impl Service {
                 vec![iodata::status(sess.started.elapsed().as_secs(), "running")],
             ),
             State::Done(payload) => adhoc::response(iq, node, sid, "completed", payload.clone()),
-            State::AwaitingInput => {
-                adhoc::error(iq, "bad-request", Some("bad-payload"), Some("no input yet"))
-            }
+            State::AwaitingInput => bad_payload(iq, "no input yet"),
         };
         self.send(reply);
     }
@@ -365,24 +354,19 @@ impl Service {
         input: &Element,
         ctx: &mut Context<Self>,
     ) {
+        // A session from io-schemata-get ends here, or becomes the running job below.
+        self.sessions.remove(&sid);
         let cancel = oxigraph::sparql::CancellationToken::new();
         let job: Box<dyn FnOnce(&Catalog) -> JobResult + Send> = match node {
             PUBLISH => {
                 let reply = self.publish(&iq, node, &sid, input);
-                self.sessions.remove(&sid);
                 return self.send(reply);
             }
             CONSTRAINTS => {
                 let cs = match constraints::parse(input) {
                     Ok(cs) => cs,
                     Err(e) => {
-                        self.sessions.remove(&sid);
-                        return self.send(adhoc::error(
-                            &iq,
-                            "bad-request",
-                            Some("bad-payload"),
-                            Some(&e.to_string()),
-                        ));
+                        return self.send(bad_payload(&iq, &e.to_string()));
                     }
                 };
                 let limit = self.settings.match_limit;
@@ -402,19 +386,12 @@ impl Service {
                     .map(|e| e.text_content())
                     .unwrap_or_else(|| input.text_content());
                 if text.trim().is_empty() {
-                    self.sessions.remove(&sid);
-                    return self.send(adhoc::error(
-                        &iq,
-                        "bad-request",
-                        Some("bad-payload"),
-                        Some("no <query> in the input"),
-                    ));
+                    return self.send(bad_payload(&iq, "no <query> in the input"));
                 }
                 // Refuse what is not a read-only query before running anything.
                 match self.catalog.check(&text) {
                     Ok(()) => {}
                     Err(CatalogError::Update) => {
-                        self.sessions.remove(&sid);
                         return self.send(error_reply(
                             &iq,
                             "not-allowed",
@@ -422,13 +399,7 @@ impl Service {
                         ));
                     }
                     Err(e) => {
-                        self.sessions.remove(&sid);
-                        return self.send(adhoc::error(
-                            &iq,
-                            "bad-request",
-                            Some("bad-payload"),
-                            Some(&e.to_string()),
-                        ));
+                        return self.send(bad_payload(&iq, &e.to_string()));
                     }
                 }
                 let token = cancel.clone();
@@ -454,7 +425,6 @@ impl Service {
             }
         };
         if self.running.load(Ordering::SeqCst) >= self.settings.max_running {
-            self.sessions.remove(&sid);
             return self.send(error_reply(
                 &iq,
                 "resource-constraint",
@@ -551,9 +521,14 @@ impl Service {
             Err(e @ CatalogError::ForeignSubject { .. }) => {
                 error_reply(iq, "forbidden", Some(&e.to_string()))
             }
-            Err(e) => adhoc::error(iq, "bad-request", Some("bad-payload"), Some(&e.to_string())),
+            Err(e) => bad_payload(iq, &e.to_string()),
         }
     }
+}
+
+/// `bad-request` with XEP-0050's `bad-payload` and a reason.
+fn bad_payload(iq: &Element, why: &str) -> Element {
+    adhoc::error(iq, "bad-request", Some("bad-payload"), Some(why))
 }
 
 /// SPARQL Query Results XML Format.

@@ -933,18 +933,20 @@ impl State {
             return;
         }
         let resp = match req {
-            Request::Register(r) if self.root && self.referral(&r.record.domain).is_some() => {
-                self.referral(&r.record.domain).expect("checked")
+            Request::Register(r) => {
+                let referral = self.root.then(|| self.referral(&r.record.domain)).flatten();
+                // Roots gossip what they take; exchanges hold their zones quietly.
+                let taken = match referral {
+                    Some(refer) => return self.respond(ch, refer),
+                    None if self.serves(&r.record.domain) => self.accept(r, false),
+                    None if self.root => self.accept(r, true),
+                    None => Err("not a root".into()),
+                };
+                match taken {
+                    Ok(_) => Response::Accepted,
+                    Err(e) => Response::Refused(e),
+                }
             }
-            Request::Register(r) if self.serves(&r.record.domain) => match self.accept(r, false) {
-                Ok(_) => Response::Accepted,
-                Err(e) => Response::Refused(e),
-            },
-            Request::Register(r) if self.root => match self.accept(r, true) {
-                Ok(_) => Response::Accepted,
-                Err(e) => Response::Refused(e),
-            },
-            Request::Register(_) => Response::Refused("not a root".into()),
             Request::Resolve(d) if self.root => self
                 .referral(&d)
                 .unwrap_or_else(|| Response::Record(self.zone.get(&d).cloned())),
