@@ -1,46 +1,14 @@
 //! The Intercloud Root directory over libp2p, in one process on the memory transport: 3 roots and 10 clouds register, resolve, survive a dead root, converge after a partition heals; roots found through the DHT; a delegated zone answered by its exchange.
 
+mod common;
+
+use common::p2p::{host, host_with};
 use ed25519_dalek::SigningKey;
-use intercloud::p2p::host::{Host, HostConfig, TransportKind};
+use intercloud::p2p::host::Host;
 use intercloud_actors::directory::record::{public_key, Body, Record, SignedRecord, VERSION};
-use libp2p::identity::Keypair;
 use libp2p::Multiaddr;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
-
-fn mem_addr() -> Multiaddr {
-    format!("/memory/{}", rand::random::<u64>())
-        .parse()
-        .unwrap()
-}
-
-async fn host(root: bool, bootstrap: Vec<Multiaddr>, root_keys: &[String]) -> Host {
-    host_with(root, bootstrap, root_keys, Vec::new()).await
-}
-
-async fn host_with(
-    root: bool,
-    bootstrap: Vec<Multiaddr>,
-    root_keys: &[String],
-    zones: Vec<String>,
-) -> Host {
-    Host::start(HostConfig {
-        keypair: Keypair::generate_ed25519(),
-        root,
-        root_keys: root_keys.to_vec(),
-        listen: vec![mem_addr()],
-        bootstrap,
-        transport: TransportKind::Memory,
-        anti_entropy: Duration::from_millis(300),
-        request_timeout: Duration::from_secs(2),
-        initial: Vec::new(),
-        on_accept: None,
-        authority: None,
-        zones,
-    })
-    .await
-    .unwrap()
-}
 
 fn record(domain: &str, key: &SigningKey, ttl: u32) -> SignedRecord {
     Record {

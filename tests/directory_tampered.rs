@@ -1,7 +1,10 @@
 //! A lying root on the wire: it answers resolutions with tampered records; resolvers refuse them and fail over to an honest root.
 
+mod common;
+
+use common::p2p::{host, mem_addr};
 use ed25519_dalek::SigningKey;
-use intercloud::p2p::host::{Host, HostConfig, TransportKind};
+use intercloud::p2p::host::Host;
 use intercloud::p2p::protocol::{Request, Response, PROTOCOL, ROOT_AGENT};
 use intercloud_actors::directory::record::{Body, Record, SignedRecord, VERSION};
 use libp2p::futures::StreamExt;
@@ -12,31 +15,6 @@ use libp2p::{identify, Multiaddr, StreamProtocol, SwarmBuilder};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-fn mem_addr() -> Multiaddr {
-    format!("/memory/{}", rand::random::<u64>())
-        .parse()
-        .unwrap()
-}
-
-async fn host(root: bool, bootstrap: Vec<Multiaddr>) -> Host {
-    Host::start(HostConfig {
-        keypair: Keypair::generate_ed25519(),
-        root,
-        root_keys: Vec::new(),
-        listen: vec![mem_addr()],
-        bootstrap,
-        transport: TransportKind::Memory,
-        anti_entropy: Duration::from_millis(300),
-        request_timeout: Duration::from_secs(2),
-        initial: Vec::new(),
-        on_accept: None,
-        authority: None,
-        zones: Vec::new(),
-    })
-    .await
-    .unwrap()
-}
 
 fn genuine() -> SignedRecord {
     let key = SigningKey::from_bytes(&[7; 32]);
@@ -70,17 +48,7 @@ async fn rogue_root() -> (Multiaddr, Arc<AtomicUsize>) {
     let key = Keypair::generate_ed25519();
     let mut swarm = SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_other_transport(|k| {
-            use libp2p::core::transport::MemoryTransport;
-            use libp2p::core::upgrade::Version;
-            use libp2p::core::Transport;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
-                MemoryTransport::default()
-                    .upgrade(Version::V1)
-                    .authenticate(libp2p::noise::Config::new(k)?)
-                    .multiplex(libp2p::yamux::Config::default()),
-            )
-        })
+        .with_other_transport(intercloud::p2p::host::memory_transport)
         .unwrap()
         .with_behaviour(|k| Rogue {
             identify: identify::Behaviour::new(
@@ -137,7 +105,7 @@ async fn resolve_soon(h: &Host, domain: &str) -> Option<SignedRecord> {
 async fn tampered_records_fail_verification_at_the_resolver() {
     let (rogue, answered) = rogue_root().await;
     // Only the liar to ask: it answers, and nothing resolves.
-    let alone = host(false, vec![rogue.clone()]).await;
+    let alone = host(false, vec![rogue.clone()], &[]).await;
     assert_eq!(resolve_soon(&alone, "cloud1.test").await, None);
     assert!(
         answered.load(Ordering::SeqCst) > 0,
@@ -145,10 +113,10 @@ async fn tampered_records_fail_verification_at_the_resolver() {
     );
 
     // The liar first, then an honest root: the resolver refuses the forgery and fails over.
-    let honest = host(true, Vec::new()).await;
+    let honest = host(true, Vec::new(), &[]).await;
     honest.register(genuine()).await.unwrap();
     let honest_addr = honest.listen_addrs().await.remove(0);
-    let resolver = host(false, vec![rogue, honest_addr]).await;
+    let resolver = host(false, vec![rogue, honest_addr], &[]).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let r = resolve_soon(&resolver, "cloud1.test")
         .await

@@ -305,17 +305,7 @@ fn build_swarm(cfg: &HostConfig) -> Result<Swarm<Behaviour>, P2pError> {
             .with_swarm_config(idle)
             .build(),
         TransportKind::Memory => b
-            .with_other_transport(|k| {
-                use libp2p::core::transport::MemoryTransport;
-                use libp2p::core::upgrade::Version;
-                use libp2p::core::Transport;
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
-                    MemoryTransport::default()
-                        .upgrade(Version::V1)
-                        .authenticate(libp2p::noise::Config::new(k)?)
-                        .multiplex(libp2p::yamux::Config::default()),
-                )
-            })
+            .with_other_transport(memory_transport)
             .map_err(|e| P2pError::Build(e.to_string()))?
             .with_behaviour(behaviour)
             .map_err(|e| P2pError::Build(e.to_string()))?
@@ -323,6 +313,25 @@ fn build_swarm(cfg: &HostConfig) -> Result<Swarm<Behaviour>, P2pError> {
             .build(),
     };
     Ok(swarm)
+}
+
+/// libp2p's in-process memory transport with the same noise + yamux
+/// upgrades as TCP: whole federations (and test peers) in one process.
+pub fn memory_transport(
+    k: &Keypair,
+) -> Result<
+    libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>,
+    Box<dyn std::error::Error + Send + Sync>,
+> {
+    use libp2p::core::transport::MemoryTransport;
+    use libp2p::core::upgrade::Version;
+    use libp2p::core::Transport;
+    Ok(MemoryTransport::default()
+        .upgrade(Version::V1)
+        .authenticate(libp2p::noise::Config::new(k)?)
+        .multiplex(libp2p::yamux::Config::default())
+        .map(|(p, m), _| (p, libp2p::core::muxing::StreamMuxerBox::new(m)))
+        .boxed())
 }
 
 /// What an outstanding request is for.

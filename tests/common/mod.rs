@@ -1,6 +1,8 @@
 //! Test harness: real `intercloud` processes on loopback, started through the CLI as a user would.
 #![allow(dead_code)]
 
+pub mod p2p;
+
 use intercloud::xmpp::client::Client;
 use rustls::pki_types::CertificateDer;
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -1,0 +1,43 @@
+//! Directory hosts for in-process tests: libp2p's memory transport, fresh identities, fast anti-entropy.
+
+use intercloud::p2p::host::{Host, HostConfig, TransportKind};
+use libp2p::identity::Keypair;
+use libp2p::Multiaddr;
+use std::time::Duration;
+
+/// A fresh memory-transport address.
+pub fn mem_addr() -> Multiaddr {
+    format!("/memory/{}", rand::random::<u64>())
+        .parse()
+        .unwrap()
+}
+
+/// A host (a root or not) joined to `bootstrap`, holding the delegated `zones` (exchanges).
+pub async fn host_with(
+    root: bool,
+    bootstrap: Vec<Multiaddr>,
+    root_keys: &[String],
+    zones: Vec<String>,
+) -> Host {
+    Host::start(HostConfig {
+        keypair: Keypair::generate_ed25519(),
+        root,
+        root_keys: root_keys.to_vec(),
+        listen: vec![mem_addr()],
+        bootstrap,
+        transport: TransportKind::Memory,
+        anti_entropy: Duration::from_millis(300),
+        request_timeout: Duration::from_secs(2),
+        initial: Vec::new(),
+        on_accept: None,
+        authority: None,
+        zones,
+    })
+    .await
+    .unwrap()
+}
+
+/// A host without delegated zones.
+pub async fn host(root: bool, bootstrap: Vec<Multiaddr>, root_keys: &[String]) -> Host {
+    host_with(root, bootstrap, root_keys, Vec::new()).await
+}
