@@ -410,14 +410,7 @@ async fn a_cloud_in_another_domain_queries_and_publishes_over_s2s() {
     let ca = common::Ca::new("cat-s2s");
     let mut ex = exchange("cat-s2s-ex", &[]);
     let mut cloud = Node::init("cat-s2s-c", "cloud13.test", &[]);
-    for (n, other) in [(&ex, &cloud), (&cloud, &ex)] {
-        n.use_ca(&ca);
-        n.route_to(other);
-        n.edit(
-            "auth = [\"external\", \"dialback\"]",
-            "auth = [\"external\"]",
-        );
-    }
+    ex.federate(&cloud, Some(&ca), Some("external"));
     cloud.add_user("user", "pw");
     // cloud13 publishes its own description to the exchange by itself, over s2s.
     let own = std::fs::read_to_string(

@@ -35,10 +35,7 @@ async fn clouds_enroll_federate_renew_and_get_revoked() {
     let mut c3 = Node::init("ta-c3", "cloud3.test", &[]);
     for n in [&root, &c1, &c2, &c3] {
         // Only certificates count: no dialback, no trust anchor files, no routes.
-        n.edit(
-            "auth = [\"external\", \"dialback\"]",
-            "auth = [\"external\"]",
-        );
+        n.only_s2s_auth("external");
         n.edit("root_keys = []", &format!("root_keys = [\"{root_key}\"]"));
         n.edit("renew_percent = 33", "renew_percent = 50");
     }

@@ -15,14 +15,7 @@ fn pair(tag: &str) -> (Ca, Node, Node) {
     let ca = Ca::new(tag);
     let mut a = Node::init(&format!("{tag}1"), "cloud1.test", &[]);
     let mut b = Node::init(&format!("{tag}2"), "cloud2.test", &[]);
-    for (n, other) in [(&a, &b), (&b, &a)] {
-        n.use_ca(&ca);
-        n.route_to(other);
-        n.edit(
-            "auth = [\"external\", \"dialback\"]",
-            "auth = [\"external\"]",
-        );
-    }
+    a.federate(&b, Some(&ca), Some("external"));
     a.add_user("alice", "pw");
     b.add_user("bob", "pw");
     a.start();
@@ -168,10 +161,7 @@ async fn idle_link_closes_and_the_next_stanza_redials() {
         &[("s2s_idle_timeout_secs = 600", "s2s_idle_timeout_secs = 1")],
     );
     let mut b = Node::init("idle2", "cloud2.test", &[]);
-    for (n, other) in [(&a, &b), (&b, &a)] {
-        n.use_ca(&ca);
-        n.route_to(other);
-    }
+    a.federate(&b, Some(&ca), None);
     a.add_user("alice", "pw");
     b.add_user("bob", "pw");
     a.start();

@@ -19,13 +19,7 @@ use common::chat as msg;
 fn dialback_pair(tag: &str) -> (Node, Node) {
     let mut a = Node::init(&format!("{tag}1"), "cloud1.test", &[]);
     let mut b = Node::init(&format!("{tag}2"), "cloud2.test", &[]);
-    for (n, other) in [(&a, &b), (&b, &a)] {
-        n.route_to(other);
-        n.edit(
-            "auth = [\"external\", \"dialback\"]",
-            "auth = [\"dialback\"]",
-        );
-    }
+    a.federate(&b, None, Some("dialback"));
     a.add_user("alice", "pw");
     b.add_user("bob", "pw");
     a.start();
@@ -184,14 +178,7 @@ async fn certificate_for_another_domain_is_refused() {
     let ca = Ca::new("wrongcert");
     let mut a = Node::init("wrongcert1", "cloud1.test", &[]);
     let mut b = Node::init("wrongcert2", "cloud2.test", &[]);
-    for (n, other) in [(&a, &b), (&b, &a)] {
-        n.use_ca(&ca);
-        n.route_to(other);
-        n.edit(
-            "auth = [\"external\", \"dialback\"]",
-            "auth = [\"external\"]",
-        );
-    }
+    a.federate(&b, Some(&ca), Some("external"));
     // cloud1's node presents a certificate that names evil.test.
     ca.issue("evil.test", &a.dir.join("tls"));
     a.add_user("alice", "pw");

@@ -185,6 +185,28 @@ impl Node {
         self.route(&other.domain, &format!("127.0.0.1:{}", other.s2s_port));
     }
 
+    /// Routes this node and `other` to each other's s2s ports; with `ca`, both
+    /// use and trust its certificates; with `auth`, it is their only s2s method.
+    pub fn federate(&self, other: &Node, ca: Option<&Ca>, auth: Option<&str>) {
+        for (n, o) in [(self, other), (other, self)] {
+            if let Some(ca) = ca {
+                n.use_ca(ca);
+            }
+            n.route_to(o);
+            if let Some(a) = auth {
+                n.only_s2s_auth(a);
+            }
+        }
+    }
+
+    /// Allows only this s2s authentication method ("external" or "dialback").
+    pub fn only_s2s_auth(&self, method: &str) {
+        self.edit(
+            "auth = [\"external\", \"dialback\"]",
+            &format!("auth = [\"{method}\"]"),
+        );
+    }
+
     /// Replaces the self-signed certificate with one from `ca`, and trusts `ca`.
     pub fn use_ca(&self, ca: &Ca) {
         ca.issue(&self.domain, &self.dir.join("tls"));
