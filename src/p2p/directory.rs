@@ -79,17 +79,16 @@ impl DirectoryLookup for Directory {
     }
 }
 
-/// This node's record, signed with its key: `p2p` are the addresses its host listens on.
+/// This node's record, signed with its key: `p2p` are the addresses its host
+/// listens on, `cert_sha256` names the certificate its s2s presents.
 pub fn own_record(
     config: &Config,
     secret: &[u8; 32],
     peer_id: &str,
     p2p: Vec<String>,
+    cert_sha256: String,
 ) -> SignedRecord {
-    let cert_sha256 = crate::tls::load_certs(&config.s2s_identity_paths().0)
-        .ok()
-        .and_then(|c| c.into_iter().next())
-        .map(|c| cert_sha256(c.as_ref()));
+    let cert_sha256 = Some(cert_sha256);
     // Milliseconds, and increasing within the process: every new record replaces the last.
     static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let ms = std::time::SystemTime::now()

@@ -155,7 +155,7 @@ pub fn spawn(config: Config, host: Host, identity: Arc<Identity>, anchors: Arc<A
                     .iter()
                     .map(|a| a.to_string())
                     .collect();
-                let record = own_record(&config, &secret, &peer_id, p2p);
+                let record = own_record(&config, &secret, &peer_id, p2p, presented.clone());
                 match host.register(record).await {
                     Ok(()) => {
                         tracing::info!(domain = %config.node.domain, "registered in the directory");
@@ -164,15 +164,16 @@ pub fn spawn(config: Config, host: Host, identity: Arc<Identity>, anchors: Arc<A
                     Err(e) => tracing::debug!(error = %e, "directory registration pending"),
                 }
             }
-            let settled = registered.is_some()
-                && (!config.p2p.enroll || renew_at(&cert_path, config.p2p.renew_percent).is_some());
+            // After an enrollment the certificate on disk is the new one.
+            let due = renew_at(&cert_path, config.p2p.renew_percent);
+            let settled = registered.is_some() && (!config.p2p.enroll || due.is_some());
             let mut next = if settled {
                 every
             } else {
                 wait = (wait * 2).min(every);
                 wait
             };
-            if let Some(t) = renew_at(&cert_path, config.p2p.renew_percent) {
+            if let Some(t) = due {
                 let left = Duration::from_secs(t.saturating_sub(now()));
                 next = next.min(left.max(Duration::from_millis(500)));
             }
