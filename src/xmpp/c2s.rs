@@ -2,7 +2,7 @@
 
 use super::codec::{self, Event, Limits};
 use super::sasl::{self, Authenticator, Step, NS_SASL};
-use super::stream::XmlStream;
+use super::stream::{accept_starttls, Upgrade, XmlStream};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use intercloud_actors::element::{Element, NS_CLIENT};
@@ -251,33 +251,19 @@ async fn serve_inner(tcp: TcpStream, c2s: Arc<C2s>) {
             }
         }
     }
-    if s.decoder.pending() > 0 {
-        return fail(
-            &mut s,
-            &c2s,
-            true,
-            "policy-violation",
-            "data after <starttls/>",
-        )
-        .await;
-    }
-    if s.send(&Element::new("proceed", NS_TLS).to_xml())
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let (tcp, _) = s.into_parts();
-    let tls = match tokio::time::timeout(c2s.negotiation_timeout, c2s.tls.accept(tcp)).await {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) => {
-            tracing::info!(error = %e, "TLS handshake failed");
-            return;
+    let tls = match accept_starttls(s, &c2s.tls, c2s.negotiation_timeout).await {
+        Upgrade::Tls(t) => *t,
+        Upgrade::Pipelined(mut s) => {
+            return fail(
+                &mut s,
+                &c2s,
+                true,
+                "policy-violation",
+                "data after <starttls/>",
+            )
+            .await
         }
-        Err(_) => {
-            tracing::info!("TLS handshake timed out");
-            return;
-        }
+        Upgrade::Failed => return,
     };
     let mut s = XmlStream::new(tls, c2s.limits);
     let mut mechs = Element::new("mechanisms", NS_SASL);

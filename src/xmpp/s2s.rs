@@ -5,7 +5,7 @@ use super::codec::{self, Event, Limits, StreamHeader};
 use super::dialback::{self, NS_DIALBACK, NS_DIALBACK_FEATURE};
 use super::resolve::Resolver;
 use super::sasl::NS_SASL;
-use super::stream::{WireError, XmlStream};
+use super::stream::{accept_starttls, Upgrade, WireError, XmlStream};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use intercloud_actors::element::{Element, NS_CLIENT, NS_SERVER};
@@ -339,28 +339,13 @@ async fn serve_inner(tcp: TcpStream, s2s: Arc<S2s>) {
             .await;
         }
     }
-    if s.decoder.pending() > 0 {
-        return fail(
-            &mut s,
-            &s2s.domain,
-            true,
-            "policy-violation",
-            "data after <starttls/>",
-        )
-        .await;
-    }
-    if s.send(&Element::new("proceed", NS_TLS).to_xml())
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let (tcp, _) = s.into_parts();
-    let tls = match tokio::time::timeout(s2s.negotiation_timeout, s2s.server_tls.accept(tcp)).await
-    {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) => return tracing::info!(error = %e, "s2s TLS handshake failed"),
-        Err(_) => return tracing::info!("s2s TLS handshake timed out"),
+    let tls = match accept_starttls(s, &s2s.server_tls, s2s.negotiation_timeout).await {
+        Upgrade::Tls(t) => *t,
+        Upgrade::Pipelined(mut s) => {
+            let why = "data after <starttls/>";
+            return fail(&mut s, &s2s.domain, true, "policy-violation", why).await;
+        }
+        Upgrade::Failed => return,
     };
     let certs: Option<Vec<CertificateDer<'static>>> =
         tls.get_ref().1.peer_certificates().map(|c| c.to_vec());

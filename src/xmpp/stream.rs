@@ -92,3 +92,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlStream<S> {
         (self.io, self.decoder)
     }
 }
+
+/// How the server side of STARTTLS ended.
+pub enum Upgrade<S> {
+    /// The TLS session, ready for the new stream.
+    Tls(Box<tokio_rustls::server::TlsStream<S>>),
+    /// The peer sent more after `<starttls/>`: the caller ends the stream with `<policy-violation/>`.
+    Pipelined(XmlStream<S>),
+    /// The connection or the handshake failed (logged here).
+    Failed,
+}
+
+/// The server side of STARTTLS once `<starttls/>` has arrived (RFC 6120
+/// §5.4.3): no data may follow it, `<proceed/>` goes out, and the handshake
+/// must finish within `timeout`.
+pub async fn accept_starttls<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: XmlStream<S>,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    timeout: Duration,
+) -> Upgrade<S> {
+    if s.decoder.pending() > 0 {
+        return Upgrade::Pipelined(s);
+    }
+    let proceed = format!("<proceed xmlns='{}'/>", super::c2s::NS_TLS);
+    if s.send(&proceed).await.is_err() {
+        return Upgrade::Failed;
+    }
+    let (io, _) = s.into_parts();
+    match tokio::time::timeout(timeout, acceptor.accept(io)).await {
+        Ok(Ok(t)) => Upgrade::Tls(Box::new(t)),
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, "TLS handshake failed");
+            Upgrade::Failed
+        }
+        Err(_) => {
+            tracing::info!("TLS handshake timed out");
+            Upgrade::Failed
+        }
+    }
+}
