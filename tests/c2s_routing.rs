@@ -98,16 +98,13 @@ async fn iq_errors_and_unknown_accounts() {
     let node = node("iq", &[]);
     let mut alice = node.login("alice", "pw", Some("a")).await;
     // iq to a resource that is not there: service-unavailable.
-    let iq = Element::new("iq", NS_CLIENT)
-        .attr("type", "get")
-        .attr("id", "q1")
-        .attr("to", "bob@route.test/nowhere")
-        .child(Element::new("query", "urn:example:x"));
-    alice.send(&iq).await.unwrap();
-    let r = alice
-        .wait_for(T, |e| e.get_attr("id") == Some("q1"))
-        .await
-        .unwrap();
+    let r = common::iq_get(
+        &mut alice,
+        "q1",
+        Some("bob@route.test/nowhere"),
+        Element::new("query", "urn:example:x"),
+    )
+    .await;
     assert_eq!(r.get_attr("type"), Some("error"));
     assert!(
         r.to_xml().contains("<service-unavailable"),
@@ -115,32 +112,26 @@ async fn iq_errors_and_unknown_accounts() {
         r.to_xml()
     );
     // An unknown namespace on the server: service-unavailable too.
-    let iq = Element::new("iq", NS_CLIENT)
-        .attr("type", "get")
-        .attr("id", "q2")
-        .attr("to", "route.test")
-        .child(Element::new("query", "urn:example:unknown"));
-    alice.send(&iq).await.unwrap();
-    let r = alice
-        .wait_for(T, |e| e.get_attr("id") == Some("q2"))
-        .await
-        .unwrap();
+    let r = common::iq_get(
+        &mut alice,
+        "q2",
+        Some("route.test"),
+        Element::new("query", "urn:example:unknown"),
+    )
+    .await;
     assert!(
         r.to_xml().contains("<service-unavailable"),
         "{}",
         r.to_xml()
     );
     // XEP-0092 version.
-    let iq = Element::new("iq", NS_CLIENT)
-        .attr("type", "get")
-        .attr("id", "v")
-        .attr("to", "route.test")
-        .child(Element::new("query", "jabber:iq:version"));
-    alice.send(&iq).await.unwrap();
-    let r = alice
-        .wait_for(T, |e| e.get_attr("id") == Some("v"))
-        .await
-        .unwrap();
+    let r = common::iq_get(
+        &mut alice,
+        "v",
+        Some("route.test"),
+        Element::new("query", "jabber:iq:version"),
+    )
+    .await;
     assert!(
         r.to_xml().contains("<name>intercloud</name>"),
         "{}",

@@ -369,15 +369,29 @@ pub fn chat(to: &str, body: &str) -> intercloud_actors::element::Element {
 
 /// Pings the server and waits for the answer: everything sent before has been handled.
 pub async fn sync(c: &mut Client, id: &str) {
+    use intercloud_actors::element::Element;
+    iq_get(c, id, None, Element::new("ping", "urn:xmpp:ping")).await;
+}
+
+/// Sends an iq get with `payload` (to the account's server when `to` is None) and returns its answer.
+pub async fn iq_get(
+    c: &mut Client,
+    id: &str,
+    to: Option<&str>,
+    payload: intercloud_actors::element::Element,
+) -> intercloud_actors::element::Element {
     use intercloud_actors::element::{Element, NS_CLIENT};
-    let p = Element::new("iq", NS_CLIENT)
+    let mut iq = Element::new("iq", NS_CLIENT)
         .attr("type", "get")
         .attr("id", id)
-        .child(Element::new("ping", "urn:xmpp:ping"));
-    c.send(&p).await.unwrap();
+        .child(payload);
+    if let Some(t) = to {
+        iq.set_attr("to", t);
+    }
+    c.send(&iq).await.unwrap();
     c.wait_for(Duration::from_secs(15), |e| e.get_attr("id") == Some(id))
         .await
-        .unwrap();
+        .unwrap()
 }
 
 /// Sends initial presence and waits until the server has handled it.
