@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod directory;
 pub mod disco;
 pub mod element;
+pub mod gateway;
 pub mod iodata;
 pub mod jid;
 pub mod link;

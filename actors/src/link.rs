@@ -190,6 +190,7 @@ impl Link {
                     .failures
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(remote = %act.remote, error = %e, "s2s dial failed");
+                act.router.do_send(crate::router::DomainUnreachable(act.remote.clone()));
                 act.state = State::Idle;
                 let cond = e.condition();
                 for st in std::mem::take(&mut act.queue) {

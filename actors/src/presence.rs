@@ -9,7 +9,7 @@ use crate::stanza::{self, error_reply, iq_result};
 use crate::store::{RosterItem, Store};
 use crate::Settings;
 use actix::prelude::*;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Tracks who is available and applies subscriptions to rosters.
@@ -19,6 +19,9 @@ pub struct Presence {
     router: Addr<Router>,
     /// Available local resources and their last presence, by bare JID.
     online: HashMap<Jid, HashMap<String, Element>>,
+    /// Remote resources we passed available presence of, by domain: full
+    /// JID -> the local accounts that saw it (told when the domain's link dies).
+    remote: HashMap<String, HashMap<Jid, HashSet<Jid>>>,
 }
 
 impl Actor for Presence {
@@ -62,6 +65,11 @@ pub struct RosterIq {
     pub reply_to: Recipient<Deliver>,
 }
 
+/// The s2s link with a domain broke (not a clean close): its contacts are unavailable.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DomainDown(pub String);
+
 /// Is this full or bare JID available? (Used by the App-Engine-like API and tests.)
 #[derive(Message)]
 #[rtype(result = "bool")]
@@ -84,6 +92,7 @@ impl Presence {
             store,
             router,
             online: HashMap::new(),
+            remote: HashMap::new(),
         }
     }
 
@@ -305,6 +314,33 @@ impl Presence {
         }
     }
 
+    fn track_remote(&mut self, from: &Jid, local: &Jid, available: bool) {
+        let d = self.remote.entry(from.domain().to_string()).or_default();
+        if available {
+            d.entry(from.clone()).or_default().insert(local.clone());
+        } else if let Some(seen) = d.get_mut(from) {
+            seen.remove(local);
+            if seen.is_empty() {
+                d.remove(from);
+            }
+        }
+    }
+
+    /// The link with `domain` died: everyone there is unavailable to us now
+    /// (they announce themselves again when the link comes back).
+    fn domain_down(&mut self, domain: &str) {
+        let Some(seen) = self.remote.remove(domain) else {
+            return;
+        };
+        tracing::info!(%domain, resources = seen.len(), "link down: remote contacts now unavailable");
+        for (remote, locals) in seen {
+            for local in locals {
+                let p = presence(Some("unavailable"), &remote, &local);
+                self.to_available(&local, &p);
+            }
+        }
+    }
+
     fn inbound(&mut self, st: Element) {
         let (Ok(Some(to)), Ok(Some(from))) = (stanza::to(&st), stanza::from(&st)) else {
             return;
@@ -314,6 +350,9 @@ impl Presence {
         let ty = stanza::stype(&st).to_string();
         match ty.as_str() {
             "" | "unavailable" => {
+                if !self.is_local(&from) {
+                    self.track_remote(&from, &local, ty.is_empty());
+                }
                 if to.is_bare() {
                     self.to_available(&local, &st);
                 } else {
@@ -531,5 +570,12 @@ impl Handler<IsAvailable> for Presence {
             None => false,
             Some(r) => m.0.resource().map(|x| r.contains_key(x)).unwrap_or(true),
         }
+    }
+}
+
+impl Handler<DomainDown> for Presence {
+    type Result = ();
+    fn handle(&mut self, m: DomainDown, _: &mut Context<Self>) {
+        self.domain_down(&m.0);
     }
 }

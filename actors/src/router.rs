@@ -115,6 +115,11 @@ pub struct SetService(pub Addr<crate::service::Service>);
 #[rtype(result = "()")]
 pub struct SetPublisher(pub Addr<crate::catalog::publisher::Publisher>);
 
+/// A remote domain cannot be reached or its stream broke: presence from it is void.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DomainUnreachable(pub String);
+
 /// Whether the link to a domain is up (for tests and metrics).
 #[derive(Message)]
 #[rtype(result = "Vec<String>")]
@@ -548,5 +553,12 @@ impl Handler<CountSessions> for Router {
     type Result = usize;
     fn handle(&mut self, _: CountSessions, _: &mut Context<Self>) -> usize {
         self.sessions.values().map(|m| m.len()).sum()
+    }
+}
+
+impl Handler<DomainUnreachable> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: DomainUnreachable, _: &mut Context<Self>) {
+        self.presence.do_send(crate::presence::DomainDown(msg.0));
     }
 }

@@ -102,6 +102,32 @@ pub struct OfflineMessage {
     pub stamp: String,
 }
 
+/// An agreement between two clouds, as both keep it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Agreement {
+    pub id: String,
+    /// The other cloud's gateway (bare JID).
+    pub peer: String,
+    /// "consumer" (we proposed) or "provider" (we gave the capacity).
+    pub role: String,
+    pub service: String,
+    pub protocol: String,
+    pub transport: String,
+    pub amount: u64,
+    pub unit: String,
+    pub duration_secs: u64,
+    pub terms: String,
+    /// Unix seconds.
+    pub created: u64,
+}
+
+impl Agreement {
+    /// Still in force at `now` (unix seconds).
+    pub fn active(&self, now: u64) -> bool {
+        self.duration_secs == 0 || self.created.saturating_add(self.duration_secs) > now
+    }
+}
+
 /// The database. One connection behind a mutex: every call is a short statement.
 pub struct Store {
     conn: Mutex<Connection>,
@@ -129,6 +155,12 @@ CREATE TABLE IF NOT EXISTS zone (slot TEXT PRIMARY KEY, json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS catalog (domain TEXT PRIMARY KEY, turtle TEXT NOT NULL,
     updated TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')));
+CREATE TABLE IF NOT EXISTS agreements (id TEXT NOT NULL, peer TEXT NOT NULL, role TEXT NOT NULL,
+    service TEXT NOT NULL, protocol TEXT NOT NULL, transport TEXT NOT NULL, amount INTEGER NOT NULL,
+    unit TEXT NOT NULL, duration_secs INTEGER NOT NULL, terms TEXT NOT NULL, created INTEGER NOT NULL,
+    PRIMARY KEY (id, peer));
+CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, peer TEXT NOT NULL, xml TEXT NOT NULL,
+    created INTEGER NOT NULL);
 ";
 
 impl Store {
@@ -390,6 +422,94 @@ impl Store {
         let db = self.db();
         let mut st = db.prepare("SELECT domain, turtle FROM catalog ORDER BY domain")?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Keeps an agreement; false when one with this id and peer exists already (nothing changes).
+    pub fn put_agreement(&self, a: &Agreement) -> Result<bool, StoreError> {
+        let n = self
+            .db()
+            .prepare_cached(
+                "INSERT OR IGNORE INTO agreements (id, peer, role, service, protocol, transport, amount, unit, duration_secs, terms, created) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                a.id,
+                a.peer,
+                a.role,
+                a.service,
+                a.protocol,
+                a.transport,
+                a.amount as i64,
+                a.unit,
+                a.duration_secs as i64,
+                a.terms,
+                a.created as i64
+            ])?;
+        Ok(n == 1)
+    }
+
+    /// Every agreement, oldest first.
+    pub fn agreements(&self) -> Result<Vec<Agreement>, StoreError> {
+        let db = self.db();
+        let mut st = db.prepare(
+            "SELECT id, peer, role, service, protocol, transport, amount, unit, duration_secs, terms, created \
+             FROM agreements ORDER BY created, id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(Agreement {
+                id: r.get(0)?,
+                peer: r.get(1)?,
+                role: r.get(2)?,
+                service: r.get(3)?,
+                protocol: r.get(4)?,
+                transport: r.get(5)?,
+                amount: r.get::<_, i64>(6)?.max(0) as u64,
+                unit: r.get(7)?,
+                duration_secs: r.get::<_, i64>(8)?.max(0) as u64,
+                terms: r.get(9)?,
+                created: r.get::<_, i64>(10)?.max(0) as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Keeps a proposal that could not reach its peer, to send again later.
+    pub fn put_outbox(
+        &self,
+        id: &str,
+        peer: &str,
+        xml: &str,
+        created: u64,
+    ) -> Result<(), StoreError> {
+        self.db()
+            .prepare_cached(
+                "INSERT OR REPLACE INTO outbox (id, peer, xml, created) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![id, peer, xml, created as i64])?;
+        Ok(())
+    }
+
+    pub fn delete_outbox(&self, id: &str) -> Result<(), StoreError> {
+        self.db()
+            .prepare_cached("DELETE FROM outbox WHERE id = ?1")?
+            .execute([id])?;
+        Ok(())
+    }
+
+    /// Held proposals: (id, peer, xml, created).
+    pub fn outbox(&self) -> Result<Vec<(String, String, String, u64)>, StoreError> {
+        let db = self.db();
+        let mut st =
+            db.prepare("SELECT id, peer, xml, created FROM outbox ORDER BY created, id")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get::<_, i64>(3)?.max(0) as u64,
+            ))
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

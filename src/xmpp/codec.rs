@@ -119,7 +119,32 @@ impl Decoder {
     pub fn reset(&mut self) {
         *self = Decoder::new(self.limits);
     }
+}
 
+/// Parses one serialized stanza (e.g. from offline storage) as if it came
+/// on a stream of `stream_ns`, under the same rules and default limits.
+pub fn parse_stanza(xml: &str, stream_ns: &str) -> Option<Element> {
+    let mut d = Decoder::new(Limits {
+        max_stanza_bytes: xml.len().max(1),
+        ..Limits::default()
+    });
+    d.feed(
+        format!(
+            "<stream:stream xmlns='{stream_ns}' xmlns:stream='http://etherx.jabber.org/streams'>"
+        )
+        .as_bytes(),
+    );
+    d.feed(xml.as_bytes());
+    loop {
+        match d.next_event() {
+            Ok(Some(Event::Stanza(e))) => return Some(e),
+            Ok(Some(_)) => continue,
+            _ => return None,
+        }
+    }
+}
+
+impl Decoder {
     /// Appends received bytes.
     pub fn feed(&mut self, data: &[u8]) {
         if self.pos > 0 && self.pos == self.buf.len() {

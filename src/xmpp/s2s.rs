@@ -479,6 +479,9 @@ async fn authenticated_loop<S>(
     if counted {
         s2s.metrics.inbound_up.fetch_add(1, Ordering::Relaxed);
     }
+    // A stream that ends without its closing tag (peer killed, link cut,
+    // silence past the idle timeout) takes its domains' presence with it.
+    let mut clean = false;
     loop {
         let e = match pending.take() {
             Some(e) => e,
@@ -486,6 +489,7 @@ async fn authenticated_loop<S>(
                 Ok(Event::Stanza(e)) => e,
                 Ok(Event::StreamEnd) => {
                     let _ = s.send("</stream:stream>").await;
+                    clean = true;
                     break;
                 }
                 Ok(Event::StreamStart(_)) => {
@@ -663,6 +667,14 @@ async fn authenticated_loop<S>(
     }
     if !auth.is_empty() || counted {
         s2s.metrics.inbound_up.fetch_sub(1, Ordering::Relaxed);
+    }
+    if !clean {
+        for d in auth {
+            tracing::info!(peer_domain = %d, "inbound s2s stream broke");
+            s2s.cloud
+                .router
+                .do_send(intercloud_actors::router::DomainUnreachable(d));
+        }
     }
 }
 
