@@ -31,6 +31,10 @@ pub struct Config {
     #[serde(default)]
     pub catalog: CatalogSection,
     #[serde(default)]
+    pub gateway: GatewaySection,
+    #[serde(default)]
+    pub negotiation: NegotiationSection,
+    #[serde(default)]
     pub limits: Limits,
     /// The directory relative paths are resolved against (the config file's).
     #[serde(skip)]
@@ -234,6 +238,77 @@ pub struct CatalogSection {
     pub session_timeout_secs: u64,
 }
 
+/// The cloud's gateway JID: an in-process client of the node, available while it runs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewaySection {
+    /// Off: no gateway, no negotiation.
+    pub enabled: bool,
+    /// The gateway's JID; empty = gateway@<domain>.
+    pub jid: String,
+    /// The resource the node binds for it.
+    pub resource: String,
+    /// Human status in its presence (the free capacity is appended).
+    pub status: String,
+    /// Other clouds' gateways are <peer_gateway>@<their domain>.
+    pub peer_gateway: String,
+    /// Clouds sharing an exchange the gateway subscribes to, at most.
+    pub max_peers: usize,
+    /// Seconds between asks to the exchanges for new clouds to subscribe to.
+    pub peers_refresh_secs: u64,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        GatewaySection {
+            enabled: true,
+            jid: String::new(),
+            resource: "node".into(),
+            status: "Intercloud gateway".into(),
+            peer_gateway: "gateway".into(),
+            max_peers: 256,
+            peers_refresh_secs: 30,
+        }
+    }
+}
+
+/// What this cloud negotiates and accepts.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NegotiationSection {
+    /// Services offered to other clouds, with their capacity.
+    pub offers: Vec<intercloud_actors::negotiation::policy::Offer>,
+    /// Domains allowed to negotiate (and to see the gateway's presence); empty = any.
+    pub partners: Vec<String>,
+    /// Offer what is left when less than asked is free.
+    pub counter: bool,
+    /// Seconds a step waits for its answer (and a reservation for its confirmation).
+    pub timeout_secs: u64,
+    /// Seconds between retransmissions of an unanswered step.
+    pub retransmit_secs: u64,
+    /// Milliseconds the flow waits for a match's presence after subscribing to it.
+    pub presence_wait_ms: u64,
+    /// Negotiations open at once; more proposals are rejected.
+    pub max_open: usize,
+    /// Exchanges asked for matching clouds; empty = catalog.publish_to.
+    pub exchanges: Vec<String>,
+}
+
+impl Default for NegotiationSection {
+    fn default() -> Self {
+        NegotiationSection {
+            offers: Vec::new(),
+            partners: Vec::new(),
+            counter: true,
+            timeout_secs: 10,
+            retransmit_secs: 2,
+            presence_wait_ms: 2000,
+            max_open: 1000,
+            exchanges: Vec::new(),
+        }
+    }
+}
+
 impl Default for CatalogSection {
     fn default() -> Self {
         CatalogSection {
@@ -355,6 +430,24 @@ impl Config {
                 "p2p.zones: only an exchange holds delegated zones".into(),
             ));
         }
+        if self.gateway.enabled {
+            let j: intercloud_actors::jid::Jid = self
+                .gateway_jid()
+                .parse()
+                .map_err(|e| ConfigError::Invalid(format!("gateway.jid: {e}")))?;
+            if j.domain() != self.node.domain || j.local().is_none() {
+                return Err(ConfigError::Invalid(
+                    "gateway.jid must be an account of node.domain".into(),
+                ));
+            }
+        }
+        for o in &self.negotiation.offers {
+            if o.service.trim().is_empty() {
+                return Err(ConfigError::Invalid(
+                    "negotiation.offers: every offer names its service".into(),
+                ));
+            }
+        }
         let l = &self.limits;
         if l.max_stanza_bytes < 4096 || l.max_depth < 4 || l.session_queue == 0 {
             return Err(ConfigError::Invalid(
@@ -380,6 +473,30 @@ impl Config {
 
     pub fn db_path(&self) -> PathBuf {
         self.data_dir().join("intercloud.db")
+    }
+
+    /// The gateway's JID (gateway.jid, or gateway@<domain>).
+    pub fn gateway_jid(&self) -> String {
+        if self.gateway.jid.is_empty() {
+            format!("gateway@{}", self.node.domain)
+        } else {
+            self.gateway.jid.clone()
+        }
+    }
+
+    /// The gateway account's password, generated at first start (mode 0600):
+    /// `intercloud negotiate` logs in with it.
+    pub fn gateway_secret_path(&self) -> PathBuf {
+        self.data_dir().join("gateway.secret")
+    }
+
+    /// Exchanges the gateway asks for matching clouds.
+    pub fn negotiation_exchanges(&self) -> Vec<String> {
+        if self.negotiation.exchanges.is_empty() {
+            self.catalog.publish_to.clone()
+        } else {
+            self.negotiation.exchanges.clone()
+        }
     }
 
     /// The node's ed25519 key (libp2p identity and directory record signatures).
@@ -533,6 +650,36 @@ max_running_queries = 4
 match_limit = 100
 # Seconds a command session, and a finished job's output, are kept.
 session_timeout_secs = 600
+
+[gateway]
+# The cloud's gateway JID (empty = gateway@<domain>): available while the node runs, with its
+# free capacity in its presence; it subscribes to the gateways of clouds sharing an exchange.
+enabled = true
+jid = ""
+resource = "node"
+status = "Intercloud gateway"
+# Other clouds' gateways are <peer_gateway>@<their domain>.
+peer_gateway = "gateway"
+max_peers = 256
+peers_refresh_secs = 30
+
+[negotiation]
+# Services this cloud offers to others, e.g.
+# offers = [{{ service = "storage-replication", protocols = ["AMQP"], transports = ["UDT", "TCP"], capacity = 1000, unit = "GB", max_duration_secs = 0 }}]
+offers = []
+# Domains allowed to negotiate; empty = any.
+partners = []
+# Offer what is left when less than asked is free.
+counter = true
+# Seconds a step waits for its answer; seconds between retransmissions.
+timeout_secs = 10
+retransmit_secs = 2
+# Milliseconds `intercloud negotiate` waits for a match's presence.
+presence_wait_ms = 2000
+# Negotiations open at once.
+max_open = 1000
+# Exchanges asked for matching clouds; empty = catalog.publish_to.
+exchanges = []
 
 [tls]
 # Certificate and key for STARTTLS (PEM). `intercloud init` generated a self-signed pair.

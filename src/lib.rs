@@ -3,7 +3,9 @@
 pub mod adhoc_client;
 pub mod config;
 pub mod demo;
+pub mod gateway;
 pub mod init;
+pub mod negotiate;
 pub mod node;
 pub mod p2p;
 pub mod tls;

@@ -59,6 +59,40 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ClientCmd,
     },
+    /// The paper's flow on this cloud: ask the exchange for clouds meeting the
+    /// constraints, check their presence in rank order, propose to the first
+    /// available, fall back, or leave the proposal offline. Prints the dialog.
+    Negotiate {
+        #[arg(long)]
+        config: PathBuf,
+        /// e.g. storage-replication.
+        #[arg(long)]
+        service: String,
+        /// The paper's §6 request (or just its <constraints> element).
+        #[arg(long)]
+        constraints: PathBuf,
+        #[arg(long, default_value = "AMQP")]
+        protocol: String,
+        #[arg(long, default_value = "UDT")]
+        transport: String,
+        #[arg(long, default_value_t = 1)]
+        amount: u64,
+        #[arg(long, default_value = "GB")]
+        unit: String,
+        /// Seconds; 0 = open-ended.
+        #[arg(long, default_value_t = 0)]
+        duration: u64,
+        /// The least a counter-offer may give (default: the amount).
+        #[arg(long)]
+        min_amount: Option<u64>,
+        #[arg(long, default_value = "")]
+        terms: String,
+    },
+    /// Agreements this cloud holds with others.
+    Agreements {
+        #[command(subcommand)]
+        cmd: AgreementsCmd,
+    },
     /// Start a demo node on localhost with accounts, and show a conversation through it.
     Demo {
         /// Directory for the demo node (default: a fresh temporary one).
@@ -69,6 +103,17 @@ enum Cmd {
         /// Stop after the scripted conversation instead of serving clients.
         #[arg(long)]
         exit: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgreementsCmd {
+    /// List them (both roles: consumer and provider).
+    List {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -299,6 +344,40 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::Directory { cmd } => directory(cmd),
         Cmd::Catalog { cmd } => catalog(cmd),
         Cmd::Client { cmd } => client(cmd),
+        Cmd::Negotiate {
+            config,
+            service,
+            constraints,
+            protocol,
+            transport,
+            amount,
+            unit,
+            duration,
+            min_amount,
+            terms,
+        } => {
+            let c = Config::load(&config).map_err(|e| e.to_string())?;
+            let text = std::fs::read_to_string(&constraints)
+                .map_err(|e| format!("{}: {e}", constraints.display()))?;
+            let ask = intercloud::negotiate::Ask {
+                service,
+                protocol,
+                transport,
+                amount,
+                unit,
+                duration_secs: duration,
+                min_amount,
+                terms,
+            };
+            let report = runtime()?.block_on(intercloud::negotiate::run(&c, &ask, &text))?;
+            intercloud::negotiate::print_report(&report)
+        }
+        Cmd::Agreements {
+            cmd: AgreementsCmd::List { config, json },
+        } => {
+            let c = Config::load(&config).map_err(|e| e.to_string())?;
+            intercloud::negotiate::list(&c, json)
+        }
         Cmd::Demo { dir, port, exit } => {
             init_tracing("warn");
             intercloud::demo::run(dir, port, exit).map_err(|e| e.to_string())

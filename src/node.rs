@@ -220,6 +220,15 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
             .router
             .do_send(intercloud_actors::router::SetPublisher(p));
     }
+    // The gateway logs in once the dialer is there: its presence reaches other clouds.
+    let gateway = if config.gateway.enabled {
+        let gw = crate::gateway::start(&config, cloud.clone())
+            .map_err(|e| NodeError::Start(e.to_string()))?;
+        tracing::info!(jid = %gw.full_jid(), "gateway up");
+        Some(gw)
+    } else {
+        None
+    };
     let s2s_bind = format!("{}:{}", config.s2s.bind, config.s2s.port);
     let s2s_listener = TcpListener::bind(&s2s_bind)
         .await
@@ -297,6 +306,7 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
     if let Some(h) = &directory_host {
         h.stop().await;
     }
+    drop(gateway);
     let n = cloud.router.send(Shutdown).await.unwrap_or(0);
     tracing::info!(sessions = n, "stopping: sessions told");
     tokio::time::sleep(Duration::from_millis(if n > 0 { 300 } else { 10 })).await;

@@ -314,6 +314,12 @@ impl Gateway {
             })
     }
 
+    /// Sends `msg` without waiting for the statuses (in order with the
+    /// gateway's other stanzas; for actors that must not wait).
+    pub fn post_message(&self, msg: Message) {
+        self.addr.do_send(SendMessage(msg));
+    }
+
     /// Asks to see `jid`'s presence (a subscription request; App Engine's `sendInvitation`).
     pub fn send_invite(&self, jid: &Jid) {
         self.addr.do_send(Invite(jid.clone()));

@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod iodata;
 pub mod jid;
 pub mod link;
+pub mod negotiation;
 pub mod offline;
 pub mod ping;
 pub mod presence;

@@ -189,6 +189,33 @@ impl Store {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Sets a new password for an existing account (roster and offline messages stay).
+    pub fn set_password(
+        &self,
+        jid: &str,
+        password: &str,
+        iterations: u32,
+    ) -> Result<(), StoreError> {
+        let k1 = ScramKeys::derive(ScramHash::Sha1, password, iterations);
+        let k256 = ScramKeys::derive(ScramHash::Sha256, password, iterations);
+        self.db().execute(
+            "UPDATE accounts SET sha1_salt=?2, sha1_iter=?3, sha1_stored=?4, sha1_server=?5,
+                sha256_salt=?6, sha256_iter=?7, sha256_stored=?8, sha256_server=?9 WHERE jid=?1",
+            params![
+                jid,
+                k1.salt,
+                k1.iterations,
+                k1.stored_key,
+                k1.server_key,
+                k256.salt,
+                k256.iterations,
+                k256.stored_key,
+                k256.server_key
+            ],
+        )?;
+        Ok(())
+    }
+
     /// Creates an account, storing only SCRAM keys derived from `password`.
     pub fn add_user(&self, jid: &str, password: &str, iterations: u32) -> Result<(), StoreError> {
         let k1 = ScramKeys::derive(ScramHash::Sha1, password, iterations);

@@ -1,0 +1,395 @@
+//! Negotiation between many clouds in one process (each a full actor system with its own store, linked by an in-memory s2s dialer): 50 proposals at once to a cloud with capacity for 10, a counter-offer, and messages with an unknown id, a replayed accept, or a sender that is not the negotiating gateway.
+
+use actix::prelude::*;
+use intercloud_actors::element::Element;
+use intercloud_actors::gateway::{
+    Gateway, GatewayHandler, GatewaySettings, InboundMessage, MessageBuilder, MessageType,
+};
+use intercloud_actors::jid::Jid;
+use intercloud_actors::link::{DialError, DialFuture, Dialer, LinkSettings, LinkSink};
+use intercloud_actors::negotiation::policy::{Offer, Policy};
+use intercloud_actors::negotiation::protocol::{Payload, Step, Terms};
+use intercloud_actors::negotiation::{
+    Agreements, Free, Negotiation, NegotiationSettings, Propose, Verdict,
+};
+use intercloud_actors::router::{Route, Router, SetDialer};
+use intercloud_actors::store::Store;
+use intercloud_actors::{Cloud, Settings};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Delivers stanzas straight to the other cloud's router: the s2s layer without sockets.
+#[derive(Clone, Default)]
+struct MemDialer(Arc<Mutex<HashMap<String, Addr<Router>>>>);
+
+impl Dialer for MemDialer {
+    fn dial(&self, _local: &str, remote: &str) -> DialFuture {
+        let target = self.0.lock().unwrap().get(remote).cloned();
+        let remote = remote.to_string();
+        Box::pin(async move {
+            let router = target.ok_or(DialError::NotFound(remote))?;
+            let (tx, mut rx) = mpsc::channel::<Element>(4096);
+            let (done_tx, done_rx) = oneshot::channel();
+            actix::spawn(async move {
+                while let Some(e) = rx.recv().await {
+                    router.do_send(Route(e));
+                }
+                let _ = done_tx.send(Vec::new());
+            });
+            Ok(LinkSink {
+                tx,
+                closed: done_rx,
+            })
+        })
+    }
+}
+
+fn cloud(net: &MemDialer, domain: &str) -> Arc<Cloud> {
+    let store = Arc::new(Store::in_memory().unwrap());
+    store
+        .add_user(&format!("gateway@{domain}"), "pw", 64)
+        .unwrap();
+    let c = Cloud::start(
+        Settings {
+            domain: domain.into(),
+            ..Settings::default()
+        },
+        store,
+    );
+    c.router.do_send(SetDialer(
+        Arc::new(net.clone()),
+        LinkSettings {
+            queue: 1000,
+            idle: Duration::from_secs(600),
+            metrics: Default::default(),
+        },
+    ));
+    net.0
+        .lock()
+        .unwrap()
+        .insert(domain.to_string(), c.router.clone());
+    c
+}
+
+fn gateway(c: &Arc<Cloud>) -> Gateway {
+    gateway_as(c, "node")
+}
+
+/// The gateway account logged in with another resource.
+fn gateway_as(c: &Arc<Cloud>, resource: &str) -> Gateway {
+    Gateway::start(
+        c.clone(),
+        GatewaySettings {
+            jid: format!("gateway@{}", c.settings.domain).parse().unwrap(),
+            resource: resource.into(),
+            status: "test".into(),
+        },
+        Arc::new(|_: &str| None),
+    )
+}
+
+fn settings(capacity: u64) -> NegotiationSettings {
+    NegotiationSettings {
+        policy: Policy {
+            offers: if capacity > 0 {
+                vec![Offer {
+                    service: "storage-replication".into(),
+                    protocols: vec!["AMQP".into()],
+                    transports: vec!["UDT".into()],
+                    capacity,
+                    unit: "GB".into(),
+                    max_duration_secs: 0,
+                }]
+            } else {
+                vec![]
+            },
+            partners: vec![],
+            counter: true,
+        },
+        timeout: Duration::from_secs(10),
+        retransmit: Duration::from_secs(1),
+        ..NegotiationSettings::default()
+    }
+}
+
+fn terms(amount: u64) -> Terms {
+    Terms {
+        service: "storage-replication".into(),
+        protocol: "AMQP".into(),
+        transport: "UDT".into(),
+        amount,
+        unit: "GB".into(),
+        duration_secs: 3600,
+        terms: String::new(),
+    }
+}
+
+fn provider_jid() -> Jid {
+    "gateway@provider.test".parse().unwrap()
+}
+
+#[actix_rt::test]
+async fn fifty_proposals_for_ten_slots_make_exactly_ten_agreements() {
+    let net = MemDialer::default();
+    let p = cloud(&net, "provider.test");
+    let pgw = gateway(&p);
+    let provider = Negotiation::start(settings(10), p.store.clone(), pgw);
+    let mut consumers = Vec::new();
+    for i in 0..50 {
+        let c = cloud(&net, &format!("c{i}.test"));
+        let gw = gateway(&c);
+        consumers.push(Negotiation::start(settings(0), c.store.clone(), gw));
+    }
+    // Everyone logged in.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut waits = Vec::new();
+    for n in &consumers {
+        let rx = n
+            .send(Propose {
+                peer: provider_jid(),
+                terms: terms(1),
+                min_amount: 1,
+                offline: false,
+            })
+            .await
+            .unwrap();
+        waits.push(rx);
+    }
+    let mut agreed = 0;
+    let mut reasons = Vec::new();
+    for rx in waits {
+        let o = tokio::time::timeout(Duration::from_secs(20), rx)
+            .await
+            .expect("every proposal ends")
+            .unwrap();
+        match o.result {
+            Verdict::Agreed(a) => {
+                assert_eq!(a.role, "consumer");
+                agreed += 1
+            }
+            Verdict::Rejected(why) => reasons.push(why),
+            other => panic!("unexpected outcome {other:?}: {:?}", o.lines),
+        }
+    }
+    assert_eq!(agreed, 10);
+    assert_eq!(reasons.len(), 40);
+    assert!(
+        reasons.iter().all(|r| r.contains("no capacity")),
+        "{reasons:?}"
+    );
+    // The provider confirms after the consumer: wait for the last confirms.
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        held = provider.send(Agreements).await.unwrap();
+        if held.len() == 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(held.len(), 10, "{held:?}");
+    assert!(held.iter().all(|a| a.role == "provider" && a.amount == 1));
+    assert_eq!(held.iter().map(|a| a.amount).sum::<u64>(), 10);
+    assert_eq!(
+        provider
+            .send(Free("storage-replication".into()))
+            .await
+            .unwrap(),
+        0
+    );
+    // Both sides hold the same agreements.
+    let mut consumer_ids = Vec::new();
+    for n in &consumers {
+        consumer_ids.extend(n.send(Agreements).await.unwrap().into_iter().map(|a| a.id));
+    }
+    let mut provider_ids: Vec<String> = held.into_iter().map(|a| a.id).collect();
+    consumer_ids.sort();
+    provider_ids.sort();
+    assert_eq!(consumer_ids, provider_ids);
+}
+
+#[actix_rt::test]
+async fn a_counter_offer_fills_what_is_left() {
+    let net = MemDialer::default();
+    let p = cloud(&net, "provider.test");
+    let provider = Negotiation::start(settings(10), p.store.clone(), gateway(&p));
+    let a = cloud(&net, "a.test");
+    let na = Negotiation::start(settings(0), a.store.clone(), gateway(&a));
+    let b = cloud(&net, "b.test");
+    let nb = Negotiation::start(settings(0), b.store.clone(), gateway(&b));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let first = na
+        .send(Propose {
+            peer: provider_jid(),
+            terms: terms(7),
+            min_amount: 7,
+            offline: false,
+        })
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(matches!(first.result, Verdict::Agreed(_)), "{first:?}");
+    // 5 asked, 3 left: the provider counters with 3, b takes it (its minimum is 2).
+    let second = nb
+        .send(Propose {
+            peer: provider_jid(),
+            terms: terms(5),
+            min_amount: 2,
+            offline: false,
+        })
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    match &second.result {
+        Verdict::Agreed(ag) => assert_eq!(ag.amount, 3),
+        other => panic!("{other:?} {:?}", second.lines),
+    }
+    assert!(
+        second
+            .lines
+            .iter()
+            .any(|l| l.contains(" counter ") && l.contains("I can offer 3 GB")),
+        "{:?}",
+        second.lines
+    );
+    for _ in 0..100 {
+        if provider.send(Agreements).await.unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let held = provider.send(Agreements).await.unwrap();
+    assert_eq!(held.iter().map(|a| a.amount).sum::<u64>(), 10, "{held:?}");
+}
+
+/// A gateway with no cloud logic but a recorder: what an attacker or a test probe sees.
+struct Recorder(mpsc::UnboundedSender<InboundMessage>);
+
+impl GatewayHandler for Recorder {
+    fn on_message(&mut self, _gw: &Gateway, msg: InboundMessage) {
+        let _ = self.0.send(msg);
+    }
+}
+
+fn raw(gw: &Gateway, to: &Jid, p: &Payload) {
+    gw.post_message(
+        MessageBuilder::new()
+            .with_recipient_jids([to.to_string()])
+            .with_message_type(MessageType::Normal)
+            .with_body(p.body(to, gw.jid()))
+            .with_raw_xml(p.element())
+            .build(),
+    );
+}
+
+async fn error_for(rx: &mut mpsc::UnboundedReceiver<InboundMessage>, id: &str) -> InboundMessage {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("an answer")
+            .unwrap();
+        let is_for = Payload::parse(&m.stanza)
+            .map(|p| p.id == id)
+            .unwrap_or(false)
+            || m.stanza.to_xml().contains(id);
+        if m.message_type == MessageType::Error && is_for {
+            return m;
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn unknown_ids_replays_and_strangers_change_nothing() {
+    let net = MemDialer::default();
+    let p = cloud(&net, "provider.test");
+    let provider = Negotiation::start(settings(10), p.store.clone(), gateway(&p));
+    let c = cloud(&net, "consumer.test");
+    let consumer = Negotiation::start(settings(0), c.store.clone(), gateway(&c));
+    // The stranger is a plain gateway whose every message we see.
+    let s = cloud(&net, "stranger.test");
+    let sgw = gateway(&s);
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    sgw.set_handler(Box::new(Recorder(tx)));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let o = consumer
+        .send(Propose {
+            peer: provider_jid(),
+            terms: terms(4),
+            min_amount: 4,
+            offline: false,
+        })
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let Verdict::Agreed(agreement) = o.result else {
+        panic!("{o:?}")
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before_p = provider.send(Agreements).await.unwrap();
+    let before_c = consumer.send(Agreements).await.unwrap();
+    assert_eq!(before_p.len(), 1);
+    let consumer_jid: Jid = "gateway@consumer.test".parse().unwrap();
+
+    // 1. An id nobody opened: refused with item-not-found.
+    let unknown = Payload {
+        id: "no-such-negotiation".into(),
+        step: Step::Confirm,
+        terms: Some(terms(4)),
+        reason: None,
+    };
+    raw(&sgw, &provider_jid(), &unknown);
+    let e = error_for(&mut seen, "no-such-negotiation").await;
+    assert_eq!(e.error_condition().as_deref(), Some("item-not-found"));
+
+    // 2. The stranger replays the provider's accept of the real negotiation to
+    //    the consumer, and confirms it to the provider: not its negotiation.
+    let accept = Payload {
+        id: agreement.id.clone(),
+        step: Step::Accept,
+        terms: Some(terms(4)),
+        reason: None,
+    };
+    raw(&sgw, &consumer_jid, &accept);
+    let e = error_for(&mut seen, &agreement.id).await;
+    assert_eq!(e.error_condition().as_deref(), Some("item-not-found"));
+    let confirm = Payload {
+        step: Step::Confirm,
+        ..accept.clone()
+    };
+    raw(&sgw, &provider_jid(), &confirm);
+    let e = error_for(&mut seen, &agreement.id).await;
+    assert_eq!(e.error_condition().as_deref(), Some("item-not-found"));
+    // A propose reusing the id from another peer is its own negotiation, not a takeover.
+    let propose = Payload {
+        step: Step::Propose,
+        ..accept.clone()
+    };
+    raw(&sgw, &provider_jid(), &propose);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // 3. The real provider's accept, replayed: the consumer confirms again, nothing new.
+    let pgw_probe = gateway_as(&p, "probe");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    raw(&pgw_probe, &consumer_jid, &accept);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let after_c = consumer.send(Agreements).await.unwrap();
+    assert_eq!(after_c, before_c, "the consumer's agreements changed");
+    let after_p = provider.send(Agreements).await.unwrap();
+    // The provider holds the original agreement, plus at most the stranger's own
+    // (separate) proposal under the reused id — never a second one with the consumer.
+    assert_eq!(
+        after_p
+            .iter()
+            .filter(|a| a.peer == "gateway@consumer.test")
+            .count(),
+        1
+    );
+    assert!(after_p
+        .iter()
+        .all(|a| a.peer != "gateway@consumer.test" || before_p.contains(a)));
+}
