@@ -20,17 +20,7 @@ fn exchange(tag: &str, edits: &[(&str, &str)]) -> Node {
     for (a, b) in edits {
         n.edit(a, b);
     }
-    let dir = common::repo().join("scenarios/data/paper-catalog");
-    let mut files: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path().display().to_string())
-        .collect();
-    files.sort();
-    let mut args = vec!["catalog", "import", "--config"];
-    let cfg = n.config();
-    args.push(&cfg);
-    args.extend(files.iter().map(String::as_str));
-    common::cli(&args);
+    n.import_paper_catalog();
     n.add_user("user", "pw");
     n
 }

@@ -393,3 +393,79 @@ async fn unknown_ids_replays_and_strangers_change_nothing() {
         .iter()
         .all(|a| a.peer != "gateway@consumer.test" || before_p.contains(a)));
 }
+
+#[actix_rt::test]
+async fn the_app_engine_like_api_reports_per_recipient_and_sees_presence() {
+    let net = MemDialer::default();
+    let a = cloud(&net, "a.test");
+    let b = cloud(&net, "b.test");
+    let ga = gateway(&a);
+    let gb = gateway(&b);
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    gb.set_handler(Box::new(Recorder(tx)));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let jb = gb.jid().clone();
+    assert!(!ga.get_presence(&jb).await.is_available());
+    let msg = MessageBuilder::new()
+        .with_recipient_jids([jb.to_string(), "not@a@jid".to_string()])
+        .with_body("Cloud 2, I would like to use your resources")
+        .build();
+    let r = ga.send_message(msg).await;
+    assert_eq!(
+        r.status_of(&jb.to_string()),
+        Some(intercloud_actors::gateway::SendStatus::Success)
+    );
+    assert_eq!(
+        r.status_of("not@a@jid"),
+        Some(intercloud_actors::gateway::SendStatus::InvalidId)
+    );
+    let m = tokio::time::timeout(Duration::from_secs(5), seen.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.from.to_bare(), *ga.jid());
+    assert_eq!(m.message_type, MessageType::Chat);
+    assert_eq!(
+        m.body.as_deref(),
+        Some("Cloud 2, I would like to use your resources")
+    );
+    // Sending as someone else is refused for every recipient.
+    let forged = MessageBuilder::new()
+        .with_recipient_jids([jb.to_string()])
+        .with_from_jid("boss@a.test")
+        .build();
+    assert_eq!(
+        ga.send_message(forged).await.status_of(&jb.to_string()),
+        Some(intercloud_actors::gateway::SendStatus::OtherError)
+    );
+    // A subscription the other gateway does not approve (no handler says yes): still unavailable.
+    ga.send_invite(&jb);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!ga.get_presence(&jb).await.is_available());
+    // With a negotiation actor (it approves partners), presence flows both ways.
+    let c = cloud(&net, "c.test");
+    let gc = gateway(&c);
+    Negotiation::start(settings(5), c.store.clone(), gc.clone());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ga.send_invite(gc.jid());
+    let mut p = ga.get_presence(gc.jid()).await;
+    for _ in 0..100 {
+        if p.is_available() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        p = ga.get_presence(gc.jid()).await;
+    }
+    assert!(p.is_available());
+    let cap = p.capacity.expect("capacity in the presence");
+    assert!(cap.to_xml().contains("free='5'"), "{}", cap.to_xml());
+    // The node stops (its gateway logs out): unavailable.
+    gc.stop();
+    for _ in 0..100 {
+        if !ga.get_presence(gc.jid()).await.is_available() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("c's gateway still available after it stopped");
+}

@@ -164,6 +164,20 @@ impl Node {
         self.edit("anti_entropy_secs = 10", "anti_entropy_secs = 1");
     }
 
+    /// Loads the paper's 12-cloud fixture catalog into this node (an exchange).
+    pub fn import_paper_catalog(&self) {
+        let dir = repo().join("scenarios/data/paper-catalog");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path().display().to_string())
+            .collect();
+        files.sort();
+        let cfg = self.config();
+        let mut args = vec!["catalog", "import", "--config", &cfg];
+        args.extend(files.iter().map(String::as_str));
+        cli(&args);
+    }
+
     /// Replaces a line of the config.
     pub fn edit(&self, old: &str, new: &str) {
         let cfg = self.dir.join("intercloud.toml");
