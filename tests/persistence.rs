@@ -91,9 +91,12 @@ async fn state_survives_kill_9() {
     );
     assert!(m.get_child("delay", "urn:xmpp:delay").is_some());
 
-    // The CLI sees the accounts too.
+    // The CLI sees the accounts too (and the gateway's, which the node created).
     let list = common::cli(&["user", "list", "--config", &node.config()]);
-    assert_eq!(list, "alice@persist.test\nbob@persist.test\n");
+    assert_eq!(
+        list,
+        "alice@persist.test\nbob@persist.test\ngateway@persist.test\n"
+    );
 }
 
 #[test]
