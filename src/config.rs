@@ -60,6 +60,10 @@ pub struct C2sSection {
     pub bind: String,
     pub port: u16,
     pub allow_anonymous: bool,
+    /// XEP-0077 in-band registration (after STARTTLS, before authentication).
+    pub allow_registration: bool,
+    /// Accounts in-band registration may create per minute, in all.
+    pub registrations_per_minute: u32,
 }
 
 impl Default for C2sSection {
@@ -68,6 +72,8 @@ impl Default for C2sSection {
             bind: "127.0.0.1".into(),
             port: 5222,
             allow_anonymous: false,
+            allow_registration: false,
+            registrations_per_minute: 10,
         }
     }
 }
@@ -578,6 +584,10 @@ bind = "127.0.0.1"
 port = {c2s_port}
 # Offer SASL ANONYMOUS (throw-away accounts).
 allow_anonymous = false
+# XEP-0077 in-band registration: anyone may create an account (benchmarks, closed networks).
+allow_registration = false
+# Accounts it may create per minute, in all.
+registrations_per_minute = 10
 
 [s2s]
 # Server-to-server listener (federation).

@@ -1,6 +1,7 @@
 //! intercloud: the node of an Intercloud cloud — XMPP wire, TLS, configuration and assembly of the actor system.
 
 pub mod adhoc_client;
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod gateway;

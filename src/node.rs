@@ -177,7 +177,7 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
         &config.path(&config.tls.cert),
         &config.path(&config.tls.key),
     )?;
-    let c2s = C2s::new(cloud.clone(), tls, l, config.c2s.allow_anonymous);
+    let c2s = C2s::new(cloud.clone(), tls, l, &config.c2s);
     let directory_host = crate::p2p::directory::start(&config, cloud.store.clone()).await?;
     let directory = directory_host.clone().map(|h| {
         Arc::new(crate::p2p::directory::Directory {

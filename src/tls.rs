@@ -100,6 +100,24 @@ pub fn pinned_client_config(pinned: CertificateDer<'static>) -> Arc<rustls::Clie
     Arc::new(cfg)
 }
 
+/// A client configuration that accepts any server certificate (the load
+/// generator against servers with self-signed certificates; the handshake
+/// signature is still checked).
+pub fn any_server_client_config() -> Arc<rustls::ClientConfig> {
+    let p = provider();
+    let verifier = Arc::new(ServerCert {
+        pinned: None,
+        algs: p.signature_verification_algorithms,
+    });
+    let cfg = rustls::ClientConfig::builder_with_provider(p)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Arc::new(cfg)
+}
+
 /// Creates a certificate authority (for test federations, and later the trust authority).
 pub fn generate_ca(name: &str, cert: &Path, key: &Path) -> Result<(), TlsError> {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};

@@ -34,6 +34,8 @@ pub struct C2s {
     pub max_auth_attempts: u32,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// XEP-0077 in-band registration, when allowed.
+    pub registration: Option<super::register::Registration>,
     conns: Mutex<(usize, std::collections::HashMap<IpAddr, usize>)>,
 }
 
@@ -62,8 +64,17 @@ impl C2s {
         cloud: Arc<Cloud>,
         tls: Arc<rustls::ServerConfig>,
         limits: &crate::config::Limits,
-        allow_anonymous: bool,
+        cfg: &crate::config::C2sSection,
     ) -> Arc<C2s> {
+        let allow_anonymous = cfg.allow_anonymous;
+        let registration = cfg.allow_registration.then(|| {
+            super::register::Registration::new(
+                cloud.store.clone(),
+                cloud.settings.domain.clone(),
+                limits.scram_iterations,
+                cfg.registrations_per_minute,
+            )
+        });
         Arc::new(C2s {
             auth: Authenticator {
                 store: cloud.store.clone(),
@@ -83,6 +94,7 @@ impl C2s {
             max_auth_attempts: limits.max_auth_attempts.max(1),
             max_connections: limits.max_connections,
             max_connections_per_ip: limits.max_connections_per_ip,
+            registration,
             conns: Mutex::new((0, Default::default())),
         })
     }
@@ -270,7 +282,11 @@ async fn serve_inner(tcp: TcpStream, c2s: Arc<C2s>) {
     for m in sasl::offered(true, c2s.allow_anonymous) {
         mechs = mechs.child(Element::new("mechanism", NS_SASL).text(m));
     }
-    if open_stream(&mut s, &c2s, &[mechs]).await.is_none() {
+    let mut features = vec![mechs];
+    if c2s.registration.is_some() {
+        features.push(super::register::feature());
+    }
+    if open_stream(&mut s, &c2s, &features).await.is_none() {
         return;
     }
     let Some((jid, anonymous)) = authenticate(&mut s, &c2s).await else {
@@ -319,6 +335,11 @@ async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
                 return None;
             }
         };
+        if let (Some(reg), true) = (&c2s.registration, super::register::is_request(&e)) {
+            let reply = reg.answer(&e);
+            s.send(&reply.to_xml_in(NS_CLIENT)).await.ok()?;
+            continue;
+        }
         if e.ns != NS_SASL {
             fail(s, c2s, true, "not-authorized", "authenticate first").await;
             return None;

@@ -4,6 +4,7 @@ pub mod c2s;
 pub mod client;
 pub mod codec;
 pub mod dialback;
+pub mod register;
 pub mod resolve;
 pub mod s2s;
 pub mod sasl;

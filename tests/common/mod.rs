@@ -286,6 +286,11 @@ impl Node {
         panic!("node did not listen: {}", self.log());
     }
 
+    /// The node process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
     }

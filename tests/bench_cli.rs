@@ -1,0 +1,164 @@
+//! The load generator against real nodes: `bench c2s` registers its users with XEP-0077 and loses nothing; registration is off unless configured; `bench s2s` across two federated nodes; `bench idle` reads the server's memory per session.
+
+mod common;
+
+use common::Node;
+use std::process::Command;
+
+fn bench(args: &[&str]) -> (serde_json::Value, String, bool) {
+    let out = Command::new(common::BIN)
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+    (v, format!("{stdout}{stderr}"), out.status.success())
+}
+
+fn open_registration(n: &Node) {
+    n.edit("allow_registration = false", "allow_registration = true");
+    n.edit(
+        "registrations_per_minute = 10",
+        "registrations_per_minute = 1000",
+    );
+}
+
+#[test]
+fn c2s_load_with_in_band_registration_loses_nothing() {
+    let mut n = Node::init("bench-c2s", "bench.test", &[]);
+    open_registration(&n);
+    n.start();
+    let server = format!("127.0.0.1:{}", n.port);
+    let (r, out, ok) = bench(&[
+        "c2s",
+        "--server",
+        &server,
+        "--domain",
+        "bench.test",
+        "--users",
+        "10",
+        "--messages",
+        "300",
+        "--register",
+        "--concurrency",
+        "4",
+    ]);
+    assert!(ok, "{out}\n{}", n.log());
+    assert_eq!(r["logins"], 10, "{out}");
+    assert_eq!(r["sent"], 3000, "{out}");
+    assert_eq!(r["delivered"], 3000, "{out}");
+    assert_eq!(r["lost"], 0, "{out}");
+    assert_eq!(r["duplicates"], 0, "{out}");
+    assert_eq!(r["errors"], 0, "{out}");
+    assert!(r["latency"]["p99_ms"].as_f64().unwrap() > 0.0, "{out}");
+    assert!(
+        n.log().contains("account registered in-band"),
+        "{}",
+        n.log()
+    );
+    // The accounts exist: a second run logs in without registering.
+    let (r, out, ok) = bench(&[
+        "c2s",
+        "--server",
+        &server,
+        "--domain",
+        "bench.test",
+        "--users",
+        "10",
+        "--messages",
+        "10",
+    ]);
+    assert!(ok, "{out}");
+    assert_eq!(r["delivered"], 100, "{out}");
+    // Wrong password: every login fails, and the command says so.
+    let (_, out, ok) = bench(&[
+        "c2s",
+        "--server",
+        &server,
+        "--domain",
+        "bench.test",
+        "--users",
+        "2",
+        "--messages",
+        "1",
+        "--password",
+        "wrong",
+    ]);
+    assert!(!ok && out.contains("not-authorized"), "{out}");
+}
+
+#[test]
+fn registration_is_off_by_default() {
+    let mut n = Node::init("bench-noreg", "noreg.test", &[]);
+    n.start();
+    let server = format!("127.0.0.1:{}", n.port);
+    let (_, out, ok) = bench(&[
+        "c2s",
+        "--server",
+        &server,
+        "--domain",
+        "noreg.test",
+        "--users",
+        "2",
+        "--messages",
+        "1",
+        "--register",
+    ]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("not-authorized"), "{out}");
+    assert!(!n.log().contains("registered in-band"));
+}
+
+#[test]
+fn s2s_load_and_idle_memory() {
+    let ca = common::Ca::new("bench-s2s");
+    let mut a = Node::init("bench-a", "bench-a.test", &[]);
+    let mut b = Node::init("bench-b", "bench-b.test", &[]);
+    a.federate(&b, Some(&ca), Some("external"));
+    for n in [&a, &b] {
+        open_registration(n);
+    }
+    a.start();
+    b.start();
+    let (r, out, ok) = bench(&[
+        "s2s",
+        "--server",
+        &format!("127.0.0.1:{}", a.port),
+        "--domain",
+        "bench-a.test",
+        "--peer-server",
+        &format!("127.0.0.1:{}", b.port),
+        "--peer-domain",
+        "bench-b.test",
+        "--users",
+        "5",
+        "--messages",
+        "200",
+        "--register",
+    ]);
+    assert!(ok, "{out}\n{}\n{}", a.log(), b.log());
+    assert_eq!(r["mode"], "s2s");
+    assert_eq!(r["logins"], 10, "{out}");
+    assert_eq!(r["delivered"], 1000, "{out}");
+    assert_eq!(r["lost"], 0, "{out}");
+    let pid = b.pid().to_string();
+    let (r, out, ok) = bench(&[
+        "idle",
+        "--server",
+        &format!("127.0.0.1:{}", b.port),
+        "--domain",
+        "bench-b.test",
+        "--sessions",
+        "50",
+        "--register",
+        "--pid",
+        &pid,
+    ]);
+    assert!(ok, "{out}");
+    assert_eq!(r["sessions"], 50, "{out}");
+    assert!(r["rss_after_kib"].as_u64().unwrap() > 0, "{out}");
+    assert!(r["bytes_per_session"].as_f64().is_some(), "{out}");
+}
