@@ -86,27 +86,20 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
 /// A client configuration that accepts exactly one server certificate
 /// (a pinned self-signed certificate), whatever name it is asked for.
 pub fn pinned_client_config(pinned: CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
-    let p = provider();
-    let verifier = Arc::new(ServerCert {
-        pinned: Some(pinned),
-        algs: p.signature_verification_algorithms,
-    });
-    let cfg = rustls::ClientConfig::builder_with_provider(p)
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default versions")
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    Arc::new(cfg)
+    client_config(Some(pinned))
 }
 
 /// A client configuration that accepts any server certificate (the load
 /// generator against servers with self-signed certificates; the handshake
 /// signature is still checked).
 pub fn any_server_client_config() -> Arc<rustls::ClientConfig> {
+    client_config(None)
+}
+
+fn client_config(pinned: Option<CertificateDer<'static>>) -> Arc<rustls::ClientConfig> {
     let p = provider();
     let verifier = Arc::new(ServerCert {
-        pinned: None,
+        pinned,
         algs: p.signature_verification_algorithms,
     });
     let cfg = rustls::ClientConfig::builder_with_provider(p)

@@ -18,6 +18,24 @@ fn bench(args: &[&str]) -> (serde_json::Value, String, bool) {
     (v, format!("{stdout}{stderr}"), out.status.success())
 }
 
+/// `bench c2s` against `n` with `extra` arguments.
+fn c2s(n: &Node, users: &str, messages: &str, extra: &[&str]) -> (serde_json::Value, String, bool) {
+    let server = format!("127.0.0.1:{}", n.port);
+    let mut args = vec![
+        "c2s",
+        "--server",
+        &server,
+        "--domain",
+        &n.domain,
+        "--users",
+        users,
+        "--messages",
+        messages,
+    ];
+    args.extend_from_slice(extra);
+    bench(&args)
+}
+
 fn open_registration(n: &Node) {
     n.edit("allow_registration = false", "allow_registration = true");
     n.edit(
@@ -31,21 +49,7 @@ fn c2s_load_with_in_band_registration_loses_nothing() {
     let mut n = Node::init("bench-c2s", "bench.test", &[]);
     open_registration(&n);
     n.start();
-    let server = format!("127.0.0.1:{}", n.port);
-    let (r, out, ok) = bench(&[
-        "c2s",
-        "--server",
-        &server,
-        "--domain",
-        "bench.test",
-        "--users",
-        "10",
-        "--messages",
-        "300",
-        "--register",
-        "--concurrency",
-        "4",
-    ]);
+    let (r, out, ok) = c2s(&n, "10", "300", &["--register", "--concurrency", "4"]);
     assert!(ok, "{out}\n{}", n.log());
     assert_eq!(r["logins"], 10, "{out}");
     assert_eq!(r["sent"], 3000, "{out}");
@@ -60,33 +64,11 @@ fn c2s_load_with_in_band_registration_loses_nothing() {
         n.log()
     );
     // The accounts exist: a second run logs in without registering.
-    let (r, out, ok) = bench(&[
-        "c2s",
-        "--server",
-        &server,
-        "--domain",
-        "bench.test",
-        "--users",
-        "10",
-        "--messages",
-        "10",
-    ]);
+    let (r, out, ok) = c2s(&n, "10", "10", &[]);
     assert!(ok, "{out}");
     assert_eq!(r["delivered"], 100, "{out}");
     // Wrong password: every login fails, and the command says so.
-    let (_, out, ok) = bench(&[
-        "c2s",
-        "--server",
-        &server,
-        "--domain",
-        "bench.test",
-        "--users",
-        "2",
-        "--messages",
-        "1",
-        "--password",
-        "wrong",
-    ]);
+    let (_, out, ok) = c2s(&n, "2", "1", &["--password", "wrong"]);
     assert!(!ok && out.contains("not-authorized"), "{out}");
 }
 
@@ -94,19 +76,7 @@ fn c2s_load_with_in_band_registration_loses_nothing() {
 fn registration_is_off_by_default() {
     let mut n = Node::init("bench-noreg", "noreg.test", &[]);
     n.start();
-    let server = format!("127.0.0.1:{}", n.port);
-    let (_, out, ok) = bench(&[
-        "c2s",
-        "--server",
-        &server,
-        "--domain",
-        "noreg.test",
-        "--users",
-        "2",
-        "--messages",
-        "1",
-        "--register",
-    ]);
+    let (_, out, ok) = c2s(&n, "2", "1", &["--register"]);
     assert!(!ok, "{out}");
     assert!(out.contains("not-authorized"), "{out}");
     assert!(!n.log().contains("registered in-band"));
