@@ -161,14 +161,8 @@ where
     Ok(())
 }
 
-/// Connects and logs in `user`; with `register`, creates the account first
-/// (an existing one is fine).
-pub async fn login(
-    t: &Target,
-    user: &str,
-    password: &str,
-    register: bool,
-) -> Result<Conn, ConnError> {
+/// TCP, then STARTTLS; the stream after TLS and its features.
+async fn connect_tls(t: &Target) -> Result<(XmlStream<TlsStream<TcpStream>>, Element), ConnError> {
     let tcp = TcpStream::connect(t.addr).await?;
     tcp.set_nodelay(true)?;
     let mut s = XmlStream::new(tcp, Limits::default());
@@ -191,16 +185,45 @@ pub async fn login(
     let mut s = XmlStream::new(tls, Limits::default());
     s.send(&header(&t.domain)).await?;
     let f = features(&mut s).await?;
-    if register {
-        let iq = register::request("set", "reg1", Some((user, password)));
-        s.send(&iq.to_xml_in(NS_CLIENT)).await?;
-        let r = next_stanza(&mut s).await?;
-        if r.get_attr("type") != Some("result") {
-            let cond = error_condition(&r);
-            if cond != "conflict" {
-                return Err(ConnError::Register(cond));
-            }
+    Ok((s, f))
+}
+
+/// XEP-0077: creates the account (an existing one is fine).
+async fn register_on<S>(s: &mut XmlStream<S>, user: &str, password: &str) -> Result<(), ConnError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let iq = register::request("set", "reg1", Some((user, password)));
+    s.send(&iq.to_xml_in(NS_CLIENT)).await?;
+    let r = next_stanza(s).await?;
+    if r.get_attr("type") != Some("result") {
+        let cond = error_condition(&r);
+        if cond != "conflict" {
+            return Err(ConnError::Register(cond));
         }
+    }
+    Ok(())
+}
+
+/// Only creates the account, on a connection of its own that then closes.
+pub async fn register_only(t: &Target, user: &str, password: &str) -> Result<(), ConnError> {
+    let (mut s, _) = connect_tls(t).await?;
+    register_on(&mut s, user, password).await?;
+    let _ = s.send("</stream:stream>").await;
+    Ok(())
+}
+
+/// Connects and logs in `user`; with `register`, creates the account first
+/// (an existing one is fine).
+pub async fn login(
+    t: &Target,
+    user: &str,
+    password: &str,
+    register: bool,
+) -> Result<Conn, ConnError> {
+    let (mut s, f) = connect_tls(t).await?;
+    if register {
+        register_on(&mut s, user, password).await?;
     }
     let mechs: Vec<String> = f
         .get_child("mechanisms", NS_SASL)

@@ -53,13 +53,30 @@ pub async fn run(a: IdleArgs) -> Result<IdleReport, String> {
         hold,
     } = a;
     let (t, password) = (&t, password.as_str());
-    // Warm the server up with a few sessions first, so that one-time
-    // allocations (thread pools, TLS tables, caches) are not counted.
-    let (warm, _, _) = login_all(t, 4.min(sessions), password, register, 4).await;
+    // Accounts first, on short connections (a few at a time), so that
+    // storing them is not counted; then a few sessions warm the server up
+    // (thread pools, TLS tables, caches) before the measurement.
+    if register {
+        let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        let mut tasks = Vec::new();
+        for i in 0..sessions {
+            let (t, pw, sem) = (t.clone(), password.to_string(), sem.clone());
+            tasks.push(tokio::spawn(async move {
+                let _p = sem.acquire_owned().await;
+                super::conn::register_only(&t, &format!("bench{i}"), &pw).await
+            }));
+        }
+        for task in tasks {
+            if let Ok(Err(e)) = task.await {
+                return Err(format!("registration: {e}"));
+            }
+        }
+    }
+    let (warm, _, _) = login_all(t, 4.min(sessions), password, false, 4).await;
     drop(warm);
     tokio::time::sleep(settle).await;
     let before = rss_kib(pid)?;
-    let (conns, errors, _) = login_all(t, sessions, password, register, concurrency).await;
+    let (conns, errors, _) = login_all(t, sessions, password, false, concurrency).await;
     tokio::time::sleep(settle).await;
     let after = rss_kib(pid)?;
     let n = conns.iter().filter(|c| c.is_some()).count();

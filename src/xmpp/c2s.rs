@@ -447,7 +447,8 @@ where
     let mut session: Option<actix::Addr<Session>> = None;
     // Whether the client may resume after this connection ends.
     let mut resumable = true;
-    let mut buf = vec![0u8; 16 * 1024];
+    // Small: an idle session should cost little; reads under load just come more often.
+    let mut buf = vec![0u8; 4 * 1024];
     'read: loop {
         loop {
             match decoder.next_event() {
@@ -571,7 +572,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     keepalive: Duration,
     stop: oneshot::Sender<()>,
 ) {
-    let mut out = String::with_capacity(8192);
+    let mut out = String::new();
     let mut closing = false;
     loop {
         let first = match tokio::time::timeout(keepalive, rx.recv()).await {
@@ -615,6 +616,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             let r =
                 tokio::time::timeout(Duration::from_secs(30), wr.write_all(out.as_bytes())).await;
             out.clear();
+            // A burst may have grown the buffer: an idle session gives it back.
+            if out.capacity() > 64 * 1024 && rx.is_empty() {
+                out.shrink_to(4096);
+            }
             if !matches!(r, Ok(Ok(()))) {
                 closing = true;
             } else {

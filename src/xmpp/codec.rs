@@ -103,7 +103,7 @@ impl Decoder {
     pub fn new(limits: Limits) -> Decoder {
         Decoder {
             limits,
-            buf: Vec::with_capacity(4096),
+            buf: Vec::new(),
             pos: 0,
             started: false,
             ended: false,
@@ -150,6 +150,10 @@ impl Decoder {
         if self.pos > 0 && self.pos == self.buf.len() {
             self.buf.clear();
             self.pos = 0;
+            // After a large stanza, do not keep its buffer for an idle stream.
+            if self.buf.capacity() > 64 * 1024 {
+                self.buf.shrink_to(4096);
+            }
         }
         self.buf.extend_from_slice(data);
     }
