@@ -64,19 +64,26 @@ VirtualHost "prosody.bench"
 LUA
 chown -R prosody:prosody "$work/prosody"
 chmod 755 "$work"
-setpriv --reuid=prosody --regid=prosody --init-groups -- prosody --config "$work/prosody/prosody.cfg.lua" >/dev/null 2>&1 &
-PROSODY_PID=$!
-pids+=("$PROSODY_PID")
-wait_port "$PP"
+start_prosody() {
+    setpriv --reuid=prosody --regid=prosody --init-groups -- prosody --config "$work/prosody/prosody.cfg.lua" >/dev/null 2>&1 &
+    PROSODY_PID=$!
+    pids+=("$PROSODY_PID")
+    wait_port "$PP"
+}
+start_prosody
 
 # --- Our node, the same way (registration open, libp2p off)
 OP=$(free_port)
 $B init "$work/ours" --domain ours.bench --c2s-port "$OP" --s2s-port "$(free_port)" --p2p-port 0 >/dev/null
 sed -i 's/^allow_registration = false/allow_registration = true/; s/^registrations_per_minute = 10$/registrations_per_minute = 1000000/; s/^max_connections_per_ip = .*/max_connections_per_ip = 100000/; s/^max_connections = .*/max_connections = 100000/' "$work/ours/intercloud.toml"
-RUST_LOG=warn $B node --config "$work/ours/intercloud.toml" 2>"$work/ours.log" &
-OURS_PID=$!
-pids+=("$OURS_PID")
-wait_port "$OP"
+start_ours() {
+    RUST_LOG=warn $B node --config "$work/ours/intercloud.toml" 2>>"$work/ours.log" &
+    OURS_PID=$!
+    pids+=("$OURS_PID")
+    wait_port "$OP"
+}
+start_ours
+stop_pid() { kill "$1" 2>/dev/null || true; for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; kill -9 "$1" 2>/dev/null || true; }
 
 run() { # name port domain
     $B bench c2s --server "127.0.0.1:$2" --domain "$3" --users "$USERS" --messages "$MESSAGES" \
@@ -103,6 +110,10 @@ median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1
 mo=$(median "${ours_rates[@]}"); mp=$(median "${prosody_rates[@]}")
 echo "median msg/s: ours $mo, prosody $mp, ratio $($PY -c "print(round($mo/max($mp,1),2))")x"
 
+# Memory per idle session on freshly started servers (the load rounds above
+# leave freed memory in the allocators, which new sessions would reuse).
+stop_pid "$PROSODY_PID"; stop_pid "$OURS_PID"
+start_prosody; start_ours
 for s in prosody ours; do
     if [ $s = prosody ]; then port=$PP; dom=prosody.bench; pid=$PROSODY_PID; else port=$OP; dom=ours.bench; pid=$OURS_PID; fi
     # bench idle reads the server process's VmRSS (setpriv execs prosody in place).

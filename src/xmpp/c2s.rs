@@ -207,18 +207,48 @@ async fn open_stream<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Serves one client connection from accept to close.
-pub async fn serve(tcp: TcpStream, peer: SocketAddr, c2s: Arc<C2s>, _slot: ConnSlot) {
+pub async fn serve(tcp: TcpStream, peer: SocketAddr, c2s: Arc<C2s>, slot: ConnSlot) {
     let span = tracing::info_span!("c2s", domain = %c2s.domain(), peer = %peer);
-    serve_inner(tcp, c2s).instrument(span).await
+    let Some((s, jid, anonymous)) = negotiate(tcp, &c2s).instrument(span.clone()).await else {
+        return;
+    };
+    // The session runs as a task of its own: the negotiation's future (TLS
+    // handshake, SASL) is freed, and an idle session keeps only what it uses.
+    actix_rt::spawn(
+        async move {
+            let _slot = slot;
+            run_session(s, c2s, jid, anonymous).await
+        }
+        .instrument(span),
+    );
 }
 
-async fn serve_inner(tcp: TcpStream, c2s: Arc<C2s>) {
+/// `fail`, for functions that answer None.
+async fn fail_none<S: AsyncRead + AsyncWrite + Unpin, T>(
+    s: &mut XmlStream<S>,
+    c2s: &C2s,
+    header_sent: bool,
+    condition: &str,
+    text: &str,
+) -> Option<T> {
+    fail(s, c2s, header_sent, condition, text).await;
+    None
+}
+
+/// Stream negotiation up to binding: the TLS stream and the authenticated account.
+async fn negotiate(
+    tcp: TcpStream,
+    c2s: &Arc<C2s>,
+) -> Option<(
+    XmlStream<tokio_rustls::server::TlsStream<TcpStream>>,
+    Jid,
+    bool,
+)> {
+    let c2s = c2s.clone();
     let _ = tcp.set_nodelay(true);
     let mut s = XmlStream::new(tcp, c2s.limits);
     let starttls = Element::new("starttls", NS_TLS).child(Element::new("required", NS_TLS));
-    if open_stream(&mut s, &c2s, &[starttls]).await.is_none() {
-        return;
-    }
+    open_stream(&mut s, &c2s, &[starttls]).await?;
     // Plain phase: only STARTTLS moves on.
     loop {
         match s.next_event(c2s.negotiation_timeout).await {
@@ -228,11 +258,11 @@ async fn serve_inner(tcp: TcpStream, c2s: Arc<C2s>) {
                 let f = Element::new("failure", NS_SASL)
                     .child(Element::new("encryption-required", NS_SASL));
                 if s.send(&f.to_xml()).await.is_err() {
-                    return;
+                    return None;
                 }
             }
             Ok(Event::Stanza(_)) => {
-                return fail(
+                return fail_none(
                     &mut s,
                     &c2s,
                     true,
@@ -243,10 +273,10 @@ async fn serve_inner(tcp: TcpStream, c2s: Arc<C2s>) {
             }
             Ok(Event::StreamEnd) => {
                 let _ = s.send("</stream:stream>").await;
-                return;
+                return None;
             }
             Ok(Event::StreamStart(_)) => {
-                return fail(
+                return fail_none(
                     &mut s,
                     &c2s,
                     true,
@@ -259,14 +289,14 @@ async fn serve_inner(tcp: TcpStream, c2s: Arc<C2s>) {
                 if let Some((c, t)) = e.stream_condition() {
                     fail(&mut s, &c2s, true, c, &t).await;
                 }
-                return;
+                return None;
             }
         }
     }
     let tls = match accept_starttls(s, &c2s.tls, c2s.negotiation_timeout).await {
         Upgrade::Tls(t) => *t,
         Upgrade::Pipelined(mut s) => {
-            return fail(
+            return fail_none(
                 &mut s,
                 &c2s,
                 true,
@@ -275,7 +305,7 @@ async fn serve_inner(tcp: TcpStream, c2s: Arc<C2s>) {
             )
             .await
         }
-        Upgrade::Failed => return,
+        Upgrade::Failed => return None,
     };
     let mut s = XmlStream::new(tls, c2s.limits);
     let mut mechs = Element::new("mechanisms", NS_SASL);
@@ -286,24 +316,15 @@ async fn serve_inner(tcp: TcpStream, c2s: Arc<C2s>) {
     if c2s.registration.is_some() {
         features.push(super::register::feature());
     }
-    if open_stream(&mut s, &c2s, &features).await.is_none() {
-        return;
-    }
-    let Some((jid, anonymous)) = authenticate(&mut s, &c2s).await else {
-        return;
-    };
+    open_stream(&mut s, &c2s, &features).await?;
+    let (jid, anonymous) = authenticate(&mut s, &c2s).await?;
     tracing::info!(jid = %jid, "authenticated");
     s.decoder.reset();
     let bind = Element::new("bind", NS_BIND);
     let session = Element::new("session", NS_SESSION).child(Element::new("optional", NS_SESSION));
     let sm = Element::new("sm", NS_SM);
-    if open_stream(&mut s, &c2s, &[bind, session, sm])
-        .await
-        .is_none()
-    {
-        return;
-    }
-    run_session(s, c2s, jid, anonymous).await;
+    open_stream(&mut s, &c2s, &[bind, session, sm]).await?;
+    Some((s, jid, anonymous))
 }
 
 /// The SASL exchange; Some((account, anonymous)) on success.
