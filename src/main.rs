@@ -88,6 +88,11 @@ enum Cmd {
         #[arg(long, default_value = "")]
         terms: String,
     },
+    /// A whole federation on this machine (roots, exchanges, clouds as processes).
+    Federation {
+        #[command(subcommand)]
+        cmd: FederationCmd,
+    },
     /// A standard-XMPP load generator (STARTTLS, SCRAM, bind, presence, chat):
     /// runs unchanged against this node, Prosody or ejabberd.
     Bench {
@@ -109,6 +114,30 @@ enum Cmd {
         /// Stop after the scripted conversation instead of serving clients.
         #[arg(long)]
         exit: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum FederationCmd {
+    /// Generate (first time) and start every node, wait until the directory has
+    /// converged, print the table, and stay in the foreground; Ctrl-C stops them all.
+    Up {
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        roots: usize,
+        #[arg(long, default_value_t = 1)]
+        exchanges: usize,
+        #[arg(long, default_value_t = 3)]
+        clouds: usize,
+        /// Seconds to wait for convergence.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Each node's health: process, port, enrollment, the roots' zones.
+    Status {
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -458,6 +487,7 @@ fn run(cli: Cli) -> Result<(), String> {
             intercloud::negotiate::print_report(&report)
         }
         Cmd::Bench { cmd } => bench(cmd),
+        Cmd::Federation { cmd } => federation(cmd),
         Cmd::Agreements {
             cmd: AgreementsCmd::List { config, json },
         } => {
@@ -641,6 +671,78 @@ fn client(cmd: ClientCmd) -> Result<(), String> {
         }
         Ok(())
     })
+}
+
+fn federation(cmd: FederationCmd) -> Result<(), String> {
+    use intercloud::federation as fed;
+    match cmd {
+        FederationCmd::Up {
+            dir,
+            roots,
+            exchanges,
+            clouds,
+            timeout,
+        } => {
+            let mut members = if fed::manifest(&dir).exists() {
+                fed::load(&dir).map_err(|e| e.to_string())?
+            } else {
+                eprintln!(
+                    "generating {roots} root(s), {exchanges} exchange(s), {clouds} cloud(s) in {}",
+                    dir.display()
+                );
+                fed::generate(&dir, roots, exchanges, clouds).map_err(|e| e.to_string())?
+            };
+            let bin = std::env::current_exe().map_err(|e| e.to_string())?;
+            let mut children = fed::start(&bin, &mut members).map_err(|e| e.to_string())?;
+            fed::save(&dir, &members).map_err(|e| e.to_string())?;
+            let waited = fed::wait_converged(&members, std::time::Duration::from_secs(timeout));
+            let h = fed::health(&members);
+            print!("{}", fed::table(&members, Some(&h)));
+            if let Err(e) = waited {
+                fed::stop(&mut children, std::time::Duration::from_secs(10));
+                return Err(format!("{e} (logs: {}/<domain>/node.log)", dir.display()));
+            }
+            println!(
+                "converged in {:.1} s; logs in {}/<domain>/node.log; Ctrl-C stops every node",
+                waited.map(|d| d.as_secs_f64()).unwrap_or(0.0),
+                dir.display()
+            );
+            let rt = runtime()?;
+            rt.block_on(async {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+                }
+            });
+            eprintln!("stopping {} nodes", children.len());
+            fed::stop(&mut children, std::time::Duration::from_secs(10));
+            for m in &mut members {
+                m.pid = None;
+            }
+            fed::save(&dir, &members).map_err(|e| e.to_string())?;
+            Ok(())
+        }
+        FederationCmd::Status { dir, json } => {
+            let members = fed::load(&dir).map_err(|e| e.to_string())?;
+            let h = fed::health(&members);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&h).map_err(|e| e.to_string())?
+                );
+            } else {
+                print!("{}", fed::table(&members, Some(&h)));
+                match fed::converged(&members, &h) {
+                    Ok(()) => println!(
+                        "healthy: every node runs and is enrolled, every root holds every domain"
+                    ),
+                    Err(why) => println!("not converged: {why}"),
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 fn bench_target(
