@@ -47,15 +47,22 @@ pub fn manifest(dir: &Path) -> PathBuf {
     dir.join("federation.json")
 }
 
-fn free_port() -> Result<u16, FederationError> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| FederationError::Setup(format!("no free port: {e}")))
+/// A port that was free a moment ago and is not in `given` (the OS may hand
+/// the same ephemeral port out twice in a row).
+fn free_port(given: &mut std::collections::HashSet<u16>) -> Result<u16, FederationError> {
+    loop {
+        let p = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| FederationError::Setup(format!("no free port: {e}")))?;
+        if given.insert(p) {
+            return Ok(p);
+        }
+    }
 }
 
 /// Replaces one line of a generated config.
-fn edit(path: &Path, old: &str, new: &str) -> Result<(), FederationError> {
+pub fn edit(path: &Path, old: &str, new: &str) -> Result<(), FederationError> {
     let text = std::fs::read_to_string(path).map_err(|e| FederationError::Io(path.into(), e))?;
     if !text.contains(old) {
         return Err(FederationError::Setup(format!(
@@ -89,6 +96,7 @@ pub fn generate(
     std::fs::create_dir_all(dir).map_err(|e| FederationError::Io(dir.into(), e))?;
     let token = format!("{:032x}", rand::random::<u128>());
     let mut members = Vec::new();
+    let mut ports = std::collections::HashSet::new();
     let names = (1..=roots)
         .map(|i| {
             (
@@ -108,9 +116,9 @@ pub fn generate(
             dir: dir.join(&domain),
             domain,
             roles,
-            c2s_port: free_port()?,
-            s2s_port: free_port()?,
-            p2p_port: free_port()?,
+            c2s_port: free_port(&mut ports)?,
+            s2s_port: free_port(&mut ports)?,
+            p2p_port: free_port(&mut ports)?,
             demo_user: "demo".into(),
             demo_password: format!("{:016x}", rand::random::<u64>()),
             pid: None,
@@ -222,45 +230,53 @@ pub fn load(dir: &Path) -> Result<Vec<Member>, FederationError> {
     serde_json::from_str(&text).map_err(|e| FederationError::Setup(format!("{}: {e}", p.display())))
 }
 
-/// Starts every node as a process of `bin`, logging to its directory.
+/// Starts every node as a process of `bin`, logging to its directory (roots first).
 pub fn start(bin: &Path, members: &mut [Member]) -> Result<Vec<Child>, FederationError> {
-    let mut children = Vec::new();
-    // Roots first: the others enroll with them.
     members.sort_by_key(|m| !m.is_root());
-    for m in members.iter_mut() {
-        let log_path = m.dir.join("node.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| FederationError::Io(log_path.clone(), e))?;
-        let mut cmd = Command::new(bin);
-        // If `federation up` itself dies (even by SIGKILL), its nodes are told to stop.
-        #[cfg(target_os = "linux")]
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
-        let child = cmd
-            .args(["node", "--config"])
-            .arg(m.config_path())
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| FederationError::Io(bin.into(), e))?;
-        m.pid = Some(child.id());
-        children.push(child);
+    members.iter_mut().map(|m| start_one(bin, m)).collect()
+}
+
+/// Starts one node (again).
+pub fn start_one(bin: &Path, m: &mut Member) -> Result<Child, FederationError> {
+    let log_path = m.dir.join("node.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| FederationError::Io(log_path.clone(), e))?;
+    let mut cmd = Command::new(bin);
+    // If the process that started the node dies (even by SIGKILL), the node is told to stop.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
     }
-    Ok(children)
+    let child = cmd
+        .args(["node", "--config"])
+        .arg(m.config_path())
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| FederationError::Io(bin.into(), e))?;
+    m.pid = Some(child.id());
+    Ok(child)
+}
+
+/// Sends `sig` to a process we started.
+pub fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on a pid we spawned and have not reaped.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, sig);
+    }
 }
 
 /// How one node is doing.
@@ -333,12 +349,16 @@ pub fn converged(members: &[Member], h: &[Health]) -> Result<(), String> {
         if !x.running {
             return Err(format!("{} is not running", x.domain));
         }
+    }
+    for x in h {
         if !x.listening {
             return Err(format!("{} does not listen yet", x.domain));
         }
         if !x.enrolled {
             return Err(format!("{} is not enrolled yet", x.domain));
         }
+    }
+    for x in h {
         if let Some(n) = x.zone {
             if n < members.len() {
                 return Err(format!(
@@ -414,10 +434,7 @@ pub fn table(members: &[Member], h: Option<&[Health]>) -> String {
 /// Stops the nodes we started: SIGTERM, then SIGKILL after `grace`.
 pub fn stop(children: &mut [Child], grace: Duration) {
     for c in children.iter() {
-        // SAFETY: kill(2) on a pid we spawned and have not reaped.
-        unsafe {
-            libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
-        }
+        signal(c, libc::SIGTERM);
     }
     let deadline = Instant::now() + grace;
     for c in children.iter_mut() {

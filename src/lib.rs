@@ -10,5 +10,6 @@ pub mod init;
 pub mod negotiate;
 pub mod node;
 pub mod p2p;
+pub mod scenario;
 pub mod tls;
 pub mod xmpp;

@@ -88,6 +88,11 @@ enum Cmd {
         #[arg(long, default_value = "")]
         terms: String,
     },
+    /// Scenario files: a federation, a timeline of steps and faults, invariants.
+    Scenario {
+        #[command(subcommand)]
+        cmd: ScenarioCmd,
+    },
     /// A whole federation on this machine (roots, exchanges, clouds as processes).
     Federation {
         #[command(subcommand)]
@@ -114,6 +119,23 @@ enum Cmd {
         /// Stop after the scripted conversation instead of serving clients.
         #[arg(long)]
         exit: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ScenarioCmd {
+    /// Run a scenario; exits non-zero when a step or an invariant fails.
+    Run {
+        file: PathBuf,
+        /// Where the report (report.txt, report.json) and the federation go
+        /// (default: a temporary directory, removed afterwards).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// processes: real node processes on loopback TCP.
+        #[arg(long, default_value = "processes")]
+        mode: String,
     },
 }
 
@@ -488,6 +510,15 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::Bench { cmd } => bench(cmd),
         Cmd::Federation { cmd } => federation(cmd),
+        Cmd::Scenario {
+            cmd:
+                ScenarioCmd::Run {
+                    file,
+                    report,
+                    seed,
+                    mode,
+                },
+        } => scenario(&file, report, seed, &mode),
         Cmd::Agreements {
             cmd: AgreementsCmd::List { config, json },
         } => {
@@ -671,6 +702,55 @@ fn client(cmd: ClientCmd) -> Result<(), String> {
         }
         Ok(())
     })
+}
+
+fn scenario(
+    file: &std::path::Path,
+    report: Option<PathBuf>,
+    seed: u64,
+    mode: &str,
+) -> Result<(), String> {
+    use intercloud::scenario::{model::Scenario, run};
+    if mode != "processes" {
+        return Err(format!(
+            "mode {mode:?}: only \"processes\" runs scenarios today (in-process is not built yet)"
+        ));
+    }
+    let s = Scenario::load(file).map_err(|e| e.to_string())?;
+    let (work, keep) = match &report {
+        Some(d) => (d.clone(), true),
+        None => (
+            std::env::temp_dir().join(format!(
+                "intercloud-scenario-{}-{:x}",
+                std::process::id(),
+                rand::random::<u32>()
+            )),
+            false,
+        ),
+    };
+    let o = run::RunOptions {
+        work_dir: work.clone(),
+        bin: std::env::current_exe().map_err(|e| e.to_string())?,
+        seed,
+        progress: Box::new(|l| eprintln!("{l}")),
+    };
+    let r = run::run(&s, &o).map_err(|e| e.to_string())?;
+    print!("{}", r.text());
+    if keep {
+        r.write(&work).map_err(|e| e.to_string())?;
+        println!(
+            "report: {}/report.txt, report.json; nodes' logs under {}/federation",
+            work.display(),
+            work.display()
+        );
+    } else {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    if r.passed {
+        Ok(())
+    } else {
+        Err(format!("scenario {} failed", s.name))
+    }
 }
 
 fn federation(cmd: FederationCmd) -> Result<(), String> {

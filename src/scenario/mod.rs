@@ -1,0 +1,5 @@
+//! Scenario files: a federation, a timeline of steps and faults, invariants, and a report (`intercloud scenario run`).
+
+pub mod model;
+pub mod report;
+pub mod run;

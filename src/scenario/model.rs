@@ -1,0 +1,221 @@
+//! The scenario file (TOML): the federation to build, the timeline of steps, and the invariants checked — every key is documented in scenarios/README.md.
+
+use intercloud_actors::negotiation::policy::Offer;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("cannot read {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("bad scenario {0}: {1}")]
+    Parse(PathBuf, toml::de::Error),
+    #[error("bad scenario: {0}")]
+    Invalid(String),
+}
+
+/// A whole scenario.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub federation: FederationSpec,
+    #[serde(default, rename = "step")]
+    pub steps: Vec<Step>,
+    #[serde(default)]
+    pub invariants: Invariants,
+    /// The directory relative paths are resolved against (the file's).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// What to build.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationSpec {
+    #[serde(default = "one")]
+    pub roots: usize,
+    #[serde(default = "one")]
+    pub exchanges: usize,
+    pub clouds: usize,
+    /// A directory of `<domain>.ttl` descriptions: each cloud with a file publishes it to its exchange.
+    #[serde(default)]
+    pub resources: Option<PathBuf>,
+    /// Descriptions (files named `<domain>.ttl`) every exchange holds from the start, for clouds that are not nodes.
+    #[serde(default)]
+    pub import: Vec<PathBuf>,
+    /// What every cloud offers in negotiations (overridden per cloud).
+    #[serde(default)]
+    pub offers: Vec<Offer>,
+    /// Per-cloud settings.
+    #[serde(default, rename = "cloud")]
+    pub clouds_spec: Vec<CloudSpec>,
+    /// Seconds to wait for the federation to converge at start.
+    #[serde(default = "sixty")]
+    pub start_timeout_secs: u64,
+}
+
+fn one() -> usize {
+    1
+}
+fn sixty() -> u64 {
+    60
+}
+
+/// Settings of one cloud.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudSpec {
+    pub domain: String,
+    #[serde(default)]
+    pub offers: Option<Vec<Offer>>,
+}
+
+/// One step of the timeline, run in order.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Step {
+    /// Wait until an exchange's catalog lists `count` clouds.
+    WaitPublished {
+        exchange: String,
+        count: usize,
+        #[serde(default = "thirty")]
+        within_secs: u64,
+    },
+    /// The demo user of `from` sends constraint_catalog_resources (the file: the paper's request) to `exchange`.
+    Query {
+        from: String,
+        exchange: String,
+        request: PathBuf,
+        /// The answer the scenario's own data implies (the oracle), in order.
+        expect: Vec<String>,
+    },
+    /// `intercloud negotiate` on `from`.
+    Negotiate {
+        from: String,
+        service: String,
+        #[serde(default = "one_u64")]
+        amount: u64,
+        constraints: PathBuf,
+        /// The domain an agreement must be reached with, or "offline".
+        #[serde(default)]
+        expect: Option<String>,
+    },
+    /// SIGKILL a node.
+    Kill {
+        node: String,
+    },
+    /// SIGTERM a node and wait for it to exit.
+    Stop {
+        node: String,
+    },
+    /// Start a stopped or killed node again.
+    Start {
+        node: String,
+    },
+    Sleep {
+        secs: f64,
+    },
+    /// Wait until every running node listens and is enrolled, and the roots agree.
+    Converge {
+        #[serde(default = "thirty")]
+        within_secs: u64,
+    },
+}
+
+fn thirty() -> u64 {
+    30
+}
+fn one_u64() -> u64 {
+    1
+}
+
+/// What must hold.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Invariants {
+    /// After the last step, every running root holds the same zone within this many seconds.
+    pub roots_agree_within_secs: u64,
+    /// No provider's agreements in force exceed what it offers.
+    pub agreements_within_capacity: bool,
+}
+
+impl Default for Invariants {
+    fn default() -> Self {
+        Invariants {
+            roots_agree_within_secs: 10,
+            agreements_within_capacity: true,
+        }
+    }
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Scenario, ModelError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ModelError::Read(path.to_path_buf(), e))?;
+        let mut s: Scenario =
+            toml::from_str(&text).map_err(|e| ModelError::Parse(path.to_path_buf(), e))?;
+        s.base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        s.validate()?;
+        Ok(s)
+    }
+
+    pub fn path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// Every domain the federation will have.
+    pub fn domains(&self) -> Vec<String> {
+        let f = &self.federation;
+        (1..=f.roots)
+            .map(|i| format!("root{i}.test"))
+            .chain((1..=f.exchanges).map(|i| format!("exchange{i}.test")))
+            .chain((1..=f.clouds).map(|i| format!("cloud{i}.test")))
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), ModelError> {
+        if self.federation.roots == 0 {
+            return Err(ModelError::Invalid(
+                "federation.roots must be at least 1".into(),
+            ));
+        }
+        let domains = self.domains();
+        let known = |d: &str, what: &str| {
+            if domains.iter().any(|x| x == d) {
+                Ok(())
+            } else {
+                Err(ModelError::Invalid(format!(
+                    "{what}: no node {d:?} in this federation"
+                )))
+            }
+        };
+        for c in &self.federation.clouds_spec {
+            known(&c.domain, "cloud")?;
+        }
+        for s in &self.steps {
+            match s {
+                Step::WaitPublished { exchange, .. } => known(exchange, "wait_published")?,
+                Step::Query { from, exchange, .. } => {
+                    known(from, "query")?;
+                    known(exchange, "query")?
+                }
+                Step::Negotiate { from, .. } => known(from, "negotiate")?,
+                Step::Kill { node } | Step::Stop { node } | Step::Start { node } => {
+                    known(node, "fault")?
+                }
+                Step::Sleep { .. } | Step::Converge { .. } => {}
+            }
+        }
+        Ok(())
+    }
+}

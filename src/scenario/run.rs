@@ -1,0 +1,573 @@
+//! Runs a scenario with real node processes on loopback: builds the federation (`federation` module), plays the timeline step by step, checks the invariants, stops every node, and reports.
+
+use super::model::{Scenario, Step};
+use super::report::{InvariantReport, Report, StepReport};
+use crate::config::Config;
+use crate::federation::{self as fed, Member};
+use intercloud_actors::negotiation::policy::Offer;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Federation(#[from] fed::FederationError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Where to build the federation, and which binary runs the nodes.
+pub struct RunOptions {
+    pub work_dir: PathBuf,
+    pub bin: PathBuf,
+    pub seed: u64,
+    /// Called with a line per step as it runs.
+    pub progress: Box<dyn Fn(&str)>,
+}
+
+fn offers_toml(offers: &[Offer]) -> String {
+    let list = |v: &[String]| {
+        v.iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let items: Vec<String> = offers
+        .iter()
+        .map(|o| {
+            format!(
+                "{{ service = \"{}\", protocols = [{}], transports = [{}], capacity = {}, unit = \"{}\", max_duration_secs = {} }}",
+                o.service,
+                list(&o.protocols),
+                list(&o.transports),
+                o.capacity,
+                o.unit,
+                o.max_duration_secs
+            )
+        })
+        .collect();
+    format!("offers = [{}]", items.join(", "))
+}
+
+/// `<domain>.ttl` files of a path (a file or a directory).
+fn turtle_files(p: &Path) -> Result<Vec<(String, PathBuf)>, RunError> {
+    let files: Vec<PathBuf> = if p.is_dir() {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(p)
+            .map_err(|e| RunError::Setup(format!("{}: {e}", p.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|f| f.extension().map(|x| x == "ttl").unwrap_or(false))
+            .collect();
+        v.sort();
+        v
+    } else {
+        vec![p.to_path_buf()]
+    };
+    Ok(files
+        .into_iter()
+        .filter_map(|f| {
+            let d = f.file_name()?.to_str()?.strip_suffix(".ttl")?.to_string();
+            Some((d, f))
+        })
+        .collect())
+}
+
+/// Builds the federation the scenario describes under `dir`.
+fn build(s: &Scenario, dir: &Path) -> Result<Vec<Member>, RunError> {
+    let f = &s.federation;
+    let members = fed::generate(dir, f.roots, f.exchanges, f.clouds)?;
+    let resources: HashMap<String, PathBuf> = match &f.resources {
+        Some(r) => turtle_files(&s.path(r))?.into_iter().collect(),
+        None => HashMap::new(),
+    };
+    for m in &members {
+        let cfg = m.config_path();
+        let is_cloud_only = m.roles.iter().all(|r| r == "cloud");
+        if is_cloud_only {
+            let c = Config::load(&cfg).map_err(|e| RunError::Setup(e.to_string()))?;
+            if let (Some(src), Some(ex)) =
+                (resources.get(&m.domain), c.negotiation.exchanges.first())
+            {
+                std::fs::copy(src, m.dir.join("resources.ttl"))
+                    .map_err(|e| RunError::Setup(format!("{}: {e}", src.display())))?;
+                fed::edit(&cfg, "resources = \"\"", "resources = \"resources.ttl\"")?;
+                fed::edit(&cfg, "publish_to = []", &format!("publish_to = [\"{ex}\"]"))?;
+            }
+            let offers = f
+                .clouds_spec
+                .iter()
+                .find(|c| c.domain == m.domain)
+                .and_then(|c| c.offers.clone())
+                .unwrap_or_else(|| f.offers.clone());
+            if !offers.is_empty() {
+                fed::edit(&cfg, "offers = []", &offers_toml(&offers))?;
+            }
+        }
+        if m.roles.iter().any(|r| r == "exchange") {
+            let c = Config::load(&cfg).map_err(|e| RunError::Setup(e.to_string()))?;
+            let store = crate::node::open_store(&c).map_err(|e| RunError::Setup(e.to_string()))?;
+            for p in &f.import {
+                for (domain, file) in turtle_files(&s.path(p))? {
+                    let text = std::fs::read_to_string(&file)
+                        .map_err(|e| RunError::Setup(format!("{}: {e}", file.display())))?;
+                    // Checked as publish_resources would check it.
+                    intercloud_actors::catalog::Catalog::new(Default::default())
+                        .and_then(|cat| cat.publish(&domain, &text))
+                        .map_err(|e| RunError::Setup(format!("{}: {e}", file.display())))?;
+                    store
+                        .put_description(&domain, &text)
+                        .map_err(|e| RunError::Setup(e.to_string()))?;
+                }
+            }
+        }
+    }
+    Ok(members)
+}
+
+struct Running {
+    members: Vec<Member>,
+    children: HashMap<String, Child>,
+}
+
+impl Running {
+    fn member(&self, d: &str) -> &Member {
+        self.members
+            .iter()
+            .find(|m| m.domain == d)
+            .expect("validated")
+    }
+    fn config(&self, d: &str) -> Result<Config, RunError> {
+        Config::load(&self.member(d).config_path()).map_err(|e| RunError::Setup(e.to_string()))
+    }
+    fn running_members(&self) -> Vec<Member> {
+        self.members
+            .iter()
+            .filter(|m| self.children.contains_key(&m.domain))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Every running root's zone, as a set of records.
+fn zones(r: &Running) -> Vec<(String, BTreeSet<String>)> {
+    r.running_members()
+        .iter()
+        .filter(|m| m.roles.iter().any(|x| x == "root"))
+        .map(|m| {
+            let recs = Config::load(&m.config_path())
+                .ok()
+                .and_then(|c| crate::node::open_store(&c).ok())
+                .and_then(|s| s.zone_records().ok())
+                .unwrap_or_default();
+            (m.domain.clone(), recs.into_iter().collect())
+        })
+        .collect()
+}
+
+fn roots_agree(r: &Running) -> Result<(), String> {
+    let z = zones(r);
+    let Some((first, reference)) = z.first() else {
+        return Err("no root is running".into());
+    };
+    for (d, other) in &z[1..] {
+        if other != reference {
+            return Err(format!(
+                "{first} holds {} records, {d} holds {} ({} differ)",
+                reference.len(),
+                other.len(),
+                reference.symmetric_difference(other).count()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn poll(within: Duration, mut f: impl FnMut() -> Result<(), String>) -> Result<Duration, String> {
+    let t0 = Instant::now();
+    loop {
+        match f() {
+            Ok(()) => return Ok(t0.elapsed()),
+            Err(e) if t0.elapsed() >= within => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, RunError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::Setup(e.to_string()))
+}
+
+/// The demo user of `from` asks `exchange` for matching clouds.
+fn query(
+    r: &Running,
+    s: &Scenario,
+    from: &str,
+    exchange: &str,
+    request: &Path,
+) -> Result<Vec<String>, String> {
+    let m = r.member(from);
+    let text = std::fs::read_to_string(s.path(request))
+        .map_err(|e| format!("{}: {e}", request.display()))?;
+    let xml = crate::adhoc_client::request(
+        &format!("service.{exchange}"),
+        "constraint_catalog_resources",
+        &text,
+    );
+    let pinned = crate::tls::load_certs(&m.dir.join("tls/cert.pem"))
+        .map_err(|e| e.to_string())?
+        .remove(0);
+    let addr = format!("127.0.0.1:{}", m.c2s_port)
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let jid = format!("{}@{}", m.demo_user, m.domain);
+    let out = runtime()
+        .map_err(|e| e.to_string())?
+        .block_on(crate::adhoc_client::run(
+            addr,
+            &jid,
+            &m.demo_password,
+            pinned,
+            &xml,
+        ))
+        .map_err(|e| e.to_string())?;
+    let reply = out.into_iter().next().ok_or("no answer")?;
+    let names: Option<Vec<String>> = reply
+        .get_child("command", intercloud_actors::adhoc::NS_COMMANDS)
+        .and_then(|c| c.get_child("iodata", intercloud_actors::iodata::NS_IODATA))
+        .and_then(|io| io.elements().find(|e| e.name == "out"))
+        .and_then(|o| o.elements().find(|e| e.name == "matchingClouds"))
+        .map(|mc| {
+            mc.elements()
+                .map(|c| c.text_content().trim().to_string())
+                .collect()
+        });
+    names.ok_or_else(|| format!("no matchingClouds in {}", reply.to_xml()))
+}
+
+fn run_step(
+    r: &mut Running,
+    s: &Scenario,
+    o: &RunOptions,
+    step: &Step,
+) -> (String, String, bool, String) {
+    let ok_or = |res: Result<String, String>| match res {
+        Ok(d) => (true, d),
+        Err(e) => (false, e),
+    };
+    match step {
+        Step::WaitPublished {
+            exchange,
+            count,
+            within_secs,
+        } => {
+            let cfg = r.config(exchange);
+            let (ok, d) = ok_or(cfg.map_err(|e| e.to_string()).and_then(|c| {
+                poll(Duration::from_secs(*within_secs), || {
+                    let n = crate::node::open_store(&c)
+                        .ok()
+                        .and_then(|st| st.descriptions().ok())
+                        .map(|d| d.len())
+                        .unwrap_or(0);
+                    if n >= *count {
+                        Ok(())
+                    } else {
+                        Err(format!("{n} of {count} descriptions"))
+                    }
+                })
+                .map(|t| format!("{count} descriptions after {:.1} s", t.as_secs_f64()))
+            }));
+            ("wait_published".into(), exchange.clone(), ok, d)
+        }
+        Step::Query {
+            from,
+            exchange,
+            request,
+            expect,
+        } => {
+            let (ok, d) = match query(r, s, from, exchange, request) {
+                Ok(names) if &names == expect => (true, format!("matchingClouds {names:?}")),
+                Ok(names) => (
+                    false,
+                    format!("matchingClouds {names:?}, the oracle says {expect:?}"),
+                ),
+                Err(e) => (false, e),
+            };
+            (
+                "query".into(),
+                format!("{from} -> service.{exchange}"),
+                ok,
+                d,
+            )
+        }
+        Step::Negotiate {
+            from,
+            service,
+            amount,
+            constraints,
+            expect,
+        } => {
+            let res = (|| -> Result<String, String> {
+                let c = r.config(from).map_err(|e| e.to_string())?;
+                let text =
+                    std::fs::read_to_string(s.path(constraints)).map_err(|e| e.to_string())?;
+                let ask = crate::negotiate::Ask {
+                    service: service.clone(),
+                    protocol: "AMQP".into(),
+                    transport: "UDT".into(),
+                    amount: *amount,
+                    unit: "GB".into(),
+                    duration_secs: 0,
+                    min_amount: None,
+                    terms: String::new(),
+                };
+                let rep = runtime()
+                    .map_err(|e| e.to_string())?
+                    .block_on(crate::negotiate::run(&c, &ask, &text))?;
+                let result = rep.get_attr("result").unwrap_or("failed").to_string();
+                let peer = rep
+                    .get_child(
+                        "agreement",
+                        intercloud_actors::negotiation::protocol::NS_NEGOTIATION,
+                    )
+                    .and_then(|a| a.get_attr("peer"))
+                    .map(|p| p.split('@').nth(1).unwrap_or(p).to_string());
+                let got = match (result.as_str(), &peer) {
+                    ("agreed", Some(p)) => p.clone(),
+                    (other, _) => other.to_string(),
+                };
+                match expect {
+                    Some(e) if *e != got => Err(format!("ended {got}, expected {e}")),
+                    _ => Ok(format!("ended {got}")),
+                }
+            })();
+            let (ok, d) = ok_or(res);
+            ("negotiate".into(), from.clone(), ok, d)
+        }
+        Step::Kill { node } | Step::Stop { node } => {
+            let kill = matches!(step, Step::Kill { .. });
+            let (ok, d) = match r.children.remove(node) {
+                None => (false, "not running".to_string()),
+                Some(mut c) => {
+                    if kill {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                    } else {
+                        fed::stop(std::slice::from_mut(&mut c), Duration::from_secs(10));
+                    }
+                    (
+                        true,
+                        if kill { "SIGKILL" } else { "SIGTERM, exited" }.to_string(),
+                    )
+                }
+            };
+            (
+                if kill { "kill" } else { "stop" }.into(),
+                node.clone(),
+                ok,
+                d,
+            )
+        }
+        Step::Start { node } => {
+            let idx = r
+                .members
+                .iter()
+                .position(|m| &m.domain == node)
+                .expect("validated");
+            let (ok, d) = if r.children.contains_key(node) {
+                (false, "already running".to_string())
+            } else {
+                match fed::start_one(&o.bin, &mut r.members[idx]) {
+                    Ok(c) => {
+                        r.children.insert(node.clone(), c);
+                        let port = r.members[idx].c2s_port;
+                        match poll(Duration::from_secs(20), || {
+                            std::net::TcpStream::connect(("127.0.0.1", port))
+                                .map(|_| ())
+                                .map_err(|e| e.to_string())
+                        }) {
+                            Ok(t) => (true, format!("listening after {:.1} s", t.as_secs_f64())),
+                            Err(e) => (false, e),
+                        }
+                    }
+                    Err(e) => (false, e.to_string()),
+                }
+            };
+            ("start".into(), node.clone(), ok, d)
+        }
+        Step::Sleep { secs } => {
+            std::thread::sleep(Duration::from_secs_f64(secs.max(0.0)));
+            ("sleep".into(), format!("{secs} s"), true, String::new())
+        }
+        Step::Converge { within_secs } => {
+            let members = r.running_members();
+            let res = poll(Duration::from_secs(*within_secs), || {
+                let h = fed::health(&members);
+                fed::converged(&members, &h)?;
+                roots_agree(r)
+            });
+            let (ok, d) = ok_or(res.map(|t| format!("converged after {:.1} s", t.as_secs_f64())));
+            ("converge".into(), String::new(), ok, d)
+        }
+    }
+}
+
+/// Runs `s` with node processes; every node is stopped before this returns.
+pub fn run(s: &Scenario, o: &RunOptions) -> Result<Report, RunError> {
+    let t0 = Instant::now();
+    let dir = o.work_dir.join("federation");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| RunError::Setup(format!("{}: {e}", dir.display())))?;
+    }
+    (o.progress)(&format!(
+        "building {} nodes in {}",
+        s.domains().len(),
+        dir.display()
+    ));
+    let mut members = build(s, &dir)?;
+    let children = fed::start(&o.bin, &mut members)?;
+    fed::save(&dir, &members)?;
+    let mut r = Running {
+        children: members
+            .iter()
+            .map(|m| m.domain.clone())
+            .zip(children)
+            .collect(),
+        members,
+    };
+    let mut report = Report::new(&s.name, "processes", o.seed);
+    let conv = fed::wait_converged(
+        &r.members,
+        Duration::from_secs(s.federation.start_timeout_secs),
+    );
+    report.converged_secs = conv.as_ref().ok().map(|d| d.as_secs_f64());
+    (o.progress)(&match &conv {
+        Ok(d) => format!("federation converged in {:.1} s", d.as_secs_f64()),
+        Err(e) => format!("federation did not converge: {e}"),
+    });
+    if let Err(e) = conv {
+        report.invariants.push(InvariantReport::new(
+            "federation converges at start",
+            Err(e.to_string()),
+        ));
+    } else {
+        for (i, step) in s.steps.iter().enumerate() {
+            let at = t0.elapsed().as_secs_f64();
+            let (action, target, ok, detail) = run_step(&mut r, s, o, step);
+            (o.progress)(&format!(
+                "[{:>2}/{}] {action} {target}: {} {detail}",
+                i + 1,
+                s.steps.len(),
+                if ok { "ok" } else { "FAILED" }
+            ));
+            report.steps.push(StepReport {
+                index: i + 1,
+                at_secs: at,
+                action,
+                target,
+                ok,
+                detail,
+            });
+        }
+        // Invariants, after the last step.
+        let agree = poll(
+            Duration::from_secs(s.invariants.roots_agree_within_secs),
+            || roots_agree(&r),
+        );
+        report.invariants.push(InvariantReport::new(
+            &format!(
+                "every running root holds the same zone within {} s of the last step",
+                s.invariants.roots_agree_within_secs
+            ),
+            agree.map(|t| format!("after {:.1} s", t.as_secs_f64())),
+        ));
+        if s.invariants.agreements_within_capacity {
+            report.invariants.push(InvariantReport::new(
+                "no provider's agreements exceed its capacity",
+                capacity_check(&r),
+            ));
+        }
+        let queries: Vec<&StepReport> = report
+            .steps
+            .iter()
+            .filter(|x| x.action == "query")
+            .collect();
+        if !queries.is_empty() {
+            let bad: Vec<String> = queries
+                .iter()
+                .filter(|q| !q.ok)
+                .map(|q| format!("step {}: {}", q.index, q.detail))
+                .collect();
+            report.invariants.push(InvariantReport::new(
+                "every query's answer equals the oracle from the scenario's data",
+                if bad.is_empty() {
+                    Ok(format!("{} queries", queries.len()))
+                } else {
+                    Err(bad.join("; "))
+                },
+            ));
+        }
+    }
+    // Every node stops; none may be left behind.
+    let pids: Vec<u32> = r.children.values().map(|c| c.id()).collect();
+    let mut children: Vec<Child> = r.children.drain().map(|(_, c)| c).collect();
+    fed::stop(&mut children, Duration::from_secs(10));
+    let left: Vec<u32> = pids
+        .into_iter()
+        .filter(|p| Path::new(&format!("/proc/{p}")).exists())
+        .collect();
+    report.invariants.push(InvariantReport::new(
+        "no node process is left behind",
+        if left.is_empty() {
+            Ok(String::new())
+        } else {
+            Err(format!("still running: {left:?}"))
+        },
+    ));
+    report.duration_secs = t0.elapsed().as_secs_f64();
+    report.finish();
+    Ok(report)
+}
+
+fn capacity_check(r: &Running) -> Result<String, String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut checked = 0;
+    for m in &r.members {
+        let Ok(c) = Config::load(&m.config_path()) else {
+            continue;
+        };
+        if c.negotiation.offers.is_empty() {
+            continue;
+        }
+        let Ok(store) = crate::node::open_store(&c) else {
+            continue;
+        };
+        let agreements = store.agreements().unwrap_or_default();
+        for o in &c.negotiation.offers {
+            let used: u64 = agreements
+                .iter()
+                .filter(|a| {
+                    a.role == "provider"
+                        && a.service.eq_ignore_ascii_case(&o.service)
+                        && a.active(now)
+                })
+                .map(|a| a.amount)
+                .sum();
+            checked += 1;
+            if used > o.capacity {
+                return Err(format!(
+                    "{} promised {used} {} of {} but offers {}",
+                    m.domain, o.unit, o.service, o.capacity
+                ));
+            }
+        }
+    }
+    Ok(format!("{checked} offers checked"))
+}
