@@ -319,10 +319,15 @@ pub fn s2s_server_config(identity: Arc<Identity>) -> Result<Arc<rustls::ServerCo
     let v = Arc::new(AnyClientCert {
         algs: p.signature_verification_algorithms,
     });
-    let cfg = rustls::ServerConfig::builder_with_provider(p)
+    let mut cfg = rustls::ServerConfig::builder_with_provider(p)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(v)
         .with_cert_resolver(identity);
+    // No resumption: a resumed session carries the certificate of the first
+    // handshake, but ours change at run time (enrollment, renewal, learnt
+    // authorities) and SASL EXTERNAL must see the current one.
+    cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    cfg.send_tls13_tickets = 0;
     Ok(Arc::new(cfg))
 }
 
@@ -334,11 +339,13 @@ pub fn s2s_client_config(identity: Arc<Identity>) -> Result<Arc<rustls::ClientCo
         pinned: None,
         algs: p.signature_verification_algorithms,
     });
-    let cfg = rustls::ClientConfig::builder_with_provider(p)
+    let mut cfg = rustls::ClientConfig::builder_with_provider(p)
         .with_safe_default_protocol_versions()?
         .dangerous()
         .with_custom_certificate_verifier(v)
         .with_client_cert_resolver(identity);
+    // As on the server side: every link presents the current certificate.
+    cfg.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(cfg))
 }
 
