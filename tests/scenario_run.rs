@@ -1,4 +1,4 @@
-//! `intercloud scenario run` in processes mode: the shipped paper.toml passes (every step, every invariant) and leaves no process behind; a scenario whose oracle disagrees with the catalog fails, with the evidence in its report.
+//! `intercloud scenario run` in processes mode: the shipped paper.toml and root-failover.toml pass (every step, every invariant) and leave no process behind; a scenario whose oracle disagrees with the catalog fails, with the evidence in its report.
 
 mod common;
 
@@ -46,6 +46,17 @@ fn the_papers_scenario_passes() {
         inv.len() >= 4 && inv.iter().all(|i| i["ok"] == true),
         "{text}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_root_fails_and_comes_back() {
+    let dir = common::temp_dir("scenario-root-failover");
+    let (ok, text, r) = run(&common::repo().join("scenarios/root-failover.toml"), &dir);
+    assert!(ok, "{text}");
+    assert_eq!(r["passed"], true, "{text}");
+    assert!(text.contains("kill root1.test: SIGKILL"), "{text}");
+    assert!(text.contains("negotiate cloud1.test: ended cloud2.test"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
