@@ -739,7 +739,7 @@ fn scenario(
     if keep {
         r.write(&work).map_err(|e| e.to_string())?;
         println!(
-            "report: {}/report.txt, report.json; nodes' logs under {}/federation",
+            "report: {}/report.html, report.txt, report.json; nodes' logs under {}/federation",
             work.display(),
             work.display()
         );

@@ -56,7 +56,10 @@ fn a_root_fails_and_comes_back() {
     assert!(ok, "{text}");
     assert_eq!(r["passed"], true, "{text}");
     assert!(text.contains("kill root1.test: SIGKILL"), "{text}");
-    assert!(text.contains("negotiate cloud1.test: ended cloud2.test"), "{text}");
+    assert!(
+        text.contains("negotiate cloud1.test: ended cloud2.test"),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -440,6 +440,17 @@ pub fn run(s: &Scenario, o: &RunOptions) -> Result<Report, RunError> {
         members,
     };
     let mut report = Report::new(&s.name, "processes", o.seed);
+    for m in &r.members {
+        let exchange = Config::load(&m.config_path())
+            .ok()
+            .filter(|_| m.roles.iter().all(|x| x == "cloud"))
+            .and_then(|c| c.negotiation.exchanges.first().cloned());
+        report.topology.push(super::report::TopoNode {
+            domain: m.domain.clone(),
+            roles: m.roles.clone(),
+            exchange,
+        });
+    }
     let conv = fed::wait_converged(
         &r.members,
         Duration::from_secs(s.federation.start_timeout_secs),
