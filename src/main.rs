@@ -732,7 +732,29 @@ fn scenario(
         work_dir: work.clone(),
         bin: std::env::current_exe().map_err(|e| e.to_string())?,
         seed,
-        progress: Box::new(|l| eprintln!("{l}")),
+        progress: {
+            // A bar on a terminal (build, convergence, then one tick per step); plain lines otherwise.
+            let pb = indicatif::ProgressBar::new(s.steps.len() as u64 + 2);
+            pb.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            Box::new(move |l: &str| {
+                if pb.is_hidden() {
+                    eprintln!("{l}");
+                } else {
+                    pb.println(l);
+                    pb.set_message(l.chars().take(60).collect::<String>());
+                }
+                // Chaos faults are indented lines within one step.
+                if !l.starts_with("   ") {
+                    pb.inc(1);
+                }
+                if pb.position() >= pb.length().unwrap_or(0) {
+                    pb.finish_and_clear();
+                }
+            })
+        },
     };
     let r = run::run(&s, &o).map_err(|e| e.to_string())?;
     print!("{}", r.text());

@@ -1,4 +1,4 @@
-//! `intercloud scenario run` in processes mode: the shipped paper.toml and root-failover.toml pass (every step, every invariant) and leave no process behind; a scenario whose oracle disagrees with the catalog fails, with the evidence in its report.
+//! `intercloud scenario run` in processes mode: the shipped paper.toml, root-failover.toml and chaos-soak.toml pass (every step, every invariant) and leave no process behind, chaos giving the same faults and verdicts for the same seed; a scenario whose oracle disagrees with the catalog fails, with the evidence in its report.
 
 mod common;
 
@@ -61,6 +61,57 @@ fn a_root_fails_and_comes_back() {
         "{text}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn chaos_is_seeded_the_same_seed_gives_the_same_faults_and_verdicts() {
+    let file = common::repo().join("scenarios/chaos-soak.toml");
+    let faults = |r: &serde_json::Value| -> Vec<(String, String)> {
+        r["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["detail"].as_str().unwrap_or("").starts_with("chaos;"))
+            .map(|s| {
+                (
+                    s["action"].as_str().unwrap().to_string(),
+                    s["target"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let verdicts = |r: &serde_json::Value| -> Vec<(String, bool)> {
+        r["invariants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| (i["name"].as_str().unwrap().to_string(), i["ok"] == true))
+            .collect()
+    };
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let dir = common::temp_dir("scenario-chaos");
+        let out = Command::new(common::BIN)
+            .args(["scenario", "run"])
+            .arg(&file)
+            .args(["--seed", "7", "--report"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap())
+                .unwrap();
+        assert!(faults(&r).len() >= 8, "{text}");
+        seen.push((faults(&r), verdicts(&r), r["passed"].clone()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    assert_eq!(seen[0], seen[1]);
 }
 
 #[test]

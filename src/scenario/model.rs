@@ -118,11 +118,26 @@ pub enum Step {
     Sleep {
         secs: f64,
     },
+    /// Random faults drawn from the run's seed: every `every_secs` one node
+    /// of `among` ("clouds", "exchanges", "roots" or "all") is killed
+    /// (SIGKILL) when it runs or started again when it is down; after
+    /// `secs`, every node it took down starts again. The same seed gives
+    /// the same schedule.
+    Chaos {
+        secs: f64,
+        every_secs: f64,
+        #[serde(default = "clouds_word")]
+        among: String,
+    },
     /// Wait until every running node listens and is enrolled, and the roots agree.
     Converge {
         #[serde(default = "thirty")]
         within_secs: u64,
     },
+}
+
+fn clouds_word() -> String {
+    "clouds".into()
 }
 
 fn thirty() -> u64 {
@@ -163,6 +178,27 @@ impl Scenario {
             .unwrap_or_else(|| PathBuf::from("."));
         s.validate()?;
         Ok(s)
+    }
+
+    /// A scenario with nothing in it (for steps that need no files).
+    pub fn empty() -> Scenario {
+        Scenario {
+            name: String::new(),
+            description: String::new(),
+            federation: FederationSpec {
+                roots: 1,
+                exchanges: 0,
+                clouds: 0,
+                resources: None,
+                import: Vec::new(),
+                offers: Vec::new(),
+                clouds_spec: Vec::new(),
+                start_timeout_secs: 60,
+            },
+            steps: Vec::new(),
+            invariants: Invariants::default(),
+            base_dir: PathBuf::new(),
+        }
     }
 
     pub fn path(&self, p: &Path) -> PathBuf {
@@ -212,6 +248,20 @@ impl Scenario {
                 Step::Negotiate { from, .. } => known(from, "negotiate")?,
                 Step::Kill { node } | Step::Stop { node } | Step::Start { node } => {
                     known(node, "fault")?
+                }
+                Step::Chaos {
+                    among, every_secs, ..
+                } => {
+                    if !["clouds", "exchanges", "roots", "all"].contains(&among.as_str()) {
+                        return Err(ModelError::Invalid(format!(
+                            "chaos.among: {among:?} (clouds, exchanges, roots, all)"
+                        )));
+                    }
+                    if *every_secs <= 0.0 {
+                        return Err(ModelError::Invalid(
+                            "chaos.every_secs must be positive".into(),
+                        ));
+                    }
                 }
                 Step::Sleep { .. } | Step::Converge { .. } => {}
             }

@@ -398,6 +398,7 @@ fn run_step(
             };
             ("start".into(), node.clone(), ok, d)
         }
+        Step::Chaos { .. } => unreachable!("run() plays chaos itself"),
         Step::Sleep { secs } => {
             std::thread::sleep(Duration::from_secs_f64(secs.max(0.0)));
             ("sleep".into(), format!("{secs} s"), true, String::new())
@@ -468,6 +469,39 @@ pub fn run(s: &Scenario, o: &RunOptions) -> Result<Report, RunError> {
     } else {
         for (i, step) in s.steps.iter().enumerate() {
             let at = t0.elapsed().as_secs_f64();
+            if let Step::Chaos {
+                secs,
+                every_secs,
+                among,
+            } = step
+            {
+                let faults = chaos(
+                    &mut r,
+                    o,
+                    *secs,
+                    *every_secs,
+                    among,
+                    o.seed.wrapping_add(i as u64),
+                    t0,
+                );
+                let n = faults.len();
+                let all_ok = faults.iter().all(|f| f.ok);
+                report.steps.extend(faults);
+                (o.progress)(&format!(
+                    "[{:>2}/{}] chaos: {n} faults",
+                    i + 1,
+                    s.steps.len()
+                ));
+                report.steps.push(StepReport {
+                    index: i + 1,
+                    at_secs: at,
+                    action: "chaos".into(),
+                    target: among.clone(),
+                    ok: all_ok,
+                    detail: format!("{n} faults in {secs} s, seed {}", o.seed),
+                });
+                continue;
+            }
             let (action, target, ok, detail) = run_step(&mut r, s, o, step);
             (o.progress)(&format!(
                 "[{:>2}/{}] {action} {target}: {} {detail}",
@@ -542,6 +576,69 @@ pub fn run(s: &Scenario, o: &RunOptions) -> Result<Report, RunError> {
     report.duration_secs = t0.elapsed().as_secs_f64();
     report.finish();
     Ok(report)
+}
+
+/// Plays random kills and restarts drawn from `seed`; every fault is a step of the report.
+fn chaos(
+    r: &mut Running,
+    o: &RunOptions,
+    secs: f64,
+    every: f64,
+    among: &str,
+    seed: u64,
+    t0: Instant,
+) -> Vec<StepReport> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let pool: Vec<String> = r
+        .members
+        .iter()
+        .filter(|m| match among {
+            "all" => true,
+            "roots" => m.roles.iter().any(|x| x == "root"),
+            "exchanges" => m.roles.iter().any(|x| x == "exchange"),
+            _ => m.roles.iter().all(|x| x == "cloud"),
+        })
+        .map(|m| m.domain.clone())
+        .collect();
+    let mut out = Vec::new();
+    if pool.is_empty() {
+        return out;
+    }
+    let mut downed: BTreeSet<String> = BTreeSet::new();
+    // A fixed number of faults, so the same seed gives the same schedule.
+    let rounds = (secs.max(0.0) / every).floor() as usize;
+    let fault = |r: &mut Running, step: Step, node: &str, out: &mut Vec<StepReport>| {
+        let at = t0.elapsed().as_secs_f64();
+        let (action, _, ok, detail) = run_step(r, &Scenario::empty(), o, &step);
+        (o.progress)(&format!(
+            "   chaos {action} {node}: {}",
+            if ok { "ok" } else { "FAILED" }
+        ));
+        out.push(StepReport {
+            index: 0,
+            at_secs: at,
+            action,
+            target: node.to_string(),
+            ok,
+            detail: format!("chaos; {detail}"),
+        });
+    };
+    for _ in 0..rounds {
+        std::thread::sleep(Duration::from_secs_f64(every));
+        let node = pool[rng.gen_range(0..pool.len())].clone();
+        if r.children.contains_key(&node) {
+            downed.insert(node.clone());
+            fault(r, Step::Kill { node: node.clone() }, &node, &mut out);
+        } else {
+            downed.remove(&node);
+            fault(r, Step::Start { node: node.clone() }, &node, &mut out);
+        }
+    }
+    for node in downed {
+        fault(r, Step::Start { node: node.clone() }, &node, &mut out);
+    }
+    out
 }
 
 fn capacity_check(r: &Running) -> Result<String, String> {
