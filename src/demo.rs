@@ -17,7 +17,7 @@ pub const ACCOUNTS: &[&str] = &["cloud1", "cloud2"];
 const PAPER_REQUEST: &str = include_str!("../scenarios/data/paper_request.xml");
 
 /// The demo exchange's catalog: twelve clouds, of which cloud2 and cloud5 match the request.
-const CATALOG: &[(&str, &str)] = &[
+pub const CATALOG: &[(&str, &str)] = &[
     (
         "cloud1.test",
         include_str!("../scenarios/data/paper-catalog/cloud1.test.ttl"),

@@ -4,6 +4,7 @@ pub mod adhoc_client;
 pub mod bench;
 pub mod config;
 pub mod demo;
+pub mod demo_federation;
 pub mod federation;
 pub mod gateway;
 pub mod init;

@@ -111,12 +111,18 @@ enum Cmd {
     },
     /// Start a demo node on localhost with accounts, and show a conversation through it.
     Demo {
-        /// Directory for the demo node (default: a fresh temporary one).
+        /// The older demo: one node (cloud + exchange) and two gateway
+        /// accounts, the §6 request and §7 dialog as XML, then it serves clients.
+        #[arg(long)]
+        one_node: bool,
+        /// Keep the report and the nodes' logs here (federation demo), or
+        /// the node's directory (one-node demo); default: a temporary one.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// One-node demo: the client port.
         #[arg(long, default_value_t = 5222)]
         port: u16,
-        /// Stop after the scripted conversation instead of serving clients.
+        /// One-node demo: stop after the scripted conversation instead of serving clients.
         #[arg(long)]
         exit: bool,
     },
@@ -525,9 +531,18 @@ fn run(cli: Cli) -> Result<(), String> {
             let c = Config::load(&config).map_err(|e| e.to_string())?;
             intercloud::negotiate::list(&c, json)
         }
-        Cmd::Demo { dir, port, exit } => {
+        Cmd::Demo {
+            one_node,
+            dir,
+            port,
+            exit,
+        } => {
             init_tracing("warn");
-            intercloud::demo::run(dir, port, exit).map_err(|e| e.to_string())
+            if one_node {
+                intercloud::demo::run(dir, port, exit).map_err(|e| e.to_string())
+            } else {
+                intercloud::demo_federation::run(dir).map_err(|e| e.to_string())
+            }
         }
     }
 }

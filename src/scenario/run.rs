@@ -339,9 +339,15 @@ fn run_step(
                     ("agreed", Some(p)) => p.clone(),
                     (other, _) => other.to_string(),
                 };
+                // The dialog, as `intercloud negotiate` prints it.
+                let dialog: String = rep
+                    .elements()
+                    .filter(|e| e.name == "line")
+                    .map(|l| format!("\n           | {}", l.text_content()))
+                    .collect();
                 match expect {
-                    Some(e) if *e != got => Err(format!("ended {got}, expected {e}")),
-                    _ => Ok(format!("ended {got}")),
+                    Some(e) if *e != got => Err(format!("ended {got}, expected {e}{dialog}")),
+                    _ => Ok(format!("ended {got}{dialog}")),
                 }
             })();
             let (ok, d) = ok_or(res);
