@@ -47,18 +47,20 @@ pub fn manifest(dir: &Path) -> PathBuf {
     dir.join("federation.json")
 }
 
-/// A port that was free a moment ago and is not in `given` (the OS may hand
-/// the same ephemeral port out twice in a row).
+/// A port that is free now and not in `given`, drawn at random below
+/// Linux's ephemeral range (32768–60999), so outgoing connections made
+/// before the node starts cannot take it (another program still may:
+/// `start` then moves the node).
 fn free_port(given: &mut std::collections::HashSet<u16>) -> Result<u16, FederationError> {
-    loop {
-        let p = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .map_err(|e| FederationError::Setup(format!("no free port: {e}")))?;
-        if given.insert(p) {
-            return Ok(p);
+    for _ in 0..10_000 {
+        let p = 10_000 + (rand::random::<u16>() % 22_000);
+        if given.contains(&p) || std::net::TcpListener::bind(("127.0.0.1", p)).is_err() {
+            continue;
         }
+        given.insert(p);
+        return Ok(p);
     }
+    Err(FederationError::Setup("no free port in 10000-31999".into()))
 }
 
 /// Replaces one line of a generated config.
@@ -230,10 +232,83 @@ pub fn load(dir: &Path) -> Result<Vec<Member>, FederationError> {
     serde_json::from_str(&text).map_err(|e| FederationError::Setup(format!("{}: {e}", p.display())))
 }
 
-/// Starts every node as a process of `bin`, logging to its directory (roots first).
+/// Starts every node as a process of `bin`, logging to its directory: the
+/// roots first, each listening before the others start. A node that finds a
+/// port taken (another program bound it between generation and start) gets
+/// new ports — and every config naming its p2p address is rewritten — and
+/// starts again.
 pub fn start(bin: &Path, members: &mut [Member]) -> Result<Vec<Child>, FederationError> {
     members.sort_by_key(|m| !m.is_root());
-    members.iter_mut().map(|m| start_one(bin, m)).collect()
+    let mut ports: std::collections::HashSet<u16> = members
+        .iter()
+        .flat_map(|m| [m.c2s_port, m.s2s_port, m.p2p_port])
+        .collect();
+    let mut children: Vec<Child> = Vec::with_capacity(members.len());
+    let roots = members.iter().filter(|m| m.is_root()).count();
+    // The roots, listening, before the others (they bootstrap from them).
+    for (from, upto) in [(0, roots), (roots, members.len())] {
+        for m in members[from..upto].iter_mut() {
+            children.push(start_one(bin, m)?);
+        }
+        for j in from..upto {
+            for _try in 0..3 {
+                if !port_taken(&members[j], &mut children[j]) {
+                    break;
+                }
+                repick(members, j, &mut ports)?;
+                let _ = std::fs::rename(
+                    members[j].dir.join("node.log"),
+                    members[j].dir.join("node.log.port-taken"),
+                );
+                children[j] = start_one(bin, &mut members[j])?;
+            }
+        }
+    }
+    Ok(children)
+}
+
+/// Waits until `m` listens (false) or exits because a port was taken (true).
+fn port_taken(m: &Member, c: &mut Child) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(15) {
+        if TcpStream::connect(("127.0.0.1", m.c2s_port)).is_ok() {
+            return false;
+        }
+        if let Ok(Some(_)) = c.try_wait() {
+            return std::fs::read_to_string(m.dir.join("node.log"))
+                .map(|l| l.contains("Address already in use"))
+                .unwrap_or(false);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// New ports for member `i`; its config, and every config that names its p2p address, follow.
+fn repick(
+    members: &mut [Member],
+    i: usize,
+    ports: &mut std::collections::HashSet<u16>,
+) -> Result<(), FederationError> {
+    let (c2s, s2s, p2p) = (free_port(ports)?, free_port(ports)?, free_port(ports)?);
+    let m = &members[i];
+    let cfg = m.config_path();
+    for (old, new) in [(m.c2s_port, c2s), (m.s2s_port, s2s), (m.p2p_port, p2p)] {
+        edit(&cfg, &format!("port = {old}\n"), &format!("port = {new}\n"))?;
+    }
+    let (old_tcp, new_tcp) = (format!("/tcp/{}/", m.p2p_port), format!("/tcp/{p2p}/"));
+    for o in members.iter() {
+        let path = o.config_path();
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            if text.contains(&old_tcp) {
+                std::fs::write(&path, text.replace(&old_tcp, &new_tcp))
+                    .map_err(|e| FederationError::Io(path.clone(), e))?;
+            }
+        }
+    }
+    let m = &mut members[i];
+    (m.c2s_port, m.s2s_port, m.p2p_port) = (c2s, s2s, p2p);
+    Ok(())
 }
 
 /// Starts one node (again).

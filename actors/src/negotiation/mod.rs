@@ -633,7 +633,16 @@ impl Negotiation {
         let mut expired = Vec::new();
         let mut resend = Vec::new();
         for (k, o) in self.open.iter_mut() {
-            let Some(d) = o.deadline else { continue };
+            let Some(d) = o.deadline else {
+                // Held for an offline peer: sent again now and then as well as
+                // when its presence comes back (a presence can race a link
+                // that is still failing).
+                if now >= o.next_send {
+                    o.next_send = now + self.settings.timeout;
+                    resend.push((o.peer.clone(), o.last.clone()));
+                }
+                continue;
+            };
             if now >= d {
                 expired.push(k.clone());
             } else if now >= o.next_send {
