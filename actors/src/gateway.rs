@@ -631,7 +631,7 @@ impl Handler<FromSession> for GatewayActor {
             return;
         }
         match m.out {
-            Outbound::Stanza(e) => self.inbound(e, ctx),
+            Outbound::Stanza(e) => self.inbound(*e, ctx),
             Outbound::Raw(xml) => match (self.parse)(&xml) {
                 Some(e) => self.inbound(e, ctx),
                 None => tracing::warn!("gateway could not read a stored stanza"),

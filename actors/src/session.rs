@@ -15,7 +15,8 @@ use tokio::sync::mpsc;
 /// What a session hands to the wire layer.
 #[derive(Debug)]
 pub enum Outbound {
-    Stanza(Element),
+    /// Boxed: a session's queue holds many of these, most of them small.
+    Stanza(Box<Element>),
     /// Already serialised stanza (e.g. from offline storage).
     Raw(String),
     /// Send this stream error, then close.
@@ -25,6 +26,12 @@ pub enum Outbound {
     },
     /// Close the stream normally.
     Close,
+}
+
+impl Outbound {
+    pub fn stanza(e: Element) -> Outbound {
+        Outbound::Stanza(Box::new(e))
+    }
 }
 
 /// A stanza the client sent on connection `conn`.
@@ -128,7 +135,7 @@ impl Session {
     /// Hands a stanza to the client, counting it when stream management is on.
     fn deliver(&mut self, ctx: &mut Context<Self>, item: Unacked) {
         let out = match &item {
-            Unacked::Stanza(e) => Outbound::Stanza(e.clone()),
+            Unacked::Stanza(e) => Outbound::stanza(e.clone()),
             Unacked::Offline { xml, .. } => Outbound::Raw(xml.clone()),
         };
         let every = self.cloud.settings.sm_ack_every;
@@ -147,7 +154,7 @@ impl Session {
         if self.tx.is_some() {
             self.send(ctx, out);
             if request {
-                self.send(ctx, Outbound::Stanza(sm::request()));
+                self.send(ctx, Outbound::stanza(sm::request()));
             }
         }
     }
@@ -255,7 +262,7 @@ impl Session {
         match e.name.as_str() {
             "enable" => {
                 if !self.bound || self.sm.is_some() {
-                    return self.send(ctx, Outbound::Stanza(sm::failed("unexpected-request")));
+                    return self.send(ctx, Outbound::stanza(sm::failed("unexpected-request")));
                 }
                 let resumable = matches!(e.get_attr("resume"), Some("true") | Some("1"));
                 let state = StreamManagement::new(resumable);
@@ -265,12 +272,12 @@ impl Session {
                 let reply = sm::enabled(&state, self.cloud.settings.sm_resume_timeout.as_secs());
                 self.sm = Some(state);
                 tracing::debug!(jid = %self.jid, resumable, "stream management enabled");
-                self.send(ctx, Outbound::Stanza(reply));
+                self.send(ctx, Outbound::stanza(reply));
             }
             "r" => {
                 if let Some(sm) = &self.sm {
                     let a = sm::answer(sm.h_in);
-                    self.send(ctx, Outbound::Stanza(a));
+                    self.send(ctx, Outbound::stanza(a));
                 }
             }
             "a" => {
@@ -285,7 +292,7 @@ impl Session {
                     self.stream_error(ctx, "undefined-condition", &text);
                 }
             }
-            _ => self.send(ctx, Outbound::Stanza(sm::failed("unexpected-request"))),
+            _ => self.send(ctx, Outbound::stanza(sm::failed("unexpected-request"))),
         }
     }
 
@@ -320,7 +327,7 @@ impl Session {
         if let Some(r) = &resource {
             if self.jid.with_resource(r).is_err() {
                 let e = error_reply(&iq, "bad-request", None);
-                self.send(ctx, Outbound::Stanza(e));
+                self.send(ctx, Outbound::stanza(e));
                 return;
             }
         }
@@ -343,11 +350,11 @@ impl Session {
                             Element::new("bind", NS_BIND)
                                 .child(Element::new("jid", NS_BIND).text(full.to_string())),
                         );
-                        act.send(ctx, Outbound::Stanza(r));
+                        act.send(ctx, Outbound::stanza(r));
                     }
                     _ => {
                         let e = error_reply(&iq, "bad-request", None);
-                        act.send(ctx, Outbound::Stanza(e));
+                        act.send(ctx, Outbound::stanza(e));
                     }
                 });
         // No other stanza is handled until the bind is answered.
@@ -390,7 +397,7 @@ impl Session {
             Ok(t) => t,
             Err(_) => {
                 let e = error_reply(&st, "jid-malformed", None);
-                return self.send(ctx, Outbound::Stanza(e));
+                return self.send(ctx, Outbound::stanza(e));
             }
         };
         match kind {
@@ -410,7 +417,7 @@ impl Session {
         let ty = stanza::stype(&st);
         if !matches!(ty, "get" | "set" | "result" | "error") || st.get_attr("id").is_none() {
             let e = error_reply(&st, "bad-request", None);
-            return self.send(ctx, Outbound::Stanza(e));
+            return self.send(ctx, Outbound::stanza(e));
         }
         let own_bare = self.jid.to_bare();
         let for_account = to.as_ref().map(|t| *t == own_bare).unwrap_or(true);
@@ -433,16 +440,16 @@ impl Session {
         if for_server || (for_account && to.is_none()) {
             if st.get_child("bind", NS_BIND).is_some() {
                 let e = error_reply(&st, "not-allowed", Some("already bound"));
-                return self.send(ctx, Outbound::Stanza(e));
+                return self.send(ctx, Outbound::stanza(e));
             }
             if st.get_child("session", NS_SESSION).is_some() {
-                return self.send(ctx, Outbound::Stanza(iq_result(&st)));
+                return self.send(ctx, Outbound::stanza(iq_result(&st)));
             }
             let mut st = st;
             st.set_attr("to", self.cloud.settings.domain.clone());
             if let Some(mut reply) = answer_server_iq(&st) {
                 reply.set_attr("to", self.jid.to_string());
-                self.send(ctx, Outbound::Stanza(reply));
+                self.send(ctx, Outbound::stanza(reply));
             }
             return;
         }
@@ -575,7 +582,7 @@ impl Handler<Resume> for Session {
         let resend: Vec<Outbound> = sm
             .unacked()
             .map(|u| match u {
-                Unacked::Stanza(e) => Outbound::Stanza(e.clone()),
+                Unacked::Stanza(e) => Outbound::stanza(e.clone()),
                 Unacked::Offline { xml, .. } => Outbound::Raw(xml.clone()),
             })
             .collect();
@@ -591,7 +598,7 @@ impl Handler<Resume> for Session {
         tracing::info!(jid = %self.jid, resent = resend.len(), "session resumed");
         self.send(
             ctx,
-            Outbound::Stanza(
+            Outbound::stanza(
                 Element::new("resumed", NS_SM)
                     .attr("h", h_in.to_string())
                     .attr("previd", id),
@@ -600,7 +607,7 @@ impl Handler<Resume> for Session {
         for o in resend {
             self.send(ctx, o);
         }
-        self.send(ctx, Outbound::Stanza(sm::request()));
+        self.send(ctx, Outbound::stanza(sm::request()));
         Ok(h_in)
     }
 }

@@ -481,7 +481,7 @@ where
                                 Some(a) => session = Some(a),
                                 None => {
                                     let _ = tx
-                                        .send(Outbound::Stanza(sm::failed("item-not-found")))
+                                        .send(Outbound::stanza(sm::failed("item-not-found")))
                                         .await;
                                 }
                             }
