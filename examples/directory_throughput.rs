@@ -25,6 +25,7 @@ async fn host(root: bool, bootstrap: Vec<libp2p::Multiaddr>) -> Host {
         on_accept: None,
         authority: None,
         zones: Vec::new(),
+        faults: None,
     })
     .await
     .unwrap()

@@ -101,6 +101,7 @@ fn strip_attr(tag: &str, name: &str) -> String {
 
 /// Logs in, sends `xml`, and returns the answer (and, after `executing`, the completion message).
 pub async fn run(
+    net: &crate::net::Net,
     server: SocketAddr,
     jid: &str,
     password: &str,
@@ -111,7 +112,7 @@ pub async fn run(
         .split_once('@')
         .ok_or_else(|| ClientError::Unexpected(format!("{jid}: not user@domain")))?;
     let domain = domain.split('/').next().unwrap_or(domain);
-    let mut c = Client::login(server, domain, pinned, user, password, None).await?;
+    let mut c = Client::login_on(net, server, domain, pinned, user, password, None).await?;
     c.send_raw(xml).await?;
     let t = Duration::from_secs(600);
     let r = c

@@ -35,6 +35,8 @@ pub struct Config {
     #[serde(default)]
     pub negotiation: NegotiationSection,
     #[serde(default)]
+    pub faults: FaultsSection,
+    #[serde(default)]
     pub limits: Limits,
     /// The directory relative paths are resolved against (the config file's).
     #[serde(skip)]
@@ -245,6 +247,25 @@ pub struct CatalogSection {
 }
 
 /// The cloud's gateway JID: an in-process client of the node, available while it runs.
+/// Test and chaos runs: a fault table (partitions, delay, loss, duplication) the node's dialed connections obey.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultsSection {
+    /// A JSON fault table the node reloads when it changes; empty = no fault injection.
+    pub file: PathBuf,
+    /// Milliseconds between checks of the file.
+    pub poll_ms: u64,
+}
+
+impl Default for FaultsSection {
+    fn default() -> Self {
+        FaultsSection {
+            file: PathBuf::new(),
+            poll_ms: 200,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewaySection {
@@ -350,6 +371,7 @@ pub struct Limits {
     pub s2s_connect_timeout_secs: u64,
     pub s2s_idle_timeout_secs: u64,
     pub s2s_queue: usize,
+    pub s2s_redials: u32,
     pub max_s2s_connections: usize,
     pub sm_resume_timeout_secs: u64,
     pub sm_ack_every: u32,
@@ -373,6 +395,7 @@ impl Default for Limits {
             s2s_connect_timeout_secs: 10,
             s2s_idle_timeout_secs: 600,
             s2s_queue: 10_000,
+            s2s_redials: 3,
             max_s2s_connections: 1000,
             sm_resume_timeout_secs: 300,
             sm_ack_every: 5,
@@ -691,6 +714,13 @@ max_open = 1000
 # Exchanges asked for matching clouds; empty = catalog.publish_to.
 exchanges = []
 
+[faults]
+# Chaos tests only: a JSON fault table (partitions, delay, loss, duplication; see
+# scenarios/README.md) that this node's dialed s2s and libp2p connections obey,
+# re-read every poll_ms when it changes. Empty = no fault injection.
+file = ""
+poll_ms = 200
+
 [tls]
 # Certificate and key for STARTTLS (PEM). `intercloud init` generated a self-signed pair.
 cert = "tls/cert.pem"
@@ -726,6 +756,8 @@ s2s_connect_timeout_secs = {}
 s2s_idle_timeout_secs = {}
 # Stanzas held per remote domain while its link connects.
 s2s_queue = {}
+# When an s2s link breaks with stanzas in flight, redials (backing off from 200 ms) before they bounce.
+s2s_redials = {}
 # Incoming s2s connections in all.
 max_s2s_connections = {}
 # Seconds a client's session waits to be resumed after its connection drops (XEP-0198).
@@ -748,6 +780,7 @@ sm_ack_every = {}
         l.s2s_connect_timeout_secs,
         l.s2s_idle_timeout_secs,
         l.s2s_queue,
+        l.s2s_redials,
         l.max_s2s_connections,
         l.sm_resume_timeout_secs,
         l.sm_ack_every,

@@ -1,6 +1,6 @@
-//! `intercloud demo`: the paper's whole story as a local federation of node processes — the embedded scenarios/paper.toml (root, exchange, five clouds) run with its data, the dialog printed as it happens.
+//! `intercloud demo`: the paper's whole story as a local federation — the embedded scenarios/paper.toml (root, exchange, five clouds) run with its data, in-process (or as node processes), the dialog printed as it happens.
 
-use crate::scenario::{model::Scenario, run};
+use crate::scenario::{fleet::Mode, model::Scenario, run};
 use std::path::{Path, PathBuf};
 
 const PAPER_TOML: &str = include_str!("../scenarios/paper.toml");
@@ -22,7 +22,7 @@ fn write(path: &Path, text: &str) -> Result<(), DemoError> {
 }
 
 /// Runs the embedded paper scenario; with `keep`, the report and the nodes' logs stay there.
-pub fn run(keep: Option<PathBuf>) -> Result<(), DemoError> {
+pub fn run(keep: Option<PathBuf>, mode: Mode) -> Result<(), DemoError> {
     let work = keep.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!(
             "intercloud-demo-{}-{:x}",
@@ -39,13 +39,21 @@ pub fn run(keep: Option<PathBuf>) -> Result<(), DemoError> {
     let s = Scenario::load(&files.join("paper.toml"))
         .map_err(|e| DemoError::Scenario(e.to_string()))?;
     println!(
-        "The paper's story with real node processes: {} roots, {} exchange, {} clouds on loopback.",
-        s.federation.roots, s.federation.exchanges, s.federation.clouds
+        "The paper's story: {} root, {} exchange, {} clouds, {}.",
+        s.federation.roots,
+        s.federation.exchanges,
+        s.federation.clouds,
+        match mode {
+            Mode::InProcess =>
+                "each an actor system in this process, over an in-memory network (TLS, XMPP and libp2p as on the wire)",
+            Mode::Processes => "each a node process on loopback TCP",
+        }
     );
     let o = run::RunOptions {
         work_dir: work.clone(),
         bin: std::env::current_exe().map_err(|e| DemoError::Io("intercloud".into(), e))?,
         seed: 1,
+        mode,
         progress: Box::new(|l| println!("{l}")),
     };
     let r = run::run(&s, &o).map_err(|e| DemoError::Scenario(e.to_string()))?;
@@ -60,11 +68,7 @@ pub fn run(keep: Option<PathBuf>) -> Result<(), DemoError> {
     }
     if keep.is_some() {
         r.write(&work).map_err(|e| DemoError::Io(work.clone(), e))?;
-        println!(
-            "report: {}/report.html; nodes' logs under {}/federation",
-            work.display(),
-            work.display()
-        );
+        println!("report: {}/report.html", work.display());
     } else {
         let _ = std::fs::remove_dir_all(&work);
     }

@@ -37,7 +37,7 @@ impl Member {
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("intercloud.toml")
     }
-    fn is_root(&self) -> bool {
+    pub fn is_root(&self) -> bool {
         self.roles.iter().any(|r| r == "root")
     }
 }
@@ -384,6 +384,36 @@ fn zombie(pid: u32) -> bool {
 
 /// Checks every node: process, port, enrollment, and the roots' zones.
 pub fn health(members: &[Member]) -> Vec<Health> {
+    health_with(
+        members,
+        |m| alive(m.pid),
+        |m| {
+            TcpStream::connect_timeout(
+                &std::net::SocketAddr::from(([127, 0, 0, 1], m.c2s_port)),
+                Duration::from_millis(300),
+            )
+            .is_ok()
+        },
+    )
+}
+
+/// The domains a zone's records (JSON) name.
+fn zone_domains(recs: &[String]) -> std::collections::HashSet<String> {
+    recs.iter()
+        .filter_map(|r| {
+            let i = r.find("\"domain\":\"")? + 10;
+            let j = r[i..].find('"')?;
+            Some(r[i..i + j].to_string())
+        })
+        .collect()
+}
+
+/// As `health`, with how to tell that a node runs and listens (processes or in-process nodes).
+pub fn health_with(
+    members: &[Member],
+    running: impl Fn(&Member) -> bool,
+    listening: impl Fn(&Member) -> bool,
+) -> Vec<Health> {
     members
         .iter()
         .map(|m| {
@@ -393,24 +423,15 @@ pub fn health(members: &[Member]) -> Vec<Health> {
                     .and_then(|c| crate::node::open_store(&c).ok())
                     .and_then(|s| s.zone_records().ok())
                     .map(|recs| {
-                        members
-                            .iter()
-                            .filter(|o| {
-                                recs.iter()
-                                    .any(|r| r.contains(&format!("\"domain\":\"{}\"", o.domain)))
-                            })
-                            .count()
+                        let held = zone_domains(&recs);
+                        members.iter().filter(|o| held.contains(&o.domain)).count()
                     })
                     .unwrap_or(0)
             });
             Health {
                 domain: m.domain.clone(),
-                running: alive(m.pid),
-                listening: TcpStream::connect_timeout(
-                    &std::net::SocketAddr::from(([127, 0, 0, 1], m.c2s_port)),
-                    Duration::from_millis(300),
-                )
-                .is_ok(),
+                running: running(m),
+                listening: listening(m),
                 enrolled: m.is_root() || m.dir.join("data/tls/enrolled-cert.pem").exists(),
                 zone,
             }

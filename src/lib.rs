@@ -9,6 +9,7 @@ pub mod federation;
 pub mod gateway;
 pub mod init;
 pub mod negotiate;
+pub mod net;
 pub mod node;
 pub mod p2p;
 pub mod scenario;

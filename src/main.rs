@@ -125,6 +125,10 @@ enum Cmd {
         /// One-node demo: stop after the scripted conversation instead of serving clients.
         #[arg(long)]
         exit: bool,
+        /// Federation demo: run the nodes as processes on loopback TCP
+        /// instead of in this process.
+        #[arg(long)]
+        processes: bool,
     },
 }
 
@@ -139,9 +143,11 @@ enum ScenarioCmd {
         report: Option<PathBuf>,
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// processes: real node processes on loopback TCP.
-        #[arg(long, default_value = "processes")]
-        mode: String,
+        /// processes: real node processes on loopback TCP; in-process: every
+        /// node in this process over an in-memory network (default: the
+        /// scenario's `mode`, else processes).
+        #[arg(long)]
+        mode: Option<String>,
     },
 }
 
@@ -401,6 +407,19 @@ fn init_tracing(default: &str) {
         .try_init();
 }
 
+/// Tracing into a file (in-process scenario runs: every node's log in one place).
+fn init_tracing_file(path: &std::path::Path, default: &str) -> Result<(), String> {
+    let f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::sync::Mutex::new(f))
+        .with_ansi(false)
+        .try_init();
+    Ok(())
+}
+
 fn account_jid(config: &Config, jid: &str) -> Result<String, String> {
     let full = if jid.contains('@') {
         jid.to_string()
@@ -536,12 +555,19 @@ fn run(cli: Cli) -> Result<(), String> {
             dir,
             port,
             exit,
+            processes,
         } => {
-            init_tracing("warn");
+            use intercloud::scenario::fleet::Mode;
             if one_node {
+                init_tracing("warn");
                 intercloud::demo::run(dir, port, exit).map_err(|e| e.to_string())
+            } else if processes {
+                init_tracing("warn");
+                intercloud::demo_federation::run(dir, Mode::Processes).map_err(|e| e.to_string())
             } else {
-                intercloud::demo_federation::run(dir).map_err(|e| e.to_string())
+                // The nodes run here: only their errors interrupt the dialog.
+                init_tracing("error");
+                intercloud::demo_federation::run(dir, Mode::InProcess).map_err(|e| e.to_string())
             }
         }
     }
@@ -709,9 +735,16 @@ fn client(cmd: ClientCmd) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .remove(0);
     runtime()?.block_on(async move {
-        let out = intercloud::adhoc_client::run(server, &jid, &password, pinned, &xml)
-            .await
-            .map_err(|e| e.to_string())?;
+        let out = intercloud::adhoc_client::run(
+            &intercloud::net::Net::tcp(),
+            server,
+            &jid,
+            &password,
+            pinned,
+            &xml,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         for e in out {
             println!("{}", e.to_xml());
         }
@@ -723,15 +756,11 @@ fn scenario(
     file: &std::path::Path,
     report: Option<PathBuf>,
     seed: u64,
-    mode: &str,
+    mode: &Option<String>,
 ) -> Result<(), String> {
-    use intercloud::scenario::{model::Scenario, run};
-    if mode != "processes" {
-        return Err(format!(
-            "mode {mode:?}: only \"processes\" runs scenarios today (in-process is not built yet)"
-        ));
-    }
+    use intercloud::scenario::{fleet::Mode, model::Scenario, run};
     let s = Scenario::load(file).map_err(|e| e.to_string())?;
+    let mode = Mode::parse(mode.as_deref().or(s.mode.as_deref()).unwrap_or("processes"))?;
     let (work, keep) = match &report {
         Some(d) => (d.clone(), true),
         None => (
@@ -743,10 +772,16 @@ fn scenario(
             false,
         ),
     };
+    if mode == Mode::InProcess {
+        // The nodes run here: their logs go to one file beside the report.
+        std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+        init_tracing_file(&work.join("nodes.log"), "info")?;
+    }
     let o = run::RunOptions {
         work_dir: work.clone(),
         bin: std::env::current_exe().map_err(|e| e.to_string())?,
         seed,
+        mode,
         progress: {
             // A bar on a terminal (build, convergence, then one tick per step); plain lines otherwise.
             let pb = indicatif::ProgressBar::new(s.steps.len() as u64 + 2);
@@ -776,9 +811,13 @@ fn scenario(
     if keep {
         r.write(&work).map_err(|e| e.to_string())?;
         println!(
-            "report: {}/report.html, report.txt, report.json; nodes' logs under {}/federation",
+            "report: {}/report.html, report.txt, report.json; nodes' logs: {}",
             work.display(),
-            work.display()
+            if mode == Mode::InProcess {
+                format!("{}/nodes.log", work.display())
+            } else {
+                format!("{}/federation/*/node.log", work.display())
+            }
         );
     } else {
         let _ = std::fs::remove_dir_all(&work);

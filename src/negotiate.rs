@@ -66,6 +66,16 @@ fn c2s_addr(c: &Config) -> Result<SocketAddr, String> {
 
 /// Runs the flow on the node of `config`; the report element and whether it reached an agreement or left the proposal offline.
 pub async fn run(config: &Config, ask: &Ask, constraints_file: &str) -> Result<Element, String> {
+    run_on(&crate::net::Net::tcp(), config, ask, constraints_file).await
+}
+
+/// As `run`, reaching the node over `net` (TCP or an in-process network).
+pub async fn run_on(
+    net: &crate::net::Net,
+    config: &Config,
+    ask: &Ask,
+    constraints_file: &str,
+) -> Result<Element, String> {
     let secret = std::fs::read_to_string(config.gateway_secret_path())
         .map_err(|e| {
             format!(
@@ -88,7 +98,7 @@ pub async fn run(config: &Config, ask: &Ask, constraints_file: &str) -> Result<E
         .into_iter()
         .next()
         .ok_or("no certificate in tls.cert")?;
-    let out = crate::adhoc_client::run(c2s_addr(config)?, &jid, &secret, pinned, &xml)
+    let out = crate::adhoc_client::run(net, c2s_addr(config)?, &jid, &secret, pinned, &xml)
         .await
         .map_err(|e| e.to_string())?;
     let reply = out.into_iter().next().ok_or("no answer")?;

@@ -9,7 +9,6 @@ use intercloud_actors::{Cloud, Settings};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -48,6 +47,7 @@ impl Background {
                 Control {
                     ready: Some(ready_tx),
                     stop: Some(stop_rx),
+                    ..Default::default()
                 },
             )
         });
@@ -100,6 +100,11 @@ pub struct Control {
     pub ready: Option<std::sync::mpsc::Sender<SocketAddr>>,
     /// Stops the node when it fires (or is dropped).
     pub stop: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Ends the node at once when it fires, as SIGKILL would: no goodbyes,
+    /// nothing flushed that was not already durable.
+    pub kill: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Where it listens and dials (default: TCP).
+    pub net: crate::net::Net,
 }
 
 /// Opens the node's database, creating its data directory.
@@ -134,6 +139,16 @@ async fn wait_signal(stop: Option<tokio::sync::oneshot::Receiver<()>>) {
 }
 
 async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
+    let mut net = control.net.clone();
+    if net.faults().is_none() && !config.faults.file.as_os_str().is_empty() {
+        let f = crate::net::fault::Faults::new(0);
+        f.watch_file(
+            config.path(&config.faults.file),
+            Duration::from_millis(config.faults.poll_ms.max(10)),
+        );
+        tracing::warn!(file = %config.faults.file.display(), "fault injection on");
+        net = net.with_faults(f);
+    }
     let domain = config.node.domain.clone();
     let span = tracing::info_span!("node", domain = %domain);
     let _g = span.enter();
@@ -178,14 +193,14 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
         &config.path(&config.tls.key),
     )?;
     let c2s = C2s::new(cloud.clone(), tls, l, &config.c2s);
-    let directory_host = crate::p2p::directory::start(&config, cloud.store.clone()).await?;
+    let directory_host = crate::p2p::directory::start(&config, cloud.store.clone(), &net).await?;
     let directory = directory_host.clone().map(|h| {
         Arc::new(crate::p2p::directory::Directory {
             host: h,
             root_keys: crate::p2p::directory::root_keys(&config).unwrap_or_default(),
         }) as Arc<dyn crate::xmpp::resolve::DirectoryLookup>
     });
-    let s2s = crate::xmpp::s2s::S2s::new(cloud.clone(), &config, directory)?;
+    let s2s = crate::xmpp::s2s::S2s::new(cloud.clone(), &config, directory, net.clone())?;
     if let Some(h) = &directory_host {
         crate::p2p::membership::spawn(
             config.clone(),
@@ -198,6 +213,7 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
         Arc::new(crate::xmpp::s2s::S2sDialer(s2s.clone())),
         LinkSettings {
             queue: l.s2s_queue,
+            redials: l.s2s_redials,
             idle: Duration::from_secs(l.s2s_idle_timeout_secs.max(1)),
             metrics: s2s.link_metrics.clone(),
         },
@@ -230,20 +246,27 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
         None
     };
     let s2s_bind = format!("{}:{}", config.s2s.bind, config.s2s.port);
-    let s2s_listener = TcpListener::bind(&s2s_bind)
+    let mut s2s_listener = net
+        .bind(&s2s_bind)
         .await
         .map_err(|e| NodeError::Listen(s2s_bind.clone(), e))?;
     tracing::info!(addr = %s2s_bind, auth = ?config.s2s.auth, "s2s listening");
     let bind = format!("{}:{}", config.c2s.bind, config.c2s.port);
-    let listener = TcpListener::bind(&bind)
+    let mut listener = net
+        .bind(&bind)
         .await
         .map_err(|e| NodeError::Listen(bind.clone(), e))?;
     let addr = listener
         .local_addr()
         .map_err(|e| NodeError::Listen(bind.clone(), e))?;
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
+    // In-process federations run every node on its own thread already.
+    let cores = if net.is_memory() {
+        0
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    };
     let arbiters: Vec<actix_rt::Arbiter> = (0..cores).map(|_| actix_rt::Arbiter::new()).collect();
     tracing::info!(%addr, roles = ?config.node.roles, arbiters = cores, "c2s listening");
     if let Some(r) = control.ready {
@@ -251,10 +274,24 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
     }
     let signal = wait_signal(control.stop);
     tokio::pin!(signal);
+    let mut kill = control.kill;
+    let killed = async {
+        match kill.as_mut() {
+            Some(k) => {
+                let _ = k.await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::pin!(killed);
     let mut next = 0usize;
     loop {
         tokio::select! {
             _ = &mut signal => break,
+            _ = &mut killed => {
+                tracing::info!("killed");
+                return Ok(());
+            }
             r = s2s_listener.accept() => {
                 let (tcp, peer) = match r {
                     Ok(x) => x,
@@ -269,7 +306,7 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
                     continue;
                 };
                 let s2s = s2s.clone();
-                actix_rt::spawn(crate::xmpp::s2s::serve(tcp, peer, s2s, slot));
+                actix_rt::spawn(crate::xmpp::s2s::serve(tcp.into_stream(), peer, s2s, slot));
             }
             r = listener.accept() => {
                 let (tcp, peer) = match r {
@@ -282,18 +319,28 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
                 };
                 let Some(slot) = c2s.admit(peer.ip()) else {
                     tracing::warn!(%peer, "connection limit reached; refusing");
-                    refuse(tcp, &domain);
+                    refuse(tcp.into_stream(), &domain);
                     continue;
                 };
-                let Ok(std_tcp) = tcp.into_std() else { continue };
                 let c2s = c2s.clone();
+                let tcp = match tcp {
+                    crate::net::Accepted::Tcp(t) if !arbiters.is_empty() => t,
+                    other => {
+                        actix_rt::spawn(c2s::serve(other.into_stream(), peer, c2s, slot));
+                        continue;
+                    }
+                };
+                let Ok(std_tcp) = tcp.into_std() else { continue };
                 // Sessions are spread over one arbiter per core.
                 let arb = &arbiters[next % arbiters.len()];
                 next += 1;
                 arb.spawn_fn(move || {
                     actix_rt::spawn(async move {
                         match tokio::net::TcpStream::from_std(std_tcp) {
-                            Ok(tcp) => c2s::serve(tcp, peer, c2s, slot).await,
+                            Ok(tcp) => {
+                                let _ = tcp.set_nodelay(true);
+                                c2s::serve(Box::new(tcp), peer, c2s, slot).await
+                            }
                             Err(e) => tracing::warn!(error = %e, "socket hand-over failed"),
                         }
                     });
@@ -320,7 +367,7 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
 }
 
 /// Answers a connection over the limits with a stream error and closes it.
-fn refuse(tcp: tokio::net::TcpStream, domain: &str) {
+fn refuse(tcp: crate::net::Stream, domain: &str) {
     let msg = format!(
         "{}{}",
         crate::xmpp::codec::stream_header(

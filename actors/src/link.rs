@@ -67,6 +67,9 @@ pub struct LinkMetrics {
 pub struct LinkSettings {
     /// Stanzas held while connecting; more are bounced.
     pub queue: usize,
+    /// After a link broke with stanzas in flight: dials tried again (backing
+    /// off) before they bounce. A first dial that fails bounces at once.
+    pub redials: u32,
     /// A link with no traffic for this long is closed.
     pub idle: Duration,
     pub metrics: Arc<LinkMetrics>,
@@ -94,6 +97,8 @@ pub struct Link {
     pub failures: u32,
     /// Queue length last reported to the metrics.
     reported: usize,
+    /// Redials left since the link last broke.
+    redials_left: u32,
 }
 
 /// A stanza for the remote domain.
@@ -126,6 +131,7 @@ impl Link {
             generation: 0,
             failures: 0,
             reported: 0,
+            redials_left: 0,
         }
     }
 
@@ -161,6 +167,7 @@ impl Link {
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
             Ok(sink) => {
                 act.failures = 0;
+                act.redials_left = 0;
                 tracing::info!(remote = %act.remote, micros = started.elapsed().as_micros() as u64, "s2s link up");
                 let tx = sink.tx.clone();
                 act.state = State::Up(tx);
@@ -179,6 +186,7 @@ impl Link {
                     }
                     act.gauge();
                     if !act.queue.is_empty() {
+                        act.redials_left = act.settings.redials;
                         act.dial(ctx);
                     }
                 }));
@@ -190,6 +198,13 @@ impl Link {
                     .failures
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(remote = %act.remote, error = %e, "s2s dial failed");
+                if act.redials_left > 0 && !act.queue.is_empty() {
+                    // The link was up a moment ago: a transient failure, most likely.
+                    let backoff = Duration::from_millis(200 << (act.settings.redials - act.redials_left).min(6));
+                    act.redials_left -= 1;
+                    ctx.run_later(backoff, |act, ctx| act.dial(ctx));
+                    return;
+                }
                 act.router.do_send(crate::router::DomainUnreachable(act.remote.clone()));
                 act.state = State::Idle;
                 let cond = e.condition();

@@ -62,6 +62,7 @@ fn cloud(net: &MemDialer, domain: &str) -> Arc<Cloud> {
         Arc::new(net.clone()),
         LinkSettings {
             queue: 1000,
+            redials: 3,
             idle: Duration::from_secs(600),
             metrics: Default::default(),
         },

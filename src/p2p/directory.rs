@@ -69,7 +69,18 @@ impl DirectoryLookup for Directory {
         let host = self.host.clone();
         let domain = domain.to_string();
         Box::pin(async move {
-            match host.resolve(&domain).await.map(|r| r.record.body) {
+            // A node that has just started may not have reached a root yet:
+            // it waits for one (briefly) rather than call the domain unknown.
+            let mut found = host.resolve(&domain).await;
+            let t0 = std::time::Instant::now();
+            while found.is_none()
+                && host.roots().await.is_empty()
+                && t0.elapsed() < Duration::from_secs(5)
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                found = host.resolve(&domain).await;
+            }
+            match found.map(|r| r.record.body) {
                 Some(Body::Cloud { s2s, .. }) => {
                     s2s.iter().filter_map(|a| a.parse().ok()).collect()
                 }
@@ -190,7 +201,11 @@ pub fn peer_addr(config: &Config) -> Result<String, DirectoryError> {
 
 /// Starts the directory host of a node (None when `p2p.port` is 0); a root
 /// also starts its trust authority.
-pub async fn start(config: &Config, store: Arc<Store>) -> Result<Option<Host>, DirectoryError> {
+pub async fn start(
+    config: &Config,
+    store: Arc<Store>,
+    net: &crate::net::Net,
+) -> Result<Option<Host>, DirectoryError> {
     if config.p2p.port == 0 {
         return Ok(None);
     }
@@ -201,12 +216,18 @@ pub async fn start(config: &Config, store: Arc<Store>) -> Result<Option<Host>, D
         s.parse::<Multiaddr>()
             .map_err(|_| DirectoryError::Addr(s.clone()))
     };
-    let listen = parse(&format!("/ip4/{}/tcp/{}", config.p2p.bind, config.p2p.port))?;
+    let memory = net.is_memory();
+    let listen = if memory {
+        parse(&format!("/memory/{}", config.p2p.port))?
+    } else {
+        parse(&format!("/ip4/{}/tcp/{}", config.p2p.bind, config.p2p.port))?
+    };
     let bootstrap = config
         .p2p
         .bootstrap
         .iter()
-        .map(parse)
+        .map(|a| if memory { to_memory(a) } else { a.clone() })
+        .map(|a| parse(&a))
         .collect::<Result<Vec<_>, _>>()?;
     let root = config.has_role("root");
     // Roots hold the zone; exchanges the sub-zones delegated to them.
@@ -249,7 +270,14 @@ pub async fn start(config: &Config, store: Arc<Store>) -> Result<Option<Host>, D
         root_keys: root_keys(config)?,
         listen: vec![listen],
         bootstrap,
-        transport: TransportKind::Tcp,
+        transport: if memory {
+            TransportKind::Memory
+        } else {
+            TransportKind::Tcp
+        },
+        faults: net
+            .faults()
+            .map(|f| (f.clone(), config.node.domain.to_ascii_lowercase())),
         anti_entropy: every,
         request_timeout: Duration::from_secs(5),
         initial,
@@ -402,6 +430,22 @@ pub async fn approve(config: &Config, domain: &str) -> Result<SignedRecord, Stri
     submit(config, root_record(config, domain, body, 60)?).await
 }
 
+/// `/ip4/…/tcp/PORT/…` as the in-process network's `/memory/PORT/…`.
+fn to_memory(a: &str) -> String {
+    let parts: Vec<&str> = a.split('/').collect();
+    match parts.iter().position(|p| *p == "tcp") {
+        Some(i) if i + 1 < parts.len() => {
+            let rest = parts[i + 2..].join("/");
+            if rest.is_empty() {
+                format!("/memory/{}", parts[i + 1])
+            } else {
+                format!("/memory/{}/{rest}", parts[i + 1])
+            }
+        }
+        _ => a.to_string(),
+    }
+}
+
 /// A short-lived client host joined to the configured roots.
 async fn client(config: &Config) -> Result<Host, DirectoryError> {
     let parse = |s: &String| {
@@ -425,6 +469,7 @@ async fn client(config: &Config) -> Result<Host, DirectoryError> {
         listen: Vec::new(),
         bootstrap,
         transport: TransportKind::Tcp,
+        faults: None,
         anti_entropy: Duration::from_millis(500),
         request_timeout: Duration::from_secs(5),
         initial: Vec::new(),

@@ -12,6 +12,7 @@ use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, Respons
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{gossipsub, identify, kad, Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -56,6 +57,8 @@ pub struct HostConfig {
     pub authority: Option<Authority>,
     /// Exchanges: the delegated sub-zones this node holds and answers for.
     pub zones: Vec<String>,
+    /// Connections this node dials go through this fault table, as `domain`.
+    pub faults: Option<(Arc<crate::net::fault::Faults>, String)>,
 }
 
 /// What an enrollment request came to.
@@ -114,10 +117,13 @@ impl Host {
     pub async fn start(cfg: HostConfig) -> Result<Host, P2pError> {
         let peer_id = cfg.keypair.public().to_peer_id();
         let mut swarm = build_swarm(&cfg)?;
+        let mut listener_ids = Vec::new();
         for a in &cfg.listen {
-            swarm
-                .listen_on(a.clone())
-                .map_err(|e| P2pError::Listen(a.clone(), e.to_string()))?;
+            listener_ids.push(
+                swarm
+                    .listen_on(a.clone())
+                    .map_err(|e| P2pError::Listen(a.clone(), e.to_string()))?,
+            );
         }
         let topic = gossipsub::IdentTopic::new(TOPIC);
         if cfg.root {
@@ -158,6 +164,7 @@ impl Host {
             listening: Vec::new(),
             rounds: 0,
             zones: cfg.zones,
+            listener_ids,
         };
         if let Some(r) = state.authority.as_ref().map(Authority::authority_record) {
             if let Err(e) = state.accept(r, false) {
@@ -292,8 +299,15 @@ fn build_swarm(cfg: &HostConfig) -> Result<Swarm<Behaviour>, P2pError> {
         };
     let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(3600));
     let b = SwarmBuilder::with_existing_identity(cfg.keypair.clone()).with_tokio();
-    let swarm = match cfg.transport {
-        TransportKind::Tcp => b
+    let swarm = match (cfg.transport, cfg.faults.clone()) {
+        (kind, Some((faults, local))) => b
+            .with_other_transport(move |k: &Keypair| policed_transport(k, kind, faults, local))
+            .map_err(|e| P2pError::Build(e.to_string()))?
+            .with_behaviour(behaviour)
+            .map_err(|e| P2pError::Build(e.to_string()))?
+            .with_swarm_config(idle)
+            .build(),
+        (TransportKind::Tcp, None) => b
             .with_tcp(
                 libp2p::tcp::Config::default().nodelay(true),
                 libp2p::noise::Config::new,
@@ -304,7 +318,7 @@ fn build_swarm(cfg: &HostConfig) -> Result<Swarm<Behaviour>, P2pError> {
             .map_err(|e| P2pError::Build(e.to_string()))?
             .with_swarm_config(idle)
             .build(),
-        TransportKind::Memory => b
+        (TransportKind::Memory, None) => b
             .with_other_transport(memory_transport)
             .map_err(|e| P2pError::Build(e.to_string()))?
             .with_behaviour(behaviour)
@@ -332,6 +346,85 @@ pub fn memory_transport(
         .multiplex(libp2p::yamux::Config::default())
         .map(|(p, m), _| (p, libp2p::core::muxing::StreamMuxerBox::new(m)))
         .boxed())
+}
+
+type Muxed = libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>;
+
+/// The port a multiaddr names (TCP or memory).
+fn port_of(a: &Multiaddr) -> Option<u16> {
+    a.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::Tcp(p) => Some(p),
+        libp2p::multiaddr::Protocol::Memory(p) => u16::try_from(p).ok(),
+        _ => None,
+    })
+}
+
+/// Puts a raw connection this node dialed under the fault table (the
+/// dialing side polices a link); accepted ones pass as they are.
+fn police<S>(
+    io: S,
+    cp: &libp2p::core::ConnectedPoint,
+    faults: &Arc<crate::net::fault::Faults>,
+    local: &str,
+) -> tokio_util::compat::Compat<crate::net::Stream>
+where
+    S: libp2p::futures::AsyncRead + libp2p::futures::AsyncWrite + Send + Unpin + 'static,
+{
+    use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
+    let io: crate::net::Stream = Box::new(io.compat());
+    let remote = match cp {
+        libp2p::core::ConnectedPoint::Dialer { address, .. } => {
+            port_of(address).and_then(|p| faults.domain_of_p2p_port(p))
+        }
+        _ => None,
+    };
+    let io: crate::net::Stream = match remote {
+        Some(r) => Box::new(crate::net::fault::Faulty::new(
+            io,
+            faults.clone(),
+            local,
+            &r,
+        )),
+        None => io,
+    };
+    io.compat()
+}
+
+/// TCP or memory, with every dialed connection under the fault table,
+/// then the same noise + yamux upgrades.
+fn policed_transport(
+    k: &Keypair,
+    kind: TransportKind,
+    faults: Arc<crate::net::fault::Faults>,
+    local: String,
+) -> Result<Muxed, Box<dyn std::error::Error + Send + Sync>> {
+    use libp2p::core::transport::{MemoryTransport, Transport};
+    use libp2p::core::upgrade::Version;
+    let (f, l) = (faults.clone(), local.clone());
+    let base = match kind {
+        TransportKind::Memory => MemoryTransport::default()
+            .map(move |io, cp| police(io, &cp, &f, &l))
+            .boxed(),
+        TransportKind::Tcp => {
+            libp2p::tcp::tokio::Transport::new(libp2p::tcp::Config::default().nodelay(true))
+                .map(move |io, cp| police(io, &cp, &faults, &local))
+                .boxed()
+        }
+    };
+    Ok(base
+        .upgrade(Version::V1)
+        .authenticate(libp2p::noise::Config::new(k)?)
+        .multiplex(libp2p::yamux::Config::default())
+        .map(|(p, m), _| (p, libp2p::core::muxing::StreamMuxerBox::new(m)))
+        .boxed())
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        for id in self.listener_ids.drain(..) {
+            self.swarm.remove_listener(id);
+        }
+    }
 }
 
 /// What an outstanding request is for.
@@ -382,6 +475,9 @@ fn below(domain: &str, zone: &str) -> bool {
 
 struct State {
     swarm: Swarm<Behaviour>,
+    /// Removed when the host ends, however it ends: libp2p's memory
+    /// transport frees a port only then (TCP ports the OS frees anyway).
+    listener_ids: Vec<libp2p::core::transport::ListenerId>,
     root: bool,
     zone: Zone,
     authority: Option<Authority>,

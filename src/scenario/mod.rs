@@ -1,5 +1,7 @@
 //! Scenario files: a federation, a timeline of steps and faults, invariants, and a report (`intercloud scenario run`).
 
+pub mod fleet;
 pub mod model;
 pub mod report;
 pub mod run;
+pub mod traffic;

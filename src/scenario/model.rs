@@ -26,6 +26,9 @@ pub struct Scenario {
     pub steps: Vec<Step>,
     #[serde(default)]
     pub invariants: Invariants,
+    /// "processes" (default) or "in-process"; `--mode` overrides it.
+    #[serde(default)]
+    pub mode: Option<String>,
     /// The directory relative paths are resolved against (the file's).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -134,6 +137,56 @@ pub enum Step {
         #[serde(default = "thirty")]
         within_secs: u64,
     },
+    /// Split the federation: nodes reach only the nodes of their group
+    /// (nodes in no group form one more). Links across are cut at once and
+    /// redials refused, at the transport layer (s2s and libp2p).
+    Partition {
+        groups: Vec<Vec<String>>,
+    },
+    /// Undo every partition and link fault.
+    Heal {},
+    /// Degrade the links between `a` and `b` ("*": every node): each chunk
+    /// delayed, lost (breaking its connection) or duplicated with these
+    /// probabilities, or the link slowed to `bytes_per_sec`. Adds to the
+    /// faults in force until `heal`.
+    LinkFault {
+        a: String,
+        b: String,
+        #[serde(default)]
+        delay_ms: u64,
+        #[serde(default)]
+        loss: f64,
+        #[serde(default)]
+        duplicate: f64,
+        #[serde(default)]
+        bytes_per_sec: u64,
+    },
+    /// Test only: `node` acknowledges the messages it receives over s2s and
+    /// discards them — the run must then fail its acknowledged-loss check.
+    LoseAcked {
+        node: String,
+    },
+    /// A stream of chat messages from `from`'s demo user to `to`'s, at
+    /// `rate` per second, with XEP-0198 on the sender's stream: every
+    /// message its server acknowledged must arrive (or come back as an
+    /// error) within `within_secs` of the last one sent.
+    Messages {
+        from: String,
+        to: String,
+        #[serde(default = "hundred")]
+        count: u64,
+        #[serde(default = "fifty")]
+        rate: f64,
+        #[serde(default = "thirty")]
+        within_secs: u64,
+    },
+}
+
+fn hundred() -> u64 {
+    100
+}
+fn fifty() -> f64 {
+    50.0
 }
 
 fn clouds_word() -> String {
@@ -177,6 +230,9 @@ impl Scenario {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         s.validate()?;
+        if let Some(m) = &s.mode {
+            super::fleet::Mode::parse(m).map_err(ModelError::Invalid)?;
+        }
         Ok(s)
     }
 
@@ -197,6 +253,7 @@ impl Scenario {
             },
             steps: Vec::new(),
             invariants: Invariants::default(),
+            mode: None,
             base_dir: PathBuf::new(),
         }
     }
@@ -263,7 +320,38 @@ impl Scenario {
                         ));
                     }
                 }
-                Step::Sleep { .. } | Step::Converge { .. } => {}
+                Step::Partition { groups } => {
+                    for d in groups.iter().flatten() {
+                        known(d, "partition")?;
+                    }
+                }
+                Step::LinkFault {
+                    a,
+                    b,
+                    loss,
+                    duplicate,
+                    ..
+                } => {
+                    for d in [a, b] {
+                        if d != "*" {
+                            known(d, "link_fault")?;
+                        }
+                    }
+                    if !(0.0..=1.0).contains(loss) || !(0.0..=1.0).contains(duplicate) {
+                        return Err(ModelError::Invalid(
+                            "link_fault: loss and duplicate are probabilities (0 to 1)".into(),
+                        ));
+                    }
+                }
+                Step::LoseAcked { node } => known(node, "lose_acked")?,
+                Step::Messages { from, to, rate, .. } => {
+                    known(from, "messages")?;
+                    known(to, "messages")?;
+                    if *rate <= 0.0 {
+                        return Err(ModelError::Invalid("messages.rate must be positive".into()));
+                    }
+                }
+                Step::Sleep { .. } | Step::Converge { .. } | Step::Heal {} => {}
             }
         }
         Ok(())

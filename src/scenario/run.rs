@@ -1,13 +1,15 @@
-//! Runs a scenario with real node processes on loopback: builds the federation (`federation` module), plays the timeline step by step, checks the invariants, stops every node, and reports.
+//! Runs a scenario, with node processes or in-process nodes (`fleet`): builds the federation (`federation` module), plays the timeline step by step — faults through the transport-layer fault table — checks the invariants, stops every node, and reports.
 
+use super::fleet::{Fleet, Mode};
 use super::model::{Scenario, Step};
 use super::report::{InvariantReport, Report, StepReport};
+use super::traffic::Tally;
 use crate::config::Config;
 use crate::federation::{self as fed, Member};
+use crate::net::fault::{FaultTable, LinkFault};
 use intercloud_actors::negotiation::policy::Offer;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +25,7 @@ pub struct RunOptions {
     pub work_dir: PathBuf,
     pub bin: PathBuf,
     pub seed: u64,
+    pub mode: Mode,
     /// Called with a line per step as it runs.
     pub progress: Box<dyn Fn(&str)>,
 }
@@ -81,8 +84,18 @@ fn build(s: &Scenario, dir: &Path) -> Result<Vec<Member>, RunError> {
         Some(r) => turtle_files(&s.path(r))?.into_iter().collect(),
         None => HashMap::new(),
     };
+    let faults_file = dir.join("faults.json");
     for m in &members {
         let cfg = m.config_path();
+        // Node processes obey the fault table the runner writes.
+        fed::edit(
+            &cfg,
+            "file = \"\"\npoll_ms = 200",
+            &format!(
+                "file = {:?}\npoll_ms = 100",
+                faults_file.display().to_string()
+            ),
+        )?;
         let is_cloud_only = m.roles.iter().all(|r| r == "cloud");
         if is_cloud_only {
             let c = Config::load(&cfg).map_err(|e| RunError::Setup(e.to_string()))?;
@@ -125,32 +138,8 @@ fn build(s: &Scenario, dir: &Path) -> Result<Vec<Member>, RunError> {
     Ok(members)
 }
 
-struct Running {
-    members: Vec<Member>,
-    children: HashMap<String, Child>,
-}
-
-impl Running {
-    fn member(&self, d: &str) -> &Member {
-        self.members
-            .iter()
-            .find(|m| m.domain == d)
-            .expect("validated")
-    }
-    fn config(&self, d: &str) -> Result<Config, RunError> {
-        Config::load(&self.member(d).config_path()).map_err(|e| RunError::Setup(e.to_string()))
-    }
-    fn running_members(&self) -> Vec<Member> {
-        self.members
-            .iter()
-            .filter(|m| self.children.contains_key(&m.domain))
-            .cloned()
-            .collect()
-    }
-}
-
 /// Every running root's zone, as a set of records.
-fn zones(r: &Running) -> Vec<(String, BTreeSet<String>)> {
+fn zones(r: &Fleet) -> Vec<(String, BTreeSet<String>)> {
     r.running_members()
         .iter()
         .filter(|m| m.roles.iter().any(|x| x == "root"))
@@ -165,7 +154,7 @@ fn zones(r: &Running) -> Vec<(String, BTreeSet<String>)> {
         .collect()
 }
 
-fn roots_agree(r: &Running) -> Result<(), String> {
+fn roots_agree(r: &Fleet) -> Result<(), String> {
     let z = zones(r);
     let Some((first, reference)) = z.first() else {
         return Err("no root is running".into());
@@ -203,7 +192,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, RunError> {
 
 /// The demo user of `from` asks `exchange` for matching clouds.
 fn query(
-    r: &Running,
+    r: &Fleet,
     s: &Scenario,
     from: &str,
     exchange: &str,
@@ -227,6 +216,7 @@ fn query(
     let out = runtime()
         .map_err(|e| e.to_string())?
         .block_on(crate::adhoc_client::run(
+            &r.client_net(),
             addr,
             &jid,
             &m.demo_password,
@@ -248,10 +238,18 @@ fn query(
     names.ok_or_else(|| format!("no matchingClouds in {}", reply.to_xml()))
 }
 
+/// What the run keeps besides the fleet: faults in force, message tallies.
+#[derive(Default)]
+struct Book {
+    faults: FaultTable,
+    streams: Vec<(usize, String, Tally)>,
+    step: usize,
+}
+
 fn run_step(
-    r: &mut Running,
+    r: &mut Fleet,
     s: &Scenario,
-    o: &RunOptions,
+    book: &mut Book,
     step: &Step,
 ) -> (String, String, bool, String) {
     let ok_or = |res: Result<String, String>| match res {
@@ -326,7 +324,7 @@ fn run_step(
                 };
                 let rep = runtime()
                     .map_err(|e| e.to_string())?
-                    .block_on(crate::negotiate::run(&c, &ask, &text))?;
+                    .block_on(crate::negotiate::run_on(&r.client_net(), &c, &ask, &text))?;
                 let result = rep.get_attr("result").unwrap_or("failed").to_string();
                 let peer = rep
                     .get_child(
@@ -355,20 +353,18 @@ fn run_step(
         }
         Step::Kill { node } | Step::Stop { node } => {
             let kill = matches!(step, Step::Kill { .. });
-            let (ok, d) = match r.children.remove(node) {
-                None => (false, "not running".to_string()),
-                Some(mut c) => {
-                    if kill {
-                        let _ = c.kill();
-                        let _ = c.wait();
-                    } else {
-                        fed::stop(std::slice::from_mut(&mut c), Duration::from_secs(10));
+            let (ok, d) = match r.end(node, kill) {
+                Err(e) => (false, e),
+                Ok(()) => (
+                    true,
+                    match (kill, r.mode) {
+                        (true, Mode::Processes) => "SIGKILL",
+                        (true, Mode::InProcess) => "killed (actor system dropped)",
+                        (false, Mode::Processes) => "SIGTERM, exited",
+                        (false, Mode::InProcess) => "stopped",
                     }
-                    (
-                        true,
-                        if kill { "SIGKILL" } else { "SIGTERM, exited" }.to_string(),
-                    )
-                }
+                    .to_string(),
+                ),
             };
             (
                 if kill { "kill" } else { "stop" }.into(),
@@ -378,31 +374,130 @@ fn run_step(
             )
         }
         Step::Start { node } => {
-            let idx = r
-                .members
-                .iter()
-                .position(|m| &m.domain == node)
-                .expect("validated");
-            let (ok, d) = if r.children.contains_key(node) {
-                (false, "already running".to_string())
-            } else {
-                match fed::start_one(&o.bin, &mut r.members[idx]) {
-                    Ok(c) => {
-                        r.children.insert(node.clone(), c);
-                        let port = r.members[idx].c2s_port;
-                        match poll(Duration::from_secs(20), || {
-                            std::net::TcpStream::connect(("127.0.0.1", port))
-                                .map(|_| ())
-                                .map_err(|e| e.to_string())
-                        }) {
-                            Ok(t) => (true, format!("listening after {:.1} s", t.as_secs_f64())),
-                            Err(e) => (false, e),
+            let (ok, d) = match r.start(node) {
+                Ok(()) => {
+                    let m = r.member(node).clone();
+                    match poll(Duration::from_secs(20), || {
+                        if r.listening(&m) {
+                            Ok(())
+                        } else {
+                            Err("not listening after 20 s".to_string())
                         }
+                    }) {
+                        Ok(t) => (true, format!("listening after {:.1} s", t.as_secs_f64())),
+                        Err(e) => (false, e),
                     }
-                    Err(e) => (false, e.to_string()),
                 }
+                Err(e) => (false, e),
             };
             ("start".into(), node.clone(), ok, d)
+        }
+        Step::Partition { groups } => {
+            book.faults.partition = groups.clone();
+            let res = r.set_faults(book.faults.clone());
+            let desc = groups
+                .iter()
+                .map(|g| g.join(" "))
+                .collect::<Vec<_>>()
+                .join(" | ");
+            let (ok, d) = ok_or(res.map(|_| format!("groups: {desc}")));
+            ("partition".into(), desc, ok, d)
+        }
+        Step::Heal {} => {
+            let lose = std::mem::take(&mut book.faults.lose_acked);
+            book.faults = FaultTable {
+                lose_acked: lose,
+                ..Default::default()
+            };
+            let (ok, d) = ok_or(
+                r.set_faults(book.faults.clone())
+                    .map(|_| "partitions and link faults lifted".to_string()),
+            );
+            ("heal".into(), String::new(), ok, d)
+        }
+        Step::LinkFault {
+            a,
+            b,
+            delay_ms,
+            loss,
+            duplicate,
+            bytes_per_sec,
+        } => {
+            book.faults.links.push(LinkFault {
+                a: a.clone(),
+                b: b.clone(),
+                delay_ms: *delay_ms,
+                loss: *loss,
+                duplicate: *duplicate,
+                bytes_per_sec: *bytes_per_sec,
+            });
+            let (ok, d) = ok_or(r.set_faults(book.faults.clone()).map(|_| {
+                format!(
+                    "delay {delay_ms} ms, loss {loss}, duplicate {duplicate}, {} B/s",
+                    if *bytes_per_sec == 0 {
+                        "unlimited".to_string()
+                    } else {
+                        bytes_per_sec.to_string()
+                    }
+                )
+            }));
+            ("link_fault".into(), format!("{a} <-> {b}"), ok, d)
+        }
+        Step::LoseAcked { node } => {
+            book.faults.lose_acked.push(node.clone());
+            let (ok, d) = ok_or(
+                r.set_faults(book.faults.clone())
+                    .map(|_| "test-only: acknowledged s2s messages are discarded".to_string()),
+            );
+            ("lose_acked".into(), node.clone(), ok, d)
+        }
+        Step::Messages {
+            from,
+            to,
+            count,
+            rate,
+            within_secs,
+        } => {
+            let (f, t) = (r.member(from).clone(), r.member(to).clone());
+            let net = r.client_net();
+            let res = runtime().map_err(|e| e.to_string()).and_then(|rt| {
+                rt.block_on(super::traffic::stream(
+                    &net,
+                    &f,
+                    &t,
+                    *count,
+                    *rate,
+                    Duration::from_secs(*within_secs),
+                ))
+            });
+            let target = format!("{from} -> {to}");
+            match res {
+                Err(e) => ("messages".into(), target, false, e),
+                Ok(tally) => {
+                    let lost = tally.lost();
+                    let ok = lost.is_empty() && tally.bad_from.is_empty();
+                    let mut d = format!(
+                        "{} sent, {} acknowledged, {} delivered, {} bounced, {} duplicates",
+                        tally.sent,
+                        tally.acked,
+                        tally.delivered.len(),
+                        tally.bounced.len(),
+                        tally.duplicates
+                    );
+                    if !lost.is_empty() {
+                        d.push_str(&format!(
+                            "; LOST {} acknowledged: {:?}",
+                            lost.len(),
+                            &lost[..lost.len().min(20)]
+                        ));
+                    }
+                    if !tally.bad_from.is_empty() {
+                        d.push_str(&format!("; bad from: {:?}", tally.bad_from));
+                    }
+                    book.streams.push((book.step, target.clone(), tally));
+                    ("messages".into(), target, ok, d)
+                }
+            }
         }
         Step::Chaos { .. } => unreachable!("run() plays chaos itself"),
         Step::Sleep { secs } => {
@@ -412,7 +507,7 @@ fn run_step(
         Step::Converge { within_secs } => {
             let members = r.running_members();
             let res = poll(Duration::from_secs(*within_secs), || {
-                let h = fed::health(&members);
+                let h = r.health(&members);
                 fed::converged(&members, &h)?;
                 roots_agree(r)
             });
@@ -422,7 +517,7 @@ fn run_step(
     }
 }
 
-/// Runs `s` with node processes; every node is stopped before this returns.
+/// Runs `s` in `o.mode`; every node is stopped before this returns.
 pub fn run(s: &Scenario, o: &RunOptions) -> Result<Report, RunError> {
     let t0 = Instant::now();
     let dir = o.work_dir.join("federation");
@@ -435,18 +530,12 @@ pub fn run(s: &Scenario, o: &RunOptions) -> Result<Report, RunError> {
         s.domains().len(),
         dir.display()
     ));
-    let mut members = build(s, &dir)?;
-    let children = fed::start(&o.bin, &mut members)?;
-    fed::save(&dir, &members)?;
-    let mut r = Running {
-        children: members
-            .iter()
-            .map(|m| m.domain.clone())
-            .zip(children)
-            .collect(),
-        members,
-    };
-    let mut report = Report::new(&s.name, "processes", o.seed);
+    let members = build(s, &dir)?;
+    let mut r = Fleet::new(o.mode, members, &dir, &o.bin, o.seed);
+    r.start_all().map_err(RunError::Setup)?;
+    fed::save(&dir, &r.members)?;
+    let mut book = Book::default();
+    let mut report = Report::new(&s.name, o.mode.name(), o.seed);
     for m in &r.members {
         let exchange = Config::load(&m.config_path())
             .ok()
@@ -458,10 +547,10 @@ pub fn run(s: &Scenario, o: &RunOptions) -> Result<Report, RunError> {
             exchange,
         });
     }
-    let conv = fed::wait_converged(
-        &r.members,
-        Duration::from_secs(s.federation.start_timeout_secs),
-    );
+    let conv = poll(Duration::from_secs(s.federation.start_timeout_secs), || {
+        let h = r.health(&r.members);
+        fed::converged(&r.members, &h)
+    });
     report.converged_secs = conv.as_ref().ok().map(|d| d.as_secs_f64());
     (o.progress)(&match &conv {
         Ok(d) => format!("federation converged in {:.1} s", d.as_secs_f64()),
@@ -470,7 +559,10 @@ pub fn run(s: &Scenario, o: &RunOptions) -> Result<Report, RunError> {
     if let Err(e) = conv {
         report.invariants.push(InvariantReport::new(
             "federation converges at start",
-            Err(e.to_string()),
+            Err(format!(
+                "not within {} s: {e}",
+                s.federation.start_timeout_secs
+            )),
         ));
     } else {
         for (i, step) in s.steps.iter().enumerate() {
@@ -484,6 +576,7 @@ pub fn run(s: &Scenario, o: &RunOptions) -> Result<Report, RunError> {
                 let faults = chaos(
                     &mut r,
                     o,
+                    &mut book,
                     *secs,
                     *every_secs,
                     among,
@@ -508,7 +601,8 @@ pub fn run(s: &Scenario, o: &RunOptions) -> Result<Report, RunError> {
                 });
                 continue;
             }
-            let (action, target, ok, detail) = run_step(&mut r, s, o, step);
+            book.step = i + 1;
+            let (action, target, ok, detail) = run_step(&mut r, s, &mut book, step);
             (o.progress)(&format!(
                 "[{:>2}/{}] {action} {target}: {} {detail}",
                 i + 1,
@@ -542,6 +636,44 @@ pub fn run(s: &Scenario, o: &RunOptions) -> Result<Report, RunError> {
                 capacity_check(&r),
             ));
         }
+        if !book.streams.is_empty() {
+            let mut evidence = Vec::new();
+            let (mut acked, mut delivered) = (0, 0);
+            for (step, target, t) in &book.streams {
+                acked += t.acked;
+                delivered += t.delivered.len();
+                let lost = t.lost();
+                if !lost.is_empty() {
+                    evidence.push(format!(
+                        "step {step} ({target}): {} of {} acknowledged messages neither delivered nor bounced, e.g. sequence numbers {:?}",
+                        lost.len(),
+                        t.acked,
+                        &lost[..lost.len().min(10)]
+                    ));
+                }
+                if !t.bad_from.is_empty() {
+                    evidence.push(format!(
+                        "step {step} ({target}): delivered with a from other than the sender: {:?}",
+                        t.bad_from
+                    ));
+                }
+            }
+            report.invariants.push(InvariantReport::new(
+                "no acknowledged message lost; every delivery carries its sender's from",
+                if evidence.is_empty() {
+                    Ok(format!("{acked} acknowledged, {delivered} delivered"))
+                } else {
+                    Err(evidence.join("; "))
+                },
+            ));
+        }
+        let fc = r.faults.counts();
+        if fc.refused + fc.cut + fc.lost + fc.duplicated + fc.delayed > 0 {
+            (o.progress)(&format!(
+                "faults injected: {} dials refused, {} links cut, {} chunks lost, {} duplicated, {} delayed",
+                fc.refused, fc.cut, fc.lost, fc.duplicated, fc.delayed
+            ));
+        }
         let queries: Vec<&StepReport> = report
             .steps
             .iter()
@@ -564,15 +696,9 @@ pub fn run(s: &Scenario, o: &RunOptions) -> Result<Report, RunError> {
         }
     }
     // Every node stops; none may be left behind.
-    let pids: Vec<u32> = r.children.values().map(|c| c.id()).collect();
-    let mut children: Vec<Child> = r.children.drain().map(|(_, c)| c).collect();
-    fed::stop(&mut children, Duration::from_secs(10));
-    let left: Vec<u32> = pids
-        .into_iter()
-        .filter(|p| Path::new(&format!("/proc/{p}")).exists())
-        .collect();
+    let left = r.stop_all();
     report.invariants.push(InvariantReport::new(
-        "no node process is left behind",
+        "no node is left behind",
         if left.is_empty() {
             Ok(String::new())
         } else {
@@ -585,9 +711,11 @@ pub fn run(s: &Scenario, o: &RunOptions) -> Result<Report, RunError> {
 }
 
 /// Plays random kills and restarts drawn from `seed`; every fault is a step of the report.
+#[allow(clippy::too_many_arguments)]
 fn chaos(
-    r: &mut Running,
+    r: &mut Fleet,
     o: &RunOptions,
+    book: &mut Book,
     secs: f64,
     every: f64,
     among: &str,
@@ -614,9 +742,9 @@ fn chaos(
     let mut downed: BTreeSet<String> = BTreeSet::new();
     // A fixed number of faults, so the same seed gives the same schedule.
     let rounds = (secs.max(0.0) / every).floor() as usize;
-    let fault = |r: &mut Running, step: Step, node: &str, out: &mut Vec<StepReport>| {
+    let mut fault = |r: &mut Fleet, step: Step, node: &str, out: &mut Vec<StepReport>| {
         let at = t0.elapsed().as_secs_f64();
-        let (action, _, ok, detail) = run_step(r, &Scenario::empty(), o, &step);
+        let (action, _, ok, detail) = run_step(r, &Scenario::empty(), book, &step);
         (o.progress)(&format!(
             "   chaos {action} {node}: {}",
             if ok { "ok" } else { "FAILED" }
@@ -633,7 +761,7 @@ fn chaos(
     for _ in 0..rounds {
         std::thread::sleep(Duration::from_secs_f64(every));
         let node = pool[rng.gen_range(0..pool.len())].clone();
-        if r.children.contains_key(&node) {
+        if r.is_running(&node) {
             downed.insert(node.clone());
             fault(r, Step::Kill { node: node.clone() }, &node, &mut out);
         } else {
@@ -647,7 +775,7 @@ fn chaos(
     out
 }
 
-fn capacity_check(r: &Running) -> Result<String, String> {
+fn capacity_check(r: &Fleet) -> Result<String, String> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -3,6 +3,7 @@
 use super::codec::{self, Event, Limits};
 use super::sasl::{self, Authenticator, Step, NS_SASL};
 use super::stream::{accept_starttls, Upgrade, XmlStream};
+use crate::net::Stream;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use intercloud_actors::element::{Element, NS_CLIENT};
@@ -15,7 +16,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
@@ -207,7 +207,7 @@ async fn open_stream<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Serves one client connection from accept to close.
-pub async fn serve(tcp: TcpStream, peer: SocketAddr, c2s: Arc<C2s>, slot: ConnSlot) {
+pub async fn serve(tcp: Stream, peer: SocketAddr, c2s: Arc<C2s>, slot: ConnSlot) {
     let span = tracing::info_span!("c2s", domain = %c2s.domain(), peer = %peer);
     let Some((s, jid, anonymous)) = negotiate(tcp, &c2s).instrument(span.clone()).await else {
         return;
@@ -237,15 +237,14 @@ async fn fail_none<S: AsyncRead + AsyncWrite + Unpin, T>(
 
 /// Stream negotiation up to binding: the TLS stream and the authenticated account.
 async fn negotiate(
-    tcp: TcpStream,
+    tcp: Stream,
     c2s: &Arc<C2s>,
 ) -> Option<(
-    XmlStream<tokio_rustls::server::TlsStream<TcpStream>>,
+    XmlStream<tokio_rustls::server::TlsStream<Stream>>,
     Jid,
     bool,
 )> {
     let c2s = c2s.clone();
-    let _ = tcp.set_nodelay(true);
     let mut s = XmlStream::new(tcp, c2s.limits);
     let starttls = Element::new("starttls", NS_TLS).child(Element::new("required", NS_TLS));
     open_stream(&mut s, &c2s, &[starttls]).await?;

@@ -4,6 +4,7 @@ use super::c2s::NS_TLS;
 use super::codec::{self, Event, Limits};
 use super::sasl::NS_SASL;
 use super::stream::{WireError, XmlStream};
+use crate::net::{Net, Stream};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use intercloud_actors::element::{Element, NS_CLIENT};
@@ -13,7 +14,6 @@ use intercloud_actors::stanza::NS_BIND;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +38,7 @@ enum AfterAuth<'a> {
 
 /// A logged-in client stream.
 pub struct Client {
-    pub stream: XmlStream<TlsStream<TcpStream>>,
+    pub stream: XmlStream<TlsStream<Stream>>,
     pub jid: Jid,
 }
 
@@ -71,8 +71,22 @@ impl Client {
         password: &str,
         resource: Option<&str>,
     ) -> Result<Client, ClientError> {
+        Client::login_on(&Net::tcp(), addr, domain, pinned, user, password, resource).await
+    }
+
+    /// As `login`, on the network `net` (TCP or an in-process one).
+    pub async fn login_on(
+        net: &Net,
+        addr: SocketAddr,
+        domain: &str,
+        pinned: CertificateDer<'static>,
+        user: &str,
+        password: &str,
+        resource: Option<&str>,
+    ) -> Result<Client, ClientError> {
         let creds = format!("\0{user}\0{password}");
         let (c, _) = Client::login_with(
+            net,
             addr,
             domain,
             pinned,
@@ -98,6 +112,7 @@ impl Client {
     ) -> Result<(Client, Element), ClientError> {
         let creds = format!("\0{user}\0{password}");
         let (c, r) = Client::login_with(
+            &Net::tcp(),
             addr,
             domain,
             pinned,
@@ -129,6 +144,7 @@ impl Client {
         pinned: CertificateDer<'static>,
     ) -> Result<Client, ClientError> {
         let (c, _) = Client::login_with(
+            &Net::tcp(),
             addr,
             domain,
             pinned,
@@ -141,6 +157,7 @@ impl Client {
     }
 
     async fn login_with(
+        net: &Net,
         addr: SocketAddr,
         domain: &str,
         pinned: CertificateDer<'static>,
@@ -154,8 +171,7 @@ impl Client {
             .nth(1)
             .map(|u| String::from_utf8_lossy(u).into_owned())
             .unwrap_or_default();
-        let tcp = TcpStream::connect(addr).await?;
-        tcp.set_nodelay(true)?;
+        let tcp = net.connect(addr).await?;
         let mut s = XmlStream::new(tcp, Limits::default());
         s.send(&header(domain)).await?;
         expect_features(&mut s).await?;

@@ -6,6 +6,7 @@ use super::dialback::{self, NS_DIALBACK, NS_DIALBACK_FEATURE};
 use super::resolve::Resolver;
 use super::sasl::NS_SASL;
 use super::stream::{accept_starttls, Upgrade, WireError, XmlStream};
+use crate::net::{Net, Stream};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use intercloud_actors::element::{Element, NS_CLIENT, NS_SERVER};
@@ -21,7 +22,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
@@ -57,6 +57,8 @@ pub struct S2s {
     pub metrics: S2sMetrics,
     /// Queue and failure counters of the link actors.
     pub link_metrics: Arc<intercloud_actors::link::LinkMetrics>,
+    /// Where links are dialed (TCP, or the in-process network) and under which faults.
+    pub net: Net,
     conns: AtomicUsize,
 }
 
@@ -106,6 +108,7 @@ impl S2s {
         cloud: Arc<Cloud>,
         config: &crate::config::Config,
         directory: Option<Arc<dyn super::resolve::DirectoryLookup>>,
+        net: Net,
     ) -> Result<Arc<S2s>, S2sSetupError> {
         let mut resolver = Resolver::new(
             config.s2s.routes.clone(),
@@ -149,6 +152,7 @@ impl S2s {
             max_connections: l.max_s2s_connections,
             metrics: S2sMetrics::default(),
             link_metrics: Default::default(),
+            net,
             conns: AtomicUsize::new(0),
         }))
     }
@@ -207,7 +211,7 @@ async fn fail<S: AsyncRead + AsyncWrite + Unpin>(
 // ---------------------------------------------------------------- inbound
 
 /// Serves one connection from a peer server.
-pub async fn serve(tcp: TcpStream, peer: SocketAddr, s2s: Arc<S2s>, _slot: InSlot) {
+pub async fn serve(tcp: Stream, peer: SocketAddr, s2s: Arc<S2s>, _slot: InSlot) {
     let span = tracing::info_span!("s2s-in", local = %s2s.domain, remote = tracing::field::Empty, peer = %peer);
     serve_inner(tcp, s2s).instrument(span).await
 }
@@ -284,8 +288,7 @@ async fn open_in<S: AsyncRead + AsyncWrite + Unpin>(
     Some((h, id))
 }
 
-async fn serve_inner(tcp: TcpStream, s2s: Arc<S2s>) {
-    let _ = tcp.set_nodelay(true);
+async fn serve_inner(tcp: Stream, s2s: Arc<S2s>) {
     let mut s = XmlStream::new(tcp, s2s.limits);
     let tls_required = s2s.cfg.tls_required;
     let dialback_ok = s2s.cfg.dialback();
@@ -660,7 +663,18 @@ async fn authenticated_loop<S>(
         let mut e = e;
         to_internal_ns(&mut e);
         s2s.metrics.stanzas_in.fetch_add(1, Ordering::Relaxed);
-        s2s.cloud.router.do_send(Route(e));
+        let lose = e.name == "message"
+            && s2s
+                .net
+                .faults()
+                .map(|f| f.loses_acked(&s2s.domain))
+                .unwrap_or(false);
+        if lose {
+            // A test-only fault: counted as handled, never delivered.
+            tracing::warn!(from = %from, "fault lose_acked: acknowledged message discarded");
+        } else {
+            s2s.cloud.router.do_send(Route(e));
+        }
         if let Some(h) = &mut handled {
             *h = h.wrapping_add(1);
         }
@@ -713,7 +727,7 @@ async fn verify_with_authoritative(
 
 // ---------------------------------------------------------------- outbound
 
-type TlsOut = tokio_rustls::client::TlsStream<TcpStream>;
+type TlsOut = tokio_rustls::client::TlsStream<Stream>;
 
 /// Connects to `remote`, does STARTTLS; returns the stream, the peer's stream
 /// header and its features. With `authenticate`, also authenticates us.
@@ -729,7 +743,7 @@ async fn open_out(
     let mut last = String::new();
     let mut tcp = None;
     for a in &addrs {
-        match TcpStream::connect(a).await {
+        match s2s.net.dial(*a, &s2s.domain, remote).await {
             Ok(t) => {
                 tcp = Some(t);
                 break;
@@ -738,7 +752,6 @@ async fn open_out(
         }
     }
     let tcp = tcp.ok_or(DialError::NotFound(last))?;
-    let _ = tcp.set_nodelay(true);
     let local = s2s.domain.clone();
     let nf = |m: String| DialError::NotFound(m);
     let mut s = XmlStream::new(tcp, s2s.limits);

@@ -32,6 +32,7 @@ pub async fn host_with(
         on_accept: None,
         authority: None,
         zones,
+        faults: None,
     })
     .await
     .unwrap()

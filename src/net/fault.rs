@@ -1,0 +1,649 @@
+//! Faults injected at the transport layer: a table (partition into groups, per-link delay, loss, duplication, bandwidth) that the wrapper of every dialed connection consults. In-process it is set directly; node processes reload it from a file.
+//!
+//! A link is policed by the side that dialed it, in both directions, so a
+//! rule needs no cooperation from the peer. Streams carry bytes, not
+//! packets: a lost chunk breaks its connection (as TCP does when its
+//! retransmissions give up) and the protocols above recover — XEP-0198
+//! resends what was not acknowledged, libp2p redials; a duplicated chunk is
+//! delivered twice.
+
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// What is broken, right now.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FaultTable {
+    /// Groups of domains that reach only each other; domains in no group
+    /// form one more group. Empty: no partition.
+    pub partition: Vec<Vec<String>>,
+    /// Per-link faults; a rule holds for both directions of the link.
+    pub links: Vec<LinkFault>,
+    /// Test only: these domains acknowledge (XEP-0198) the messages they
+    /// receive over s2s and then discard them — it proves the
+    /// acknowledged-loss invariant can fail.
+    pub lose_acked: Vec<String>,
+    /// Which domain listens on which libp2p port (to police libp2p dials).
+    pub p2p_ports: BTreeMap<u16, String>,
+}
+
+/// Faults of the links between `a` and `b` ("*" matches every domain).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LinkFault {
+    pub a: String,
+    pub b: String,
+    /// Each chunk waits this long before it moves on.
+    pub delay_ms: u64,
+    /// Probability that a chunk is lost (and its connection with it).
+    pub loss: f64,
+    /// Probability that a chunk is delivered twice.
+    pub duplicate: f64,
+    /// A slow link: bytes per second (0: unlimited).
+    pub bytes_per_sec: u64,
+}
+
+impl LinkFault {
+    fn active(&self) -> bool {
+        self.delay_ms > 0 || self.loss > 0.0 || self.duplicate > 0.0 || self.bytes_per_sec > 0
+    }
+
+    fn pause(&self, n: usize) -> Duration {
+        let slow = (n as u64 * 1_000_000)
+            .checked_div(self.bytes_per_sec)
+            .unwrap_or(0);
+        Duration::from_millis(self.delay_ms) + Duration::from_micros(slow)
+    }
+
+    fn matches(&self, x: &str, y: &str) -> bool {
+        let m = |p: &str, d: &str| p == "*" || p.eq_ignore_ascii_case(d);
+        (m(&self.a, x) && m(&self.b, y)) || (m(&self.a, y) && m(&self.b, x))
+    }
+}
+
+impl FaultTable {
+    fn group(&self, d: &str) -> usize {
+        self.partition
+            .iter()
+            .position(|g| g.iter().any(|x| x.eq_ignore_ascii_case(d)))
+            .unwrap_or(self.partition.len())
+    }
+
+    /// Whether a partition separates `a` from `b`.
+    pub fn blocked(&self, a: &str, b: &str) -> bool {
+        !self.partition.is_empty() && self.group(a) != self.group(b)
+    }
+
+    /// The faults of the link between `a` and `b`: the worst of every rule that matches it.
+    pub fn link(&self, a: &str, b: &str) -> LinkFault {
+        let mut out = LinkFault::default();
+        for r in self.links.iter().filter(|r| r.matches(a, b)) {
+            out.delay_ms = out.delay_ms.max(r.delay_ms);
+            out.loss = out.loss.max(r.loss);
+            out.duplicate = out.duplicate.max(r.duplicate);
+            if r.bytes_per_sec > 0
+                && (out.bytes_per_sec == 0 || r.bytes_per_sec < out.bytes_per_sec)
+            {
+                out.bytes_per_sec = r.bytes_per_sec;
+            }
+        }
+        out
+    }
+}
+
+/// What the wrappers did, for the report.
+#[derive(Default, Debug, Clone, Copy, Serialize)]
+pub struct FaultCounts {
+    pub refused: u64,
+    pub cut: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub delayed: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    refused: AtomicU64,
+    cut: AtomicU64,
+    lost: AtomicU64,
+    duplicated: AtomicU64,
+    delayed: AtomicU64,
+}
+
+/// The fault table of a node (or of a whole in-process federation), shared by its connections.
+pub struct Faults {
+    table: RwLock<FaultTable>,
+    epoch: AtomicU64,
+    wakers: Mutex<HashMap<u64, Waker>>,
+    next: AtomicU64,
+    rng: Mutex<rand::rngs::StdRng>,
+    counters: Counters,
+}
+
+impl Faults {
+    pub fn new(seed: u64) -> Arc<Faults> {
+        Arc::new(Faults {
+            table: RwLock::new(FaultTable::default()),
+            epoch: AtomicU64::new(1),
+            wakers: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(1),
+            rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)),
+            counters: Counters::default(),
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, FaultTable> {
+        self.table.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replaces the table; every connection re-reads it at once (a partition cuts the links it separates).
+    pub fn set(&self, t: FaultTable) {
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = t;
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let wakers: Vec<Waker> = self
+            .wakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, w)| w)
+            .collect();
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    pub fn table(&self) -> FaultTable {
+        self.read().clone()
+    }
+
+    /// Whether `local` may not dial `remote` now (counted as a refusal).
+    pub fn blocked(&self, local: &str, remote: &str) -> bool {
+        let b = self.read().blocked(local, remote);
+        if b {
+            self.counters.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(local, remote, "fault: partitioned, connection refused");
+        }
+        b
+    }
+
+    /// Test only: whether `domain` loses the messages it acknowledges.
+    pub fn loses_acked(&self, domain: &str) -> bool {
+        self.read()
+            .lose_acked
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
+    }
+
+    /// The domain listening on libp2p port `port`.
+    pub fn domain_of_p2p_port(&self, port: u16) -> Option<String> {
+        self.read().p2p_ports.get(&port).cloned()
+    }
+
+    pub fn counts(&self) -> FaultCounts {
+        let c = &self.counters;
+        FaultCounts {
+            refused: c.refused.load(Ordering::Relaxed),
+            cut: c.cut.load(Ordering::Relaxed),
+            lost: c.lost.load(Ordering::Relaxed),
+            duplicated: c.duplicated.load(Ordering::Relaxed),
+            delayed: c.delayed.load(Ordering::Relaxed),
+        }
+    }
+
+    fn roll(&self, p: f64) -> bool {
+        p > 0.0
+            && self
+                .rng
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .gen::<f64>()
+                < p
+    }
+
+    /// Keeps the table equal to the JSON file at `path` (absent: no faults),
+    /// checking every `every`; stops when the last handle is dropped.
+    pub fn watch_file(self: &Arc<Self>, path: PathBuf, every: Duration) {
+        let weak: Weak<Faults> = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("faults".into())
+            .spawn(move || {
+                let mut seen: Option<SystemTime> = None;
+                loop {
+                    let Some(f) = weak.upgrade() else { return };
+                    let m = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+                    if m != seen {
+                        seen = m;
+                        let t = match std::fs::read_to_string(&path) {
+                            Ok(text) => match serde_json::from_str::<FaultTable>(&text) {
+                                Ok(t) => Some(t),
+                                Err(e) => {
+                                    tracing::warn!(file = %path.display(), error = %e, "unreadable fault table; keeping the last one");
+                                    None
+                                }
+                            },
+                            Err(_) => Some(FaultTable::default()),
+                        };
+                        if let Some(t) = t {
+                            if t != f.table() {
+                                tracing::info!(file = %path.display(), partition = ?t.partition, links = t.links.len(), "fault table changed");
+                                f.set(t);
+                            }
+                        }
+                    }
+                    drop(f);
+                    std::thread::sleep(every);
+                }
+            })
+            .ok();
+    }
+}
+
+/// A dialed connection under the fault table (tokio I/O).
+pub struct Faulty<S> {
+    inner: S,
+    faults: Arc<Faults>,
+    local: String,
+    remote: String,
+    id: u64,
+    epoch: u64,
+    link: LinkFault,
+    cut: bool,
+    wsleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    wdelayed: bool,
+    dup: Option<(Vec<u8>, usize)>,
+    rbuf: Vec<u8>,
+    rpos: usize,
+    rsleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+fn reset(remote: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionReset,
+        format!("fault: link to {remote} cut"),
+    )
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Faulty<S> {
+    pub fn new(inner: S, faults: Arc<Faults>, local: &str, remote: &str) -> Faulty<S> {
+        let id = faults.next.fetch_add(1, Ordering::Relaxed);
+        // Dialed across a partition (libp2p, which cannot be refused before
+        // it connects): born cut, counted as a refusal.
+        let cut = faults.read().blocked(local, remote);
+        if cut {
+            faults.counters.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        Faulty {
+            inner,
+            faults,
+            local: local.to_string(),
+            remote: remote.to_string(),
+            id,
+            epoch: 0,
+            link: LinkFault::default(),
+            cut,
+            wsleep: None,
+            wdelayed: false,
+            dup: None,
+            rbuf: Vec::new(),
+            rpos: 0,
+            rsleep: None,
+        }
+    }
+
+    fn refresh(&mut self, cx: &mut Context<'_>) {
+        let e = self.faults.epoch.load(Ordering::SeqCst);
+        if e != self.epoch {
+            self.epoch = e;
+            let t = self.faults.read();
+            if !self.cut && t.blocked(&self.local, &self.remote) {
+                self.cut = true;
+                self.faults.counters.cut.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(local = %self.local, remote = %self.remote, "fault: partition cuts the link");
+            }
+            self.link = t.link(&self.local, &self.remote);
+        }
+        if self.cut {
+            let _ = Pin::new(&mut self.inner).poll_shutdown(cx);
+        }
+    }
+
+    fn lose(&mut self, cx: &mut Context<'_>) {
+        self.cut = true;
+        self.faults.counters.lost.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(local = %self.local, remote = %self.remote, "fault: chunk lost, connection broken");
+        let _ = Pin::new(&mut self.inner).poll_shutdown(cx);
+    }
+
+    fn flush_dup(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some((d, pos)) = &mut self.dup {
+            if *pos >= d.len() {
+                self.dup = None;
+                break;
+            }
+            let n = match Pin::new(&mut self.inner).poll_write(cx, &d[*pos..]) {
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            };
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *pos += n;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S> Drop for Faulty<S> {
+    fn drop(&mut self) {
+        self.faults
+            .wakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Faulty<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.refresh(cx);
+        if this.cut {
+            return Poll::Ready(Err(reset(&this.remote)));
+        }
+        match this.flush_dup(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+        if !this.link.active() {
+            return Pin::new(&mut this.inner).poll_write(cx, buf);
+        }
+        let pause = this.link.pause(buf.len());
+        if !pause.is_zero() && !this.wdelayed {
+            let s = this
+                .wsleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(pause)));
+            if s.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.wsleep = None;
+            this.wdelayed = true;
+            this.faults.counters.delayed.fetch_add(1, Ordering::Relaxed);
+        }
+        if this.faults.roll(this.link.loss) {
+            this.wdelayed = false;
+            this.lose(cx);
+            return Poll::Ready(Ok(buf.len()));
+        }
+        let n = match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => n,
+            other => return other,
+        };
+        this.wdelayed = false;
+        if n == buf.len() && this.faults.roll(this.link.duplicate) {
+            this.faults
+                .counters
+                .duplicated
+                .fetch_add(1, Ordering::Relaxed);
+            this.dup = Some((buf.to_vec(), 0));
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.refresh(cx);
+        if this.cut {
+            return Poll::Ready(Err(reset(&this.remote)));
+        }
+        match this.flush_dup(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_flush(cx),
+            other => other,
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Faulty<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.refresh(cx);
+        if this.cut {
+            return Poll::Ready(Err(reset(&this.remote)));
+        }
+        // A partition set while this read waits must wake it.
+        this.faults
+            .wakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(this.id, cx.waker().clone());
+        if this.rpos >= this.rbuf.len() {
+            if !this.link.active() {
+                return Pin::new(&mut this.inner).poll_read(cx, buf);
+            }
+            let mut tmp = vec![0u8; 16 * 1024];
+            let mut rb = ReadBuf::new(&mut tmp);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {}
+                other => return other,
+            }
+            let n = rb.filled().len();
+            if n == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            if this.faults.roll(this.link.loss) {
+                this.lose(cx);
+                return Poll::Ready(Err(reset(&this.remote)));
+            }
+            this.rbuf = rb.filled().to_vec();
+            this.rpos = 0;
+            if this.faults.roll(this.link.duplicate) {
+                this.faults
+                    .counters
+                    .duplicated
+                    .fetch_add(1, Ordering::Relaxed);
+                this.rbuf.extend_from_slice(&tmp[..n]);
+            }
+            let pause = this.link.pause(n);
+            if !pause.is_zero() {
+                this.faults.counters.delayed.fetch_add(1, Ordering::Relaxed);
+                this.rsleep = Some(Box::pin(tokio::time::sleep(pause)));
+            }
+        }
+        if let Some(s) = &mut this.rsleep {
+            if s.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.rsleep = None;
+        }
+        let n = (this.rbuf.len() - this.rpos).min(buf.remaining());
+        buf.put_slice(&this.rbuf[this.rpos..this.rpos + n]);
+        this.rpos += n;
+        if this.rpos >= this.rbuf.len() {
+            this.rbuf = Vec::new();
+            this.rpos = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_groups_and_rest() {
+        let t = FaultTable {
+            partition: vec![vec!["a".into(), "b".into()], vec!["c".into()]],
+            ..Default::default()
+        };
+        assert!(!t.blocked("a", "b"));
+        assert!(t.blocked("a", "c"));
+        assert!(t.blocked("a", "d"));
+        assert!(!t.blocked("d", "e"));
+        assert!(!FaultTable::default().blocked("a", "z"));
+    }
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_partition_cuts_a_waiting_connection_and_heal_lets_new_ones_through() {
+        rt().block_on(async {
+            let f = Faults::new(1);
+            let (a, mut b) = tokio::io::duplex(1024);
+            let mut a = Faulty::new(a, f.clone(), "x.test", "y.test");
+            a.write_all(b"hello").await.unwrap();
+            let mut buf = [0u8; 5];
+            b.read_exact(&mut buf).await.unwrap();
+            // A read waits on the dialer's side; the partition must wake and end it.
+            let waiting = tokio::spawn(async move {
+                let mut one = [0u8; 1];
+                a.read(&mut one).await
+            });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            f.set(FaultTable {
+                partition: vec![vec!["x.test".into()]],
+                ..Default::default()
+            });
+            let r = tokio::time::timeout(Duration::from_secs(2), waiting)
+                .await
+                .expect("the read was woken")
+                .unwrap();
+            assert_eq!(r.unwrap_err().kind(), io::ErrorKind::ConnectionReset);
+            // The peer sees the connection end.
+            let mut rest = Vec::new();
+            let n = tokio::time::timeout(Duration::from_secs(2), b.read_to_end(&mut rest))
+                .await
+                .expect("eof")
+                .unwrap_or(0);
+            assert_eq!(n, 0);
+            assert!(f.blocked("x.test", "y.test"));
+            f.set(FaultTable::default());
+            assert!(!f.blocked("x.test", "y.test"));
+            assert_eq!(f.counts().cut, 1);
+        });
+    }
+
+    #[test]
+    fn delay_holds_each_chunk_and_loss_breaks_the_connection() {
+        rt().block_on(async {
+            let f = Faults::new(1);
+            f.set(FaultTable {
+                links: vec![LinkFault {
+                    a: "x.test".into(),
+                    b: "*".into(),
+                    delay_ms: 60,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+            let (a, mut b) = tokio::io::duplex(1024);
+            let mut a = Faulty::new(a, f.clone(), "x.test", "y.test");
+            let t0 = std::time::Instant::now();
+            a.write_all(b"ping").await.unwrap();
+            let mut buf = [0u8; 4];
+            b.read_exact(&mut buf).await.unwrap();
+            assert!(t0.elapsed() >= Duration::from_millis(60));
+            // Answers to the dialer are held too.
+            let t1 = std::time::Instant::now();
+            b.write_all(b"pong").await.unwrap();
+            a.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"pong");
+            assert!(t1.elapsed() >= Duration::from_millis(60));
+            f.set(FaultTable {
+                links: vec![LinkFault {
+                    a: "*".into(),
+                    b: "*".into(),
+                    loss: 1.0,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+            // The chunk is swallowed and the connection is broken.
+            a.write_all(b"lost").await.unwrap();
+            assert!(a.write_all(b"more").await.is_err());
+            let mut rest = Vec::new();
+            let _ = b.read_to_end(&mut rest).await;
+            assert!(rest.is_empty());
+            assert_eq!(f.counts().lost, 1);
+        });
+    }
+
+    #[test]
+    fn duplication_delivers_a_chunk_twice() {
+        rt().block_on(async {
+            let f = Faults::new(1);
+            f.set(FaultTable {
+                links: vec![LinkFault {
+                    a: "*".into(),
+                    b: "*".into(),
+                    duplicate: 1.0,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+            let (a, mut b) = tokio::io::duplex(1024);
+            let mut a = Faulty::new(a, f.clone(), "x.test", "y.test");
+            a.write_all(b"<m/>").await.unwrap();
+            a.flush().await.unwrap();
+            let mut buf = [0u8; 8];
+            b.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"<m/><m/>");
+        });
+    }
+
+    #[test]
+    fn link_rules_are_symmetric_and_the_worst_wins() {
+        let t = FaultTable {
+            links: vec![
+                LinkFault {
+                    a: "x".into(),
+                    b: "*".into(),
+                    delay_ms: 5,
+                    ..Default::default()
+                },
+                LinkFault {
+                    a: "y".into(),
+                    b: "x".into(),
+                    delay_ms: 20,
+                    bytes_per_sec: 1000,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(t.link("x", "y").delay_ms, 20);
+        assert_eq!(t.link("x", "y").bytes_per_sec, 1000);
+        assert_eq!(t.link("z", "x").delay_ms, 5);
+        assert!(!t.link("z", "w").active());
+    }
+}
