@@ -1,4 +1,4 @@
-//! The README's main-job command: `intercloud demo` runs the paper's story through a local federation of node processes; `demo --one-node` the dialog through one node.
+//! The README's main-job command: `intercloud demo` runs the paper's story through a local federation in-process (`--processes`: node processes); `demo --one-node` the dialog through one node.
 
 mod common;
 
@@ -33,6 +33,16 @@ fn demo_runs_the_papers_story_through_a_federation() {
     );
     assert!(out.contains("Cloud 1, please go ahead"), "{out}");
     assert!(out.contains("matchingClouds: cloud2, cloud5"), "{out}");
+    assert!(out.contains("ended cloud5.test"), "{out}");
+        assert!(out.contains("demo complete"), "{out}");
+    assert!(out.contains("in-memory network"), "{out}");
+    assert!(!out.contains("BROKEN"), "{out}");
+}
+
+#[test]
+fn demo_runs_the_papers_story_with_node_processes() {
+    let out = common::cli(&["demo", "--processes"]);
+    assert!(out.contains("each a node process on loopback TCP"), "{out}");
     assert!(out.contains("ended cloud5.test"), "{out}");
     assert!(out.contains("demo complete"), "{out}");
     assert!(!out.contains("BROKEN"), "{out}");
