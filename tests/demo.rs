@@ -34,7 +34,7 @@ fn demo_runs_the_papers_story_through_a_federation() {
     assert!(out.contains("Cloud 1, please go ahead"), "{out}");
     assert!(out.contains("matchingClouds: cloud2, cloud5"), "{out}");
     assert!(out.contains("ended cloud5.test"), "{out}");
-        assert!(out.contains("demo complete"), "{out}");
+    assert!(out.contains("demo complete"), "{out}");
     assert!(out.contains("in-memory network"), "{out}");
     assert!(!out.contains("BROKEN"), "{out}");
 }

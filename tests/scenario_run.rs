@@ -114,7 +114,7 @@ fn partition_heal(mode: &str) {
     assert!(detail(9).contains("50 delivered"), "{text}");
     let lossy = detail(13);
     assert!(lossy.contains("100 acknowledged"), "{text}");
-        if mode == "in-process" {
+    if mode == "in-process" {
         // The runner shares the nodes' fault table and its counters.
         assert!(text.contains("faults injected"), "{text}");
     }

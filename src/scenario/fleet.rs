@@ -164,8 +164,9 @@ impl Fleet {
         }
     }
 
-    /// Starts every node, roots first.
-    pub fn start_all(&mut self) -> Result<(), String> {
+    /// Starts every node, roots first; clouds in waves of `wave` (0: all at
+    /// once), each wave once the one before has enrolled (or 20 s passed).
+    pub fn start_all(&mut self, wave: usize) -> Result<(), String> {
         match self.mode {
             Mode::Processes => {
                 let children =
@@ -175,21 +176,45 @@ impl Fleet {
                 }
             }
             Mode::InProcess => {
-                self.members.sort_by_key(|m| !m.is_root());
+                // Roots, then exchanges and other services, then clouds.
+                self.members.sort_by_key(|m| {
+                    if m.is_root() {
+                        0
+                    } else if m.roles.iter().any(|r| r != "cloud") {
+                        1
+                    } else {
+                        2
+                    }
+                });
                 let domains: Vec<String> = self.members.iter().map(|m| m.domain.clone()).collect();
                 let roots = self.members.iter().filter(|m| m.is_root()).count();
-                for (i, d) in domains.iter().enumerate() {
+                let services = self
+                    .members
+                    .iter()
+                    .filter(|m| m.roles.iter().any(|r| r != "cloud"))
+                    .count();
+                let wave = if wave == 0 { domains.len() } else { wave };
+                // The others bootstrap from the roots: those listen first.
+                for d in &domains[..roots] {
                     self.start(d)?;
-                    // The others bootstrap from the roots: those listen first.
-                    if i + 1 == roots {
-                        for r in &domains[..roots] {
-                            let m = self.member(r).clone();
-                            let t0 = std::time::Instant::now();
-                            while !self.listening(&m) && t0.elapsed() < Duration::from_secs(20) {
-                                std::thread::sleep(Duration::from_millis(20));
-                            }
-                        }
+                }
+                self.wait_for(&domains[..roots], |f, m| f.listening(m));
+                let mut from = roots;
+                while from < domains.len() {
+                    let upto = if from < services {
+                        services
+                    } else {
+                        (from + wave).min(domains.len())
+                    };
+                    for d in &domains[from..upto] {
+                        self.start(d)?;
                     }
+                    if upto < domains.len() && wave < domains.len() {
+                        self.wait_for(&domains[from..upto], |_, m| {
+                            m.dir.join("data/tls/enrolled-cert.pem").exists()
+                        });
+                    }
+                    from = upto;
                 }
             }
         }
@@ -240,6 +265,17 @@ impl Fleet {
         };
         self.procs.insert(d.to_string(), p);
         Ok(())
+    }
+
+    /// Waits (at most 20 s) until `ok` holds for every node of `domains`.
+    fn wait_for(&self, domains: &[String], ok: impl Fn(&Fleet, &Member) -> bool) {
+        let t0 = std::time::Instant::now();
+        for d in domains {
+            let m = self.member(d).clone();
+            while !ok(self, &m) && t0.elapsed() < Duration::from_secs(20) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
 
     /// Kills (as SIGKILL) or stops (as SIGTERM, waiting) one node.

@@ -1,6 +1,8 @@
 //! Scenario files: a federation, a timeline of steps and faults, invariants, and a report (`intercloud scenario run`).
 
 pub mod fleet;
+pub mod flow;
+pub mod generate;
 pub mod model;
 pub mod report;
 pub mod run;

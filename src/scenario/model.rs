@@ -58,6 +58,20 @@ pub struct FederationSpec {
     /// Seconds to wait for the federation to converge at start.
     #[serde(default = "sixty")]
     pub start_timeout_secs: u64,
+    /// Descriptions drawn from distributions (with a seed) for clouds that
+    /// have no Turtle file in `resources`.
+    #[serde(default)]
+    pub generate: Option<super::generate::GenerateSpec>,
+    /// Clouds join in waves of this many, each wave once the one before has
+    /// enrolled (0: all at once) — as clouds join a real federation, and so
+    /// a thousand in-process clouds do not all handshake with the roots at
+    /// the same instant.
+    #[serde(default)]
+    pub join_wave: usize,
+    /// `[gateway] max_peers` of every node: how many gateways of clouds
+    /// sharing its exchange a gateway subscribes to.
+    #[serde(default)]
+    pub gateway_max_peers: Option<usize>,
 }
 
 fn one() -> usize {
@@ -137,6 +151,22 @@ pub enum Step {
         #[serde(default = "thirty")]
         within_secs: u64,
     },
+    /// The paper's flow on every running cloud of `among` at once
+    /// (`concurrency` at a time): `intercloud negotiate` — query its
+    /// exchange, check the matches' presence, propose to the first available.
+    /// Each answer must equal the oracle computed from the drawn
+    /// descriptions (`[federation.generate]`); every cloud with a match must
+    /// reach an agreement.
+    Flow {
+        #[serde(default = "clouds_word")]
+        among: String,
+        service: String,
+        #[serde(default = "one_u64")]
+        amount: u64,
+        constraints: PathBuf,
+        #[serde(default = "eight")]
+        concurrency: usize,
+    },
     /// Split the federation: nodes reach only the nodes of their group
     /// (nodes in no group form one more). Links across are cut at once and
     /// redials refused, at the transport layer (s2s and libp2p).
@@ -180,6 +210,10 @@ pub enum Step {
         #[serde(default = "thirty")]
         within_secs: u64,
     },
+}
+
+fn eight() -> usize {
+    8
 }
 
 fn hundred() -> u64 {
@@ -250,6 +284,9 @@ impl Scenario {
                 offers: Vec::new(),
                 clouds_spec: Vec::new(),
                 start_timeout_secs: 60,
+                join_wave: 0,
+                generate: None,
+                gateway_max_peers: None,
             },
             steps: Vec::new(),
             invariants: Invariants::default(),
@@ -344,6 +381,25 @@ impl Scenario {
                     }
                 }
                 Step::LoseAcked { node } => known(node, "lose_acked")?,
+                Step::Flow {
+                    among, concurrency, ..
+                } => {
+                    if !["clouds", "all"].contains(&among.as_str()) {
+                        return Err(ModelError::Invalid(format!(
+                            "flow.among: {among:?} (clouds, all)"
+                        )));
+                    }
+                    if *concurrency == 0 {
+                        return Err(ModelError::Invalid(
+                            "flow.concurrency must be positive".into(),
+                        ));
+                    }
+                    if self.federation.generate.is_none() {
+                        return Err(ModelError::Invalid(
+                            "flow checks answers against drawn descriptions: it needs [federation.generate]".into(),
+                        ));
+                    }
+                }
                 Step::Messages { from, to, rate, .. } => {
                     known(from, "messages")?;
                     known(to, "messages")?;

@@ -55,6 +55,8 @@ pub struct Report {
     pub steps: Vec<StepReport>,
     pub invariants: Vec<InvariantReport>,
     pub topology: Vec<TopoNode>,
+    /// In-process runs: the peak resident memory of the process (every node), KiB.
+    pub peak_rss_kib: Option<u64>,
     /// Every step did what it expected and every invariant held.
     pub passed: bool,
 }
@@ -70,6 +72,7 @@ impl Report {
             steps: Vec::new(),
             invariants: Vec::new(),
             topology: Vec::new(),
+            peak_rss_kib: None,
             passed: false,
         }
     }
@@ -91,6 +94,12 @@ impl Report {
         );
         if let Some(c) = self.converged_secs {
             s += &format!("  federation converged in {c:.1} s\n");
+        }
+        if let Some(k) = self.peak_rss_kib {
+            s += &format!(
+                "  peak memory of the process (every node): {:.0} MiB\n",
+                k as f64 / 1024.0
+            );
         }
         for st in &self.steps {
             s += &format!(

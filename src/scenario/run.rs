@@ -1,6 +1,7 @@
 //! Runs a scenario, with node processes or in-process nodes (`fleet`): builds the federation (`federation` module), plays the timeline step by step — faults through the transport-layer fault table — checks the invariants, stops every node, and reports.
 
 use super::fleet::{Fleet, Mode};
+use super::generate::Drawn;
 use super::model::{Scenario, Step};
 use super::report::{InvariantReport, Report, StepReport};
 use super::traffic::Tally;
@@ -77,13 +78,33 @@ fn turtle_files(p: &Path) -> Result<Vec<(String, PathBuf)>, RunError> {
 }
 
 /// Builds the federation the scenario describes under `dir`.
-fn build(s: &Scenario, dir: &Path) -> Result<Vec<Member>, RunError> {
+/// A drawn cloud and the exchange it publishes to.
+type DrawnMap = HashMap<String, (Drawn, String)>;
+
+fn build(s: &Scenario, dir: &Path, seed: u64) -> Result<(Vec<Member>, DrawnMap), RunError> {
     let f = &s.federation;
     let members = fed::generate(dir, f.roots, f.exchanges, f.clouds)?;
     let resources: HashMap<String, PathBuf> = match &f.resources {
         Some(r) => turtle_files(&s.path(r))?.into_iter().collect(),
         None => HashMap::new(),
     };
+    // Clouds without a file get a description drawn from the distributions.
+    let mut drawn: HashMap<String, Drawn> = match &f.generate {
+        Some(spec) => {
+            let without: Vec<String> = members
+                .iter()
+                .filter(|m| m.roles.iter().all(|r| r == "cloud"))
+                .filter(|m| !resources.contains_key(&m.domain))
+                .map(|m| m.domain.clone())
+                .collect();
+            super::generate::draw(spec, &without, seed)
+                .into_iter()
+                .map(|d| (d.domain.clone(), d))
+                .collect()
+        }
+        None => HashMap::new(),
+    };
+    let mut placed = DrawnMap::new();
     let faults_file = dir.join("faults.json");
     for m in &members {
         let cfg = m.config_path();
@@ -99,13 +120,24 @@ fn build(s: &Scenario, dir: &Path) -> Result<Vec<Member>, RunError> {
         let is_cloud_only = m.roles.iter().all(|r| r == "cloud");
         if is_cloud_only {
             let c = Config::load(&cfg).map_err(|e| RunError::Setup(e.to_string()))?;
-            if let (Some(src), Some(ex)) =
-                (resources.get(&m.domain), c.negotiation.exchanges.first())
-            {
-                std::fs::copy(src, m.dir.join("resources.ttl"))
-                    .map_err(|e| RunError::Setup(format!("{}: {e}", src.display())))?;
-                fed::edit(&cfg, "resources = \"\"", "resources = \"resources.ttl\"")?;
-                fed::edit(&cfg, "publish_to = []", &format!("publish_to = [\"{ex}\"]"))?;
+            if let Some(ex) = c.negotiation.exchanges.first() {
+                let target = m.dir.join("resources.ttl");
+                let wrote = if let Some(src) = resources.get(&m.domain) {
+                    std::fs::copy(src, &target)
+                        .map_err(|e| RunError::Setup(format!("{}: {e}", src.display())))?;
+                    true
+                } else if let Some(d) = drawn.remove(&m.domain) {
+                    std::fs::write(&target, super::generate::turtle(&d))
+                        .map_err(|e| RunError::Setup(format!("{}: {e}", target.display())))?;
+                    placed.insert(m.domain.clone(), (d, ex.clone()));
+                    true
+                } else {
+                    false
+                };
+                if wrote {
+                    fed::edit(&cfg, "resources = \"\"", "resources = \"resources.ttl\"")?;
+                    fed::edit(&cfg, "publish_to = []", &format!("publish_to = [\"{ex}\"]"))?;
+                }
             }
             let offers = f
                 .clouds_spec
@@ -116,6 +148,9 @@ fn build(s: &Scenario, dir: &Path) -> Result<Vec<Member>, RunError> {
             if !offers.is_empty() {
                 fed::edit(&cfg, "offers = []", &offers_toml(&offers))?;
             }
+        }
+        if let Some(n) = f.gateway_max_peers {
+            fed::edit(&cfg, "max_peers = 256", &format!("max_peers = {n}"))?;
         }
         if m.roles.iter().any(|r| r == "exchange") {
             let c = Config::load(&cfg).map_err(|e| RunError::Setup(e.to_string()))?;
@@ -135,7 +170,7 @@ fn build(s: &Scenario, dir: &Path) -> Result<Vec<Member>, RunError> {
             }
         }
     }
-    Ok(members)
+    Ok((members, placed))
 }
 
 /// Every running root's zone, as a set of records.
@@ -241,6 +276,9 @@ fn query(
 /// What the run keeps besides the fleet: faults in force, message tallies.
 #[derive(Default)]
 struct Book {
+    drawn: DrawnMap,
+    /// Flow answers that differ from the oracle.
+    oracle_misses: Vec<String>,
     faults: FaultTable,
     streams: Vec<(usize, String, Tally)>,
     step: usize,
@@ -392,6 +430,79 @@ fn run_step(
             };
             ("start".into(), node.clone(), ok, d)
         }
+        Step::Flow {
+            among,
+            service,
+            amount,
+            constraints,
+            concurrency,
+        } => {
+            let res = (|| -> Result<(bool, String), String> {
+                let text =
+                    std::fs::read_to_string(s.path(constraints)).map_err(|e| e.to_string())?;
+                let cs = crate::xmpp::codec::parse_stanza(&text, "jabber:client")
+                    .ok_or("the constraints file is not one XML element")
+                    .and_then(|e| {
+                        intercloud_actors::catalog::constraints::parse(&e)
+                            .map_err(|_| "no constraints in the file")
+                    })?;
+                let mut jobs = Vec::new();
+                for m in r.running_members() {
+                    let cloud_only = m.roles.iter().all(|x| x == "cloud");
+                    if among == "clouds" && !cloud_only {
+                        continue;
+                    }
+                    let oracle = book.drawn.get(&m.domain).and_then(|(_, ex)| {
+                        let peers: Vec<&Drawn> = book
+                            .drawn
+                            .iter()
+                            .filter(|(d, (_, e))| e == ex && **d != m.domain)
+                            .map(|(_, (x, _))| x)
+                            .collect();
+                        super::generate::oracle(&peers, &cs)
+                    });
+                    jobs.push(super::flow::Job {
+                        config: r.config(&m.domain)?,
+                        oracle,
+                    });
+                }
+                let ask = crate::negotiate::Ask {
+                    service: service.clone(),
+                    protocol: "AMQP".into(),
+                    transport: "UDT".into(),
+                    amount: *amount,
+                    unit: "GB".into(),
+                    duration_secs: 0,
+                    min_amount: None,
+                    terms: String::new(),
+                };
+                let o = super::flow::run(&r.client_net(), jobs, &ask, &text, *concurrency);
+                let mut d = format!(
+                    "{} clouds in {:.1} s (per cloud p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms): {} agreed, {} offline, {} without a match, {} failed, {} answers differ from the oracle",
+                    o.clouds,
+                    o.total.as_secs_f64(),
+                    o.percentile(0.5).as_secs_f64() * 1e3,
+                    o.percentile(0.95).as_secs_f64() * 1e3,
+                    o.percentile(1.0).as_secs_f64() * 1e3,
+                    o.agreed,
+                    o.offline,
+                    o.no_match,
+                    o.failed.len(),
+                    o.mismatched.len()
+                );
+                for e in o.mismatched.iter().chain(o.failed.iter()).take(10) {
+                    d.push_str(&format!("\n           | {e}"));
+                }
+                book.oracle_misses
+                    .extend(o.mismatched.iter().map(|m| format!("flow: {m}")));
+                Ok((o.failed.is_empty() && o.mismatched.is_empty(), d))
+            })();
+            let (ok, d) = match res {
+                Ok(x) => x,
+                Err(e) => (false, e),
+            };
+            ("flow".into(), among.clone(), ok, d)
+        }
         Step::Partition { groups } => {
             book.faults.partition = groups.clone();
             let res = r.set_faults(book.faults.clone());
@@ -530,11 +641,16 @@ pub fn run(s: &Scenario, o: &RunOptions) -> Result<Report, RunError> {
         s.domains().len(),
         dir.display()
     ));
-    let members = build(s, &dir)?;
+    let (members, drawn) = build(s, &dir, o.seed)?;
     let mut r = Fleet::new(o.mode, members, &dir, &o.bin, o.seed);
-    r.start_all().map_err(RunError::Setup)?;
+    let started = Instant::now();
+    r.start_all(s.federation.join_wave)
+        .map_err(RunError::Setup)?;
     fed::save(&dir, &r.members)?;
-    let mut book = Book::default();
+    let mut book = Book {
+        drawn,
+        ..Default::default()
+    };
     let mut report = Report::new(&s.name, o.mode.name(), o.seed);
     for m in &r.members {
         let exchange = Config::load(&m.config_path())
@@ -551,9 +667,14 @@ pub fn run(s: &Scenario, o: &RunOptions) -> Result<Report, RunError> {
         let h = r.health(&r.members);
         fed::converged(&r.members, &h)
     });
+    // From the first node's start: joining in waves is part of converging.
+    let conv = conv.map(|_| started.elapsed());
     report.converged_secs = conv.as_ref().ok().map(|d| d.as_secs_f64());
     (o.progress)(&match &conv {
-        Ok(d) => format!("federation converged in {:.1} s", d.as_secs_f64()),
+        Ok(d) => format!(
+            "federation converged in {:.1} s after the first node started",
+            d.as_secs_f64()
+        ),
         Err(e) => format!("federation did not converge: {e}"),
     });
     if let Err(e) = conv {
@@ -679,16 +800,18 @@ pub fn run(s: &Scenario, o: &RunOptions) -> Result<Report, RunError> {
             .iter()
             .filter(|x| x.action == "query")
             .collect();
-        if !queries.is_empty() {
-            let bad: Vec<String> = queries
+        let flows = report.steps.iter().filter(|x| x.action == "flow").count();
+        if !queries.is_empty() || flows > 0 {
+            let mut bad: Vec<String> = queries
                 .iter()
                 .filter(|q| !q.ok)
                 .map(|q| format!("step {}: {}", q.index, q.detail))
                 .collect();
+            bad.extend(book.oracle_misses.iter().take(20).cloned());
             report.invariants.push(InvariantReport::new(
                 "every query's answer equals the oracle from the scenario's data",
                 if bad.is_empty() {
-                    Ok(format!("{} queries", queries.len()))
+                    Ok(format!("{} queries, {flows} flow steps", queries.len()))
                 } else {
                     Err(bad.join("; "))
                 },
@@ -706,6 +829,16 @@ pub fn run(s: &Scenario, o: &RunOptions) -> Result<Report, RunError> {
         },
     ));
     report.duration_secs = t0.elapsed().as_secs_f64();
+    if o.mode == Mode::InProcess {
+        report.peak_rss_kib = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|k| k.parse().ok())
+            });
+    }
     report.finish();
     Ok(report)
 }
