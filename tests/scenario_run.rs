@@ -284,3 +284,67 @@ expect = ["cloud5", "cloud2"]
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_scale_scenario_scaled_down_runs_the_flow_on_every_cloud_against_the_oracle() {
+    // scale-1000.toml itself is a benchmark (docs/benchmarks.md); the same
+    // file with 40 clouds and 2 exchanges checks what it does.
+    let dir = common::temp_dir("scenario-scale");
+    let text = std::fs::read_to_string(common::repo().join("scenarios/scale-1000.toml"))
+        .unwrap()
+        .replace("clouds = 1000", "clouds = 40")
+        .replace("exchanges = 10", "exchanges = 2")
+        .replace("count = 100", "count = 20")
+        .replace("exchange10.test", "exchange2.test")
+        .replace("join_wave = 100", "join_wave = 20")
+        .replace(
+            "\"data/paper_request.xml\"",
+            &format!(
+                "{:?}",
+                common::repo().join("scenarios/data/paper_request.xml")
+            ),
+        );
+    let file = dir.join("scale.toml");
+    std::fs::write(&file, text).unwrap();
+    let report = dir.join("report");
+    let out = Command::new(common::BIN)
+        .args(["scenario", "run"])
+        .arg(&file)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(r["mode"], "in-process", "{text}");
+    let flow = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["action"] == "flow")
+        .unwrap()
+        .clone();
+    let d = flow["detail"].as_str().unwrap();
+    assert!(d.starts_with("40 clouds"), "{text}");
+    assert!(
+        d.contains("0 failed, 0 answers differ from the oracle"),
+        "{text}"
+    );
+    // The draw gives most clouds a match to agree with.
+    let agreed: usize = d
+        .split(": ")
+        .nth(1)
+        .and_then(|x| x.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(agreed >= 20, "{text}");
+    assert!(r["peak_rss_kib"].as_u64().unwrap() > 0, "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

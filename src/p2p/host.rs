@@ -350,6 +350,10 @@ pub fn memory_transport(
 
 type Muxed = libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>;
 
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// The port a multiaddr names (TCP or memory).
 fn port_of(a: &Multiaddr) -> Option<u16> {
     a.iter().find_map(|p| match p {
@@ -441,6 +445,8 @@ enum Pending {
         revocation: bool,
     },
     Sync,
+    /// A summary sent: a `Sync` answer means the zones differ.
+    Summary,
     Enroll {
         req: SignedEnrollment,
         reply: oneshot::Sender<Result<Enrolled, String>>,
@@ -893,14 +899,16 @@ impl State {
         if !self.root {
             return;
         }
-        let digest = protocol::to_wire(&self.zone.digest());
+        // Only a summary each round: the full digest of a large zone is
+        // sent when the summaries differ.
+        let summary = hex(&self.zone.summary());
         for p in self.roots.clone() {
             let id = self
                 .swarm
                 .behaviour_mut()
                 .rr
-                .send_request(&p, Request::Digest(digest.clone()));
-            self.pending.insert(id, Pending::Sync);
+                .send_request(&p, Request::Summary(summary.clone()));
+            self.pending.insert(id, Pending::Summary);
         }
     }
 
@@ -1057,6 +1065,11 @@ impl State {
                 .unwrap_or_else(|| Response::Record(self.zone.get(&d).cloned())),
             Request::Resolve(d) => Response::Record(self.zone.get(&d).cloned()),
             Request::Revocation(d) => Response::Record(self.zone.revocation(&d).cloned()),
+            Request::Summary(theirs) if theirs == hex(&self.zone.summary()) => Response::Accepted,
+            Request::Summary(_) => Response::Sync {
+                records: Vec::new(),
+                digest: protocol::to_wire(&self.zone.digest()),
+            },
             Request::Digest(theirs) => Response::Sync {
                 records: self.zone.missing_from(&protocol::from_wire(&theirs)),
                 digest: protocol::to_wire(&self.zone.digest()),
@@ -1192,17 +1205,29 @@ impl State {
                     let _ = reply.send(None);
                 }
             },
-            (Some(Pending::Sync), Response::Sync { records, digest }) => {
+            (Some(p @ (Pending::Sync | Pending::Summary)), Response::Sync { records, digest }) => {
+                let answered_summary = matches!(p, Pending::Summary);
                 for r in records {
                     self.replicate(r);
                 }
-                let push = self.zone.missing_from(&protocol::from_wire(&digest));
+                let theirs = protocol::from_wire(&digest);
+                let push = self.zone.missing_from(&theirs);
                 if !push.is_empty() {
                     let id = self
                         .swarm
                         .behaviour_mut()
                         .rr
                         .send_request(&peer, Request::Push(push));
+                    self.pending.insert(id, Pending::Sync);
+                }
+                // They hold records we lack: ask for them with our digest.
+                let ours = self.zone.digest();
+                if answered_summary && theirs.iter().any(|(k, h)| ours.get(k) != Some(h)) {
+                    let id = self
+                        .swarm
+                        .behaviour_mut()
+                        .rr
+                        .send_request(&peer, Request::Digest(protocol::to_wire(&ours)));
                     self.pending.insert(id, Pending::Sync);
                 }
             }

@@ -22,6 +22,9 @@ pub enum Request {
     Resolve(String),
     /// Is there a revocation for this domain?
     Revocation(String),
+    /// Anti-entropy, step 0: the hash of my whole digest (hex). Equal:
+    /// `Accepted`; different: `Sync` with no records and the peer's digest.
+    Summary(String),
     /// Anti-entropy, step 1: here is my digest.
     Digest(WireDigest),
     /// Anti-entropy, step 3: records you lacked.

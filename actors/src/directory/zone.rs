@@ -30,6 +30,9 @@ pub enum Accepted {
 pub struct Zone {
     /// Every statement, by slot (`kind:domain`).
     slots: BTreeMap<String, SignedRecord>,
+    /// Each slot's record hash, kept with it: digests are asked for often
+    /// and a hash means serialising and hashing the record.
+    hashes: BTreeMap<String, [u8; 32]>,
     /// Keys of the roots (trust authorities).
     root_keys: BTreeSet<String>,
 }
@@ -107,9 +110,10 @@ impl Zone {
             }
         }
         let key = slot(&r);
+        let new_hash = r.hash();
         let outcome = match self.slots.get(&key) {
             None => Accepted::New,
-            Some(old) if old.hash() == r.hash() => return Ok(Accepted::Unchanged),
+            Some(_) if self.hashes.get(&key) == Some(&new_hash) => return Ok(Accepted::Unchanged),
             Some(old) if subject_key(old) != subject_key(&r) => {
                 let wins = match &r.record.body {
                     Body::Cloud { .. } if from_peer => {
@@ -128,7 +132,12 @@ impl Zone {
                 }
                 Accepted::Replaced
             }
-            Some(old) if (old.record.serial, old.hash()) >= (r.record.serial, r.hash()) => {
+            Some(old)
+                if (
+                    old.record.serial,
+                    self.hashes.get(&key).copied().unwrap_or_default(),
+                ) >= (r.record.serial, new_hash) =>
+            {
                 return Err(ZoneError::Stale {
                     domain,
                     have: old.record.serial,
@@ -143,9 +152,11 @@ impl Zone {
                 let s = slot_of(kind, &domain);
                 if self.slots.get(&s).and_then(subject_key) == Some(revoked_key.as_str()) {
                     self.slots.remove(&s);
+                    self.hashes.remove(&s);
                 }
             }
         }
+        self.hashes.insert(key.clone(), new_hash);
         self.slots.insert(key, r);
         Ok(outcome)
     }
@@ -221,17 +232,26 @@ impl Zone {
 
     /// Slot -> record hash, for anti-entropy.
     pub fn digest(&self) -> BTreeMap<String, [u8; 32]> {
-        self.slots
-            .iter()
-            .map(|(k, r)| (k.clone(), r.hash()))
-            .collect()
+        self.hashes.clone()
+    }
+
+    /// One hash of the whole digest: two zones with the same summary hold the same records.
+    pub fn summary(&self) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for (k, v) in &self.hashes {
+            h.update(k.as_bytes());
+            h.update([0u8]);
+            h.update(v);
+        }
+        h.finalize().into()
     }
 
     /// The records we hold that a peer with digest `theirs` lacks or holds differently.
     pub fn missing_from(&self, theirs: &BTreeMap<String, [u8; 32]>) -> Vec<SignedRecord> {
         self.slots
             .iter()
-            .filter(|(k, r)| theirs.get(*k) != Some(&r.hash()))
+            .filter(|(k, _)| theirs.get(*k) != self.hashes.get(*k))
             .map(|(_, r)| r.clone())
             .collect()
     }
