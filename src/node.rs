@@ -198,6 +198,7 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
         Arc::new(crate::p2p::directory::Directory {
             host: h,
             root_keys: crate::p2p::directory::root_keys(&config).unwrap_or_default(),
+            expects_roots: !config.p2p.bootstrap.is_empty() && !config.has_role("root"),
         }) as Arc<dyn crate::xmpp::resolve::DirectoryLookup>
     });
     let s2s = crate::xmpp::s2s::S2s::new(cloud.clone(), &config, directory, net.clone())?;

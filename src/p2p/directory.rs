@@ -35,6 +35,9 @@ pub struct Directory {
     pub host: Host,
     /// Keys whose revocations count.
     pub root_keys: Vec<String>,
+    /// Roots to join are configured: until one answers, a lookup waits
+    /// for it (briefly) instead of calling the domain unknown.
+    pub expects_roots: bool,
 }
 
 /// SHA-256 of a certificate (DER), hex: how records and revocations name certificates.
@@ -67,6 +70,7 @@ impl DirectoryLookup for Directory {
 
     fn s2s_endpoints(&self, domain: &str) -> Pin<Box<dyn Future<Output = Vec<SocketAddr>> + Send>> {
         let host = self.host.clone();
+        let expects_roots = self.expects_roots;
         let domain = domain.to_string();
         Box::pin(async move {
             // A node that has just started may not have reached a root yet:
@@ -74,8 +78,9 @@ impl DirectoryLookup for Directory {
             let mut found = host.resolve(&domain).await;
             let t0 = std::time::Instant::now();
             while found.is_none()
+                && expects_roots
                 && host.roots().await.is_empty()
-                && t0.elapsed() < Duration::from_secs(5)
+                && t0.elapsed() < Duration::from_secs(3)
             {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 found = host.resolve(&domain).await;
