@@ -337,14 +337,16 @@ fn the_scale_scenario_scaled_down_runs_the_flow_on_every_cloud_against_the_oracl
         d.contains("0 failed, 0 answers differ from the oracle"),
         "{text}"
     );
-    // The draw gives most clouds a match to agree with.
+    // With 20 clouds an exchange, about half of them have another cloud
+    // that matches (the oracle says which); those must agree.
     let agreed: usize = d
         .split(": ")
         .nth(1)
         .and_then(|x| x.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap();
-    assert!(agreed >= 20, "{text}");
+    assert!(agreed >= 10, "{text}");
+    assert!(d.contains(" 0 offline") || agreed >= 15, "{text}");
     assert!(r["peak_rss_kib"].as_u64().unwrap() > 0, "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -80,6 +80,8 @@ pub struct Fleet {
     /// In-process: the nodes' own table. Processes: what the file says.
     pub faults: Arc<Faults>,
     faults_file: PathBuf,
+    /// Nodes `start_all` leaves out (they join later, by a `start` step).
+    pub later: std::collections::HashSet<String>,
 }
 
 impl Fleet {
@@ -94,6 +96,7 @@ impl Fleet {
             mem: (mode == Mode::InProcess).then(MemNet::new),
             faults,
             faults_file: dir.join("faults.json"),
+            later: Default::default(),
         };
         let _ = f.set_faults(FaultTable::default());
         f
@@ -169,8 +172,11 @@ impl Fleet {
     pub fn start_all(&mut self, wave: usize) -> Result<(), String> {
         match self.mode {
             Mode::Processes => {
+                let later = self.later.clone();
+                self.members.sort_by_key(|m| later.contains(&m.domain));
+                let now = self.members.len() - later.len();
                 let children =
-                    fed::start(&self.bin, &mut self.members).map_err(|e| e.to_string())?;
+                    fed::start(&self.bin, &mut self.members[..now]).map_err(|e| e.to_string())?;
                 for (m, c) in self.members.iter().zip(children) {
                     self.procs.insert(m.domain.clone(), Proc::Os(c));
                 }
@@ -186,12 +192,18 @@ impl Fleet {
                         2
                     }
                 });
-                let domains: Vec<String> = self.members.iter().map(|m| m.domain.clone()).collect();
+                let domains: Vec<String> = self
+                    .members
+                    .iter()
+                    .map(|m| m.domain.clone())
+                    .filter(|d| !self.later.contains(d))
+                    .collect();
                 let roots = self.members.iter().filter(|m| m.is_root()).count();
                 let services = self
                     .members
                     .iter()
                     .filter(|m| m.roles.iter().any(|r| r != "cloud"))
+                    .filter(|m| !self.later.contains(&m.domain))
                     .count();
                 let wave = if wave == 0 { domains.len() } else { wave };
                 // The others bootstrap from the roots: those listen first.

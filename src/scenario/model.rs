@@ -88,6 +88,9 @@ pub struct CloudSpec {
     pub domain: String,
     #[serde(default)]
     pub offers: Option<Vec<Offer>>,
+    /// Not started with the federation: a `start` step makes it join later.
+    #[serde(default)]
+    pub join_later: bool,
 }
 
 /// One step of the timeline, run in order.
@@ -128,23 +131,28 @@ pub enum Step {
     Stop {
         node: String,
     },
-    /// Start a stopped or killed node again.
+    /// Start a stopped or killed node again, or a `join_later` one for the first time.
     Start {
         node: String,
     },
     Sleep {
         secs: f64,
     },
-    /// Random faults drawn from the run's seed: every `every_secs` one node
-    /// of `among` ("clouds", "exchanges", "roots" or "all") is killed
-    /// (SIGKILL) when it runs or started again when it is down; after
-    /// `secs`, every node it took down starts again. The same seed gives
-    /// the same schedule.
+    /// Random faults drawn from the run's seed: every `every_secs` one
+    /// fault of a kind drawn from `kinds` — "kill": a node of `among`
+    /// ("clouds", "exchanges", "roots" or "all") is killed when it runs or
+    /// started again when it is down; "partition": some nodes of `among`
+    /// are cut off from the rest (replacing the last partition); "link":
+    /// the link between two nodes of `among` becomes slow and lossy. After
+    /// `secs`, every fault is lifted and every node it took down starts
+    /// again. The same seed gives the same schedule.
     Chaos {
         secs: f64,
         every_secs: f64,
         #[serde(default = "clouds_word")]
         among: String,
+        #[serde(default = "kill_only")]
+        kinds: Vec<String>,
     },
     /// Wait until every running node listens and is enrolled, and the roots agree.
     Converge {
@@ -221,6 +229,10 @@ fn hundred() -> u64 {
 }
 fn fifty() -> f64 {
     50.0
+}
+
+fn kill_only() -> Vec<String> {
+    vec!["kill".into()]
 }
 
 fn clouds_word() -> String {
@@ -344,8 +356,20 @@ impl Scenario {
                     known(node, "fault")?
                 }
                 Step::Chaos {
-                    among, every_secs, ..
+                    among,
+                    every_secs,
+                    kinds,
+                    ..
                 } => {
+                    if kinds.is_empty()
+                        || kinds
+                            .iter()
+                            .any(|k| !["kill", "partition", "link"].contains(&k.as_str()))
+                    {
+                        return Err(ModelError::Invalid(format!(
+                            "chaos.kinds: {kinds:?} (kill, partition, link)"
+                        )));
+                    }
                     if !["clouds", "exchanges", "roots", "all"].contains(&among.as_str()) {
                         return Err(ModelError::Invalid(format!(
                             "chaos.among: {among:?} (clouds, exchanges, roots, all)"

@@ -643,6 +643,13 @@ pub fn run(s: &Scenario, o: &RunOptions) -> Result<Report, RunError> {
     ));
     let (members, drawn) = build(s, &dir, o.seed)?;
     let mut r = Fleet::new(o.mode, members, &dir, &o.bin, o.seed);
+    r.later = s
+        .federation
+        .clouds_spec
+        .iter()
+        .filter(|c| c.join_later)
+        .map(|c| c.domain.clone())
+        .collect();
     let started = Instant::now();
     r.start_all(s.federation.join_wave)
         .map_err(RunError::Setup)?;
@@ -664,8 +671,9 @@ pub fn run(s: &Scenario, o: &RunOptions) -> Result<Report, RunError> {
         });
     }
     let conv = poll(Duration::from_secs(s.federation.start_timeout_secs), || {
-        let h = r.health(&r.members);
-        fed::converged(&r.members, &h)
+        let members = r.running_members();
+        let h = r.health(&members);
+        fed::converged(&members, &h)
     });
     // From the first node's start: joining in waves is part of converging.
     let conv = conv.map(|_| started.elapsed());
@@ -692,6 +700,7 @@ pub fn run(s: &Scenario, o: &RunOptions) -> Result<Report, RunError> {
                 secs,
                 every_secs,
                 among,
+                kinds,
             } = step
             {
                 let faults = chaos(
@@ -701,6 +710,7 @@ pub fn run(s: &Scenario, o: &RunOptions) -> Result<Report, RunError> {
                     *secs,
                     *every_secs,
                     among,
+                    kinds,
                     o.seed.wrapping_add(i as u64),
                     t0,
                 );
@@ -852,9 +862,11 @@ fn chaos(
     secs: f64,
     every: f64,
     among: &str,
+    kinds: &[String],
     seed: u64,
     t0: Instant,
 ) -> Vec<StepReport> {
+    use rand::seq::SliceRandom;
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let pool: Vec<String> = r
@@ -891,16 +903,48 @@ fn chaos(
             detail: format!("chaos; {detail}"),
         });
     };
+    let mut placed = false;
     for _ in 0..rounds {
         std::thread::sleep(Duration::from_secs_f64(every));
-        let node = pool[rng.gen_range(0..pool.len())].clone();
-        if r.is_running(&node) {
-            downed.insert(node.clone());
-            fault(r, Step::Kill { node: node.clone() }, &node, &mut out);
-        } else {
-            downed.remove(&node);
-            fault(r, Step::Start { node: node.clone() }, &node, &mut out);
+        let kind = kinds[rng.gen_range(0..kinds.len())].as_str();
+        match kind {
+            "partition" if pool.len() >= 2 => {
+                // Some nodes of the pool, cut off from everything else.
+                let n = rng.gen_range(1..=pool.len() / 2);
+                let mut cut: Vec<String> = pool.choose_multiple(&mut rng, n).cloned().collect();
+                cut.sort();
+                let label = cut.join(" ");
+                placed = true;
+                fault(r, Step::Partition { groups: vec![cut] }, &label, &mut out);
+            }
+            "link" if pool.len() >= 2 => {
+                let two: Vec<String> = pool.choose_multiple(&mut rng, 2).cloned().collect();
+                let label = format!("{} <-> {}", two[0], two[1]);
+                placed = true;
+                let step = Step::LinkFault {
+                    a: two[0].clone(),
+                    b: two[1].clone(),
+                    delay_ms: 50,
+                    loss: 0.05,
+                    duplicate: 0.0,
+                    bytes_per_sec: 0,
+                };
+                fault(r, step, &label, &mut out);
+            }
+            _ => {
+                let node = pool[rng.gen_range(0..pool.len())].clone();
+                if r.is_running(&node) {
+                    downed.insert(node.clone());
+                    fault(r, Step::Kill { node: node.clone() }, &node, &mut out);
+                } else {
+                    downed.remove(&node);
+                    fault(r, Step::Start { node: node.clone() }, &node, &mut out);
+                }
+            }
         }
+    }
+    if placed {
+        fault(r, Step::Heal {}, "", &mut out);
     }
     for node in downed {
         fault(r, Step::Start { node: node.clone() }, &node, &mut out);
