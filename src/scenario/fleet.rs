@@ -167,8 +167,9 @@ impl Fleet {
         }
     }
 
-    /// Starts every node, roots first; clouds in waves of `wave` (0: all at
-    /// once), each wave once the one before has enrolled (or 20 s passed).
+    /// Starts every node, roots first, then exchanges; clouds join with at
+    /// most `wave` of them joining (started, not yet enrolled — or for
+    /// under 20 s) at a time (0: all at once).
     pub fn start_all(&mut self, wave: usize) -> Result<(), String> {
         match self.mode {
             Mode::Processes => {
@@ -211,22 +212,26 @@ impl Fleet {
                     self.start(d)?;
                 }
                 self.wait_for(&domains[..roots], |f, m| f.listening(m));
-                let mut from = roots;
-                while from < domains.len() {
-                    let upto = if from < services {
-                        services
-                    } else {
-                        (from + wave).min(domains.len())
-                    };
-                    for d in &domains[from..upto] {
-                        self.start(d)?;
+                // Exchanges and other services, enrolled before clouds come.
+                for d in &domains[roots..services] {
+                    self.start(d)?;
+                }
+                let enrolled = |m: &Member| m.dir.join("data/tls/enrolled-cert.pem").exists();
+                if wave < domains.len() {
+                    self.wait_for(&domains[roots..services], |_, m| enrolled(m));
+                }
+                // Clouds: at most `wave` joining (started, not yet enrolled) at a time.
+                let mut joining: Vec<(Member, std::time::Instant)> = Vec::new();
+                for d in &domains[services..] {
+                    while joining.len() >= wave {
+                        joining
+                            .retain(|(m, t)| !enrolled(m) && t.elapsed() < Duration::from_secs(20));
+                        if joining.len() >= wave {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
                     }
-                    if upto < domains.len() && wave < domains.len() {
-                        self.wait_for(&domains[from..upto], |_, m| {
-                            m.dir.join("data/tls/enrolled-cert.pem").exists()
-                        });
-                    }
-                    from = upto;
+                    self.start(d)?;
+                    joining.push((self.member(d).clone(), std::time::Instant::now()));
                 }
             }
         }

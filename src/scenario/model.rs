@@ -62,10 +62,10 @@ pub struct FederationSpec {
     /// have no Turtle file in `resources`.
     #[serde(default)]
     pub generate: Option<super::generate::GenerateSpec>,
-    /// Clouds join in waves of this many, each wave once the one before has
-    /// enrolled (0: all at once) — as clouds join a real federation, and so
-    /// a thousand in-process clouds do not all handshake with the roots at
-    /// the same instant.
+    /// At most this many clouds join at once (started, not yet enrolled);
+    /// the next starts as one finishes (0: all at once) — as clouds join a
+    /// real federation, and so a thousand in-process clouds do not all
+    /// handshake with the roots at the same instant.
     #[serde(default)]
     pub join_wave: usize,
     /// `[gateway] max_peers` of every node: how many gateways of clouds
