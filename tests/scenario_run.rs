@@ -118,6 +118,10 @@ fn partition_heal(mode: &str) {
         // The runner shares the nodes' fault table and its counters.
         assert!(text.contains("faults injected"), "{text}");
     }
+    // The page draws the partition on its timeline.
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("<title>partitioned</title>"), "{html}");
+    assert!(html.matches("<svg").count() >= 2, "{html}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

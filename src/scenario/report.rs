@@ -182,7 +182,9 @@ impl Report {
         svg + "</svg>"
     }
 
-    /// The timeline: one mark per step at its time, faults in orange, failures in red.
+    /// The timeline: one mark per step at its time — faults in orange,
+    /// message streams and flows in blue, failures in red — and a band while
+    /// the federation is partitioned.
     pub fn timeline_svg(&self) -> String {
         let end = self.duration_secs.max(1.0);
         let w = 900.0;
@@ -199,11 +201,45 @@ impl Report {
                 x(c) - 20.0
             );
         }
+        // Partitions in force: a band from each partition to the heal that lifts it.
+        let mut split: Option<f64> = None;
+        let mut bands = Vec::new();
+        for st in &self.steps {
+            match st.action.as_str() {
+                "partition" => {
+                    if let Some(a) = split.take() {
+                        bands.push((a, st.at_secs));
+                    }
+                    split = Some(st.at_secs);
+                }
+                "heal" => {
+                    if let Some(a) = split.take() {
+                        bands.push((a, st.at_secs));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(a) = split {
+            bands.push((a, end));
+        }
+        for (a, b) in bands {
+            svg += &format!(
+                "<rect x='{:.1}' y='36' width='{:.1}' height='6' fill='#f9c'><title>partitioned</title></rect>",
+                x(a),
+                (x(b) - x(a)).max(1.0)
+            );
+        }
         for (i, st) in self.steps.iter().enumerate() {
             let colour = if !st.ok {
                 "#d33"
-            } else if matches!(st.action.as_str(), "kill" | "stop" | "start") {
+            } else if matches!(
+                st.action.as_str(),
+                "kill" | "stop" | "start" | "partition" | "heal" | "link_fault" | "lose_acked"
+            ) {
                 "#e90"
+            } else if matches!(st.action.as_str(), "messages" | "flow") {
+                "#37c"
             } else {
                 "#3a5"
             };
