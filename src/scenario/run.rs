@@ -273,6 +273,20 @@ fn query(
     names.ok_or_else(|| format!("no matchingClouds in {}", reply.to_xml()))
 }
 
+/// What a scenario's negotiations ask for: the paper's AMQP over UDT, in GB.
+fn scenario_ask(service: &str, amount: u64) -> crate::negotiate::Ask {
+    crate::negotiate::Ask {
+        service: service.to_string(),
+        protocol: "AMQP".into(),
+        transport: "UDT".into(),
+        amount,
+        unit: "GB".into(),
+        duration_secs: 0,
+        min_amount: None,
+        terms: String::new(),
+    }
+}
+
 /// What the run keeps besides the fleet: faults in force, message tallies.
 #[derive(Default)]
 struct Book {
@@ -350,16 +364,7 @@ fn run_step(
                 let c = r.config(from).map_err(|e| e.to_string())?;
                 let text =
                     std::fs::read_to_string(s.path(constraints)).map_err(|e| e.to_string())?;
-                let ask = crate::negotiate::Ask {
-                    service: service.clone(),
-                    protocol: "AMQP".into(),
-                    transport: "UDT".into(),
-                    amount: *amount,
-                    unit: "GB".into(),
-                    duration_secs: 0,
-                    min_amount: None,
-                    terms: String::new(),
-                };
+                let ask = scenario_ask(service, *amount);
                 let rep = runtime()
                     .map_err(|e| e.to_string())?
                     .block_on(crate::negotiate::run_on(&r.client_net(), &c, &ask, &text))?;
@@ -466,16 +471,7 @@ fn run_step(
                         oracle,
                     });
                 }
-                let ask = crate::negotiate::Ask {
-                    service: service.clone(),
-                    protocol: "AMQP".into(),
-                    transport: "UDT".into(),
-                    amount: *amount,
-                    unit: "GB".into(),
-                    duration_secs: 0,
-                    min_amount: None,
-                    terms: String::new(),
-                };
+                let ask = scenario_ask(service, *amount);
                 let o = super::flow::run(&r.client_net(), jobs, &ask, &text, *concurrency);
                 let mut d = format!(
                     "{} clouds in {:.1} s (per cloud p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms): {} agreed, {} offline, {} without a match, {} failed, {} answers differ from the oracle",
