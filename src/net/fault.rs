@@ -422,6 +422,80 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Faulty<S> {
     }
 }
 
+impl<S: AsyncRead + AsyncWrite + Unpin> Faulty<S> {
+    /// A read that waits: a fault table set meanwhile must wake it (a
+    /// partition cuts waiting connections). Registered only when waiting,
+    /// and checked again after, so a table set in between is not missed.
+    fn watch(&self, cx: &mut Context<'_>) {
+        self.faults
+            .wakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(self.id, cx.waker().clone());
+        if self.faults.epoch.load(Ordering::SeqCst) != self.epoch {
+            cx.waker().wake_by_ref();
+        }
+    }
+
+    fn read_faulty(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.rpos >= self.rbuf.len() {
+            if !self.link.active() {
+                return Pin::new(&mut self.inner).poll_read(cx, buf);
+            }
+            // One buffer per connection, reused: chunks are held here while delayed.
+            self.rbuf.clear();
+            self.rbuf.resize(16 * 1024, 0);
+            self.rpos = 0;
+            let mut rb = ReadBuf::new(&mut self.rbuf);
+            let r = Pin::new(&mut self.inner).poll_read(cx, &mut rb);
+            let n = rb.filled().len();
+            self.rbuf.truncate(if matches!(r, Poll::Ready(Ok(()))) {
+                n
+            } else {
+                0
+            });
+            match r {
+                Poll::Ready(Ok(())) => {}
+                other => return other,
+            }
+            if n == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            if self.faults.roll(self.link.loss) {
+                self.rbuf.clear();
+                self.lose(cx);
+                return Poll::Ready(Err(reset(&self.remote)));
+            }
+            if self.faults.roll(self.link.duplicate) {
+                self.faults
+                    .counters
+                    .duplicated
+                    .fetch_add(1, Ordering::Relaxed);
+                self.rbuf.extend_from_within(..n);
+            }
+            let pause = self.link.pause(n);
+            if !pause.is_zero() {
+                self.faults.counters.delayed.fetch_add(1, Ordering::Relaxed);
+                self.rsleep = Some(Box::pin(tokio::time::sleep(pause)));
+            }
+        }
+        if let Some(s) = &mut self.rsleep {
+            if s.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.rsleep = None;
+        }
+        let n = (self.rbuf.len() - self.rpos).min(buf.remaining());
+        buf.put_slice(&self.rbuf[self.rpos..self.rpos + n]);
+        self.rpos += n;
+        if self.rpos >= self.rbuf.len() {
+            self.rbuf.clear();
+            self.rpos = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Faulty<S> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -433,59 +507,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Faulty<S> {
         if this.cut {
             return Poll::Ready(Err(reset(&this.remote)));
         }
-        // A partition set while this read waits must wake it.
-        this.faults
-            .wakers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(this.id, cx.waker().clone());
-        if this.rpos >= this.rbuf.len() {
-            if !this.link.active() {
-                return Pin::new(&mut this.inner).poll_read(cx, buf);
-            }
-            let mut tmp = vec![0u8; 16 * 1024];
-            let mut rb = ReadBuf::new(&mut tmp);
-            match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
-                Poll::Ready(Ok(())) => {}
-                other => return other,
-            }
-            let n = rb.filled().len();
-            if n == 0 {
-                return Poll::Ready(Ok(()));
-            }
-            if this.faults.roll(this.link.loss) {
-                this.lose(cx);
-                return Poll::Ready(Err(reset(&this.remote)));
-            }
-            this.rbuf = rb.filled().to_vec();
-            this.rpos = 0;
-            if this.faults.roll(this.link.duplicate) {
-                this.faults
-                    .counters
-                    .duplicated
-                    .fetch_add(1, Ordering::Relaxed);
-                this.rbuf.extend_from_slice(&tmp[..n]);
-            }
-            let pause = this.link.pause(n);
-            if !pause.is_zero() {
-                this.faults.counters.delayed.fetch_add(1, Ordering::Relaxed);
-                this.rsleep = Some(Box::pin(tokio::time::sleep(pause)));
-            }
+        let r = this.read_faulty(cx, buf);
+        if r.is_pending() {
+            this.watch(cx);
         }
-        if let Some(s) = &mut this.rsleep {
-            if s.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            this.rsleep = None;
-        }
-        let n = (this.rbuf.len() - this.rpos).min(buf.remaining());
-        buf.put_slice(&this.rbuf[this.rpos..this.rpos + n]);
-        this.rpos += n;
-        if this.rpos >= this.rbuf.len() {
-            this.rbuf = Vec::new();
-            this.rpos = 0;
-        }
-        Poll::Ready(Ok(()))
+        r
     }
 }
 

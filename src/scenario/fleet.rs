@@ -368,8 +368,10 @@ impl Fleet {
             std::fs::write(&tmp, json).map_err(|e| format!("{}: {e}", tmp.display()))?;
             std::fs::rename(&tmp, &self.faults_file)
                 .map_err(|e| format!("{}: {e}", self.faults_file.display()))?;
-            // Each node re-reads the file every 100 ms (scenario configs).
-            std::thread::sleep(Duration::from_millis(300));
+            // Each running node re-reads the file every 100 ms (scenario configs).
+            if !self.procs.is_empty() {
+                std::thread::sleep(Duration::from_millis(300));
+            }
         }
         Ok(())
     }
