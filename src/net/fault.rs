@@ -213,38 +213,40 @@ impl Faults {
     /// Keeps the table equal to the JSON file at `path` (absent: no faults),
     /// checking every `every`; stops when the last handle is dropped.
     pub fn watch_file(self: &Arc<Self>, path: PathBuf, every: Duration) {
+        // The table in force when the node starts applies to its first dials.
+        let mut seen = self.reload(&path, None);
         let weak: Weak<Faults> = Arc::downgrade(self);
         std::thread::Builder::new()
             .name("faults".into())
-            .spawn(move || {
-                let mut seen: Option<SystemTime> = None;
-                loop {
-                    let Some(f) = weak.upgrade() else { return };
-                    let m = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-                    if m != seen {
-                        seen = m;
-                        let t = match std::fs::read_to_string(&path) {
-                            Ok(text) => match serde_json::from_str::<FaultTable>(&text) {
-                                Ok(t) => Some(t),
-                                Err(e) => {
-                                    tracing::warn!(file = %path.display(), error = %e, "unreadable fault table; keeping the last one");
-                                    None
-                                }
-                            },
-                            Err(_) => Some(FaultTable::default()),
-                        };
-                        if let Some(t) = t {
-                            if t != f.table() {
-                                tracing::info!(file = %path.display(), partition = ?t.partition, links = t.links.len(), "fault table changed");
-                                f.set(t);
-                            }
-                        }
-                    }
-                    drop(f);
-                    std::thread::sleep(every);
-                }
+            .spawn(move || loop {
+                std::thread::sleep(every);
+                let Some(f) = weak.upgrade() else { return };
+                seen = f.reload(&path, seen);
             })
             .ok();
+    }
+
+    /// Takes the file's table if the file changed since `seen`; its new mtime.
+    fn reload(&self, path: &std::path::Path, seen: Option<SystemTime>) -> Option<SystemTime> {
+        let m = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        if m == seen {
+            return seen;
+        }
+        let t = match std::fs::read_to_string(path) {
+            Ok(text) => match serde_json::from_str::<FaultTable>(&text) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "unreadable fault table; keeping the last one");
+                    return m;
+                }
+            },
+            Err(_) => FaultTable::default(),
+        };
+        if t != self.table() {
+            tracing::info!(file = %path.display(), partition = ?t.partition, links = t.links.len(), "fault table changed");
+            self.set(t);
+        }
+        m
     }
 }
 
