@@ -98,14 +98,19 @@ pub async fn stream(
     let sender_jid = tx.jid.to_string();
     let dest = format!("{}@{}/sink", to.demo_user, to.domain);
     let done_at: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    // Set when the sender stops waiting for acknowledgements: until then an
+    // acknowledgement may still arrive for a message the receiver has not
+    // seen yet, so "every acknowledged one arrived" is not final.
+    let settled = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let tally = Arc::new(Mutex::new(Tally::default()));
 
     let receiver = {
-        let (done_at, tally, tag, sender_jid) = (
+        let (done_at, tally, tag, sender_jid, settled) = (
             done_at.clone(),
             tally.clone(),
             tag.clone(),
             sender_jid.clone(),
+            settled.clone(),
         );
         async move {
             loop {
@@ -114,7 +119,8 @@ pub async fn stream(
                     .lock()
                     .map(|t| (t.delivered.len() as u64 >= count, t.accounted()))
                     .unwrap_or((true, true));
-                if all || (done.is_some() && accounted) {
+                let settled = settled.load(std::sync::atomic::Ordering::SeqCst);
+                if all || (settled && accounted) {
                     break;
                 }
                 if done.map(|d| d.elapsed() >= within).unwrap_or(false) {
@@ -148,7 +154,8 @@ pub async fn stream(
     };
 
     let sender = {
-        let (done_at, tally, tag) = (done_at.clone(), tally.clone(), tag.clone());
+        let (done_at, tally, tag, settled) =
+            (done_at.clone(), tally.clone(), tag.clone(), settled.clone());
         async move {
             let gap = Duration::from_secs_f64(1.0 / rate);
             let mut tick = tokio::time::interval(gap);
@@ -213,6 +220,7 @@ pub async fn stream(
                     Err(_) => break,
                 }
             }
+            settled.store(true, std::sync::atomic::Ordering::SeqCst);
         }
     };
     tokio::join!(sender, receiver);
