@@ -26,6 +26,7 @@ async fn host(root: bool, bootstrap: Vec<libp2p::Multiaddr>) -> Host {
         authority: None,
         zones: Vec::new(),
         faults: None,
+        gossip_queue: 64,
     })
     .await
     .unwrap()

@@ -163,6 +163,9 @@ pub struct P2pSection {
     pub renew_percent: u8,
     /// Exchanges: sub-zones delegated to this node (`directory delegate`), which it holds and answers for.
     pub zones: Vec<String>,
+    /// Outbound gossip messages a libp2p connection may queue (gossipsub
+    /// allocates this many slots per connection up front).
+    pub gossip_queue: usize,
 }
 
 impl Default for P2pSection {
@@ -178,6 +181,7 @@ impl Default for P2pSection {
             enrollment_token: String::new(),
             renew_percent: 33,
             zones: Vec::new(),
+            gossip_queue: 64,
         }
     }
 }
@@ -655,6 +659,8 @@ enrollment_token = ""
 renew_percent = 33
 # Exchanges: sub-zones the roots delegated to this node, e.g. ["asia.test"]; it holds their records.
 zones = []
+# Outbound gossip messages one libp2p connection may queue (slots are allocated per connection).
+gossip_queue = 64
 
 [authority]
 # Roots only: the trust authority's CA. Empty paths = data/ca/cert.pem and key.pem, created at first start.

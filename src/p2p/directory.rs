@@ -289,6 +289,7 @@ pub async fn start(
         on_accept: holds.then_some(on_accept),
         authority,
         zones: config.p2p.zones.clone(),
+        gossip_queue: config.p2p.gossip_queue,
     })
     .await?;
     tracing::info!(%peer_id, root, "directory host up");
@@ -481,6 +482,7 @@ async fn client(config: &Config) -> Result<Host, DirectoryError> {
         on_accept: None,
         authority: None,
         zones: Vec::new(),
+        gossip_queue: config.p2p.gossip_queue,
     })
     .await?)
 }

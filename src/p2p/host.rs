@@ -59,6 +59,8 @@ pub struct HostConfig {
     pub zones: Vec<String>,
     /// Connections this node dials go through this fault table, as `domain`.
     pub faults: Option<(Arc<crate::net::fault::Faults>, String)>,
+    /// Outbound gossip messages one connection may queue.
+    pub gossip_queue: usize,
 }
 
 /// What an enrollment request came to.
@@ -260,12 +262,17 @@ impl Host {
 fn build_swarm(cfg: &HostConfig) -> Result<Swarm<Behaviour>, P2pError> {
     let root = cfg.root;
     let timeout = cfg.request_timeout;
+    // gossipsub allocates its per-connection queue up front (5,000 slots by
+    // default, ~0.5 MB): with a thousand clouds on three roots that was
+    // gigabytes of zeroed pages for a topic only roots subscribe to.
+    let queue = cfg.gossip_queue.max(2);
     let behaviour =
         move |k: &Keypair| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
             let agent = if root { ROOT_AGENT } else { NODE_AGENT };
             let gossip_cfg = gossipsub::ConfigBuilder::default()
                 .heartbeat_interval(Duration::from_millis(500))
                 .validation_mode(gossipsub::ValidationMode::Strict)
+                .connection_handler_queue_len(queue)
                 .build()
                 .map_err(|e| e.to_string())?;
             let mut kad_cfg = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));

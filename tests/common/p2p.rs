@@ -33,6 +33,7 @@ pub async fn host_with(
         authority: None,
         zones,
         faults: None,
+        gossip_queue: 64,
     })
     .await
     .unwrap()
