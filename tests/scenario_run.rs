@@ -1,4 +1,4 @@
-//! `intercloud scenario run` in both modes: the shipped paper.toml, root-failover.toml and partition-heal.toml pass (every step, every invariant) with node processes and in-process, and leave no node behind; chaos-soak.toml gives the same faults and verdicts for the same seed; a scenario whose oracle disagrees with the catalog fails, and so does one where a test-only fault drops acknowledged messages — each with the evidence in its report.
+//! `intercloud scenario run` in both modes: the shipped paper.toml, root-failover.toml and partition-heal.toml pass (every step, every invariant) with node processes and in-process, and leave no node behind; chaos-soak.toml gives the same faults and verdicts for the same seed; presence churn is followed, and fails with evidence when a partition hides a user; a scenario whose oracle disagrees with the catalog fails, and so does one where a test-only fault drops acknowledged messages — each with the evidence in its report.
 
 mod common;
 
@@ -187,6 +187,78 @@ within_secs = 5
         evidence.contains("step 3 (cloud1.test -> cloud2.test): 10 of 10 acknowledged"),
         "{text}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn presence_churn_is_followed_and_a_partition_makes_it_fail_with_evidence() {
+    let dir = common::temp_dir("scenario-churn");
+    let file = dir.join("churn.toml");
+    std::fs::write(
+        &file,
+        r#"name = "churn"
+[federation]
+roots = 1
+exchanges = 1
+clouds = 3
+
+[[step]]
+action = "presence_churn"
+watcher = "cloud1.test"
+clouds = ["cloud2.test", "cloud3.test"]
+flips = 8
+rate = 20
+
+# Again, subscribed already; then with cloud3 cut off.
+[[step]]
+action = "presence_churn"
+watcher = "cloud1.test"
+clouds = ["cloud2.test"]
+flips = 4
+
+[[step]]
+action = "partition"
+groups = [["cloud3.test"]]
+
+[[step]]
+action = "presence_churn"
+watcher = "cloud1.test"
+clouds = ["cloud2.test", "cloud3.test"]
+flips = 4
+within_secs = 3
+"#,
+    )
+    .unwrap();
+    let report = dir.join("report");
+    let (ok, text, r) = run_mode(&file, &report, "in-process");
+    assert!(!ok, "{text}");
+    let steps = r["steps"].as_array().unwrap();
+    for i in [0, 1] {
+        assert_eq!(steps[i]["ok"], true, "{text}");
+    }
+    assert!(
+        steps[0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("16 changes, 16 presences seen"),
+        "{text}"
+    );
+    assert_eq!(steps[3]["ok"], false, "{text}");
+    assert!(
+        steps[3]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("never saw demo@cloud3.test available"),
+        "{text}"
+    );
+    let inv = r["invariants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"].as_str().unwrap().contains("presence churn"))
+        .unwrap()
+        .clone();
+    assert_eq!(inv["ok"], true, "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

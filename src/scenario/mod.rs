@@ -1,5 +1,6 @@
 //! Scenario files: a federation, a timeline of steps and faults, invariants, and a report (`intercloud scenario run`).
 
+pub mod churn;
 pub mod fleet;
 pub mod flow;
 pub mod generate;

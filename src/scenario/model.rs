@@ -218,6 +218,32 @@ pub enum Step {
         #[serde(default = "thirty")]
         within_secs: u64,
     },
+    /// Presence churn: `watcher`'s demo user subscribes to the demo users of
+    /// `clouds`, which then go offline and come back `flips` times each at
+    /// `rate` changes per second (alternately an unavailable presence, a
+    /// dropped connection, a new login); within `within_secs` of the last
+    /// change the watcher must show each one's last state, and no change
+    /// of one resource may arrive after a later one.
+    PresenceChurn {
+        watcher: String,
+        clouds: Vec<String>,
+        #[serde(default = "twenty")]
+        flips: u64,
+        #[serde(default = "ten")]
+        rate: f64,
+        #[serde(default = "fifteen")]
+        within_secs: u64,
+    },
+}
+
+fn twenty() -> u64 {
+    20
+}
+fn ten() -> f64 {
+    10.0
+}
+fn fifteen() -> u64 {
+    15
 }
 
 fn eight() -> usize {
@@ -429,6 +455,27 @@ impl Scenario {
                     known(to, "messages")?;
                     if *rate <= 0.0 {
                         return Err(ModelError::Invalid("messages.rate must be positive".into()));
+                    }
+                }
+                Step::PresenceChurn {
+                    watcher,
+                    clouds,
+                    rate,
+                    ..
+                } => {
+                    known(watcher, "presence_churn")?;
+                    for c in clouds {
+                        known(c, "presence_churn")?;
+                        if c == watcher {
+                            return Err(ModelError::Invalid(format!(
+                                "presence_churn: {c} cannot watch itself"
+                            )));
+                        }
+                    }
+                    if clouds.is_empty() || *rate <= 0.0 {
+                        return Err(ModelError::Invalid(
+                            "presence_churn needs clouds and a positive rate".into(),
+                        ));
                     }
                 }
                 Step::Sleep { .. } | Step::Converge { .. } | Step::Heal {} => {}

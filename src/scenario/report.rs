@@ -238,7 +238,7 @@ impl Report {
                 "kill" | "stop" | "start" | "partition" | "heal" | "link_fault" | "lose_acked"
             ) {
                 "#e90"
-            } else if matches!(st.action.as_str(), "messages" | "flow") {
+            } else if matches!(st.action.as_str(), "messages" | "flow" | "presence_churn") {
                 "#37c"
             } else {
                 "#3a5"

@@ -295,7 +295,26 @@ struct Book {
     oracle_misses: Vec<String>,
     faults: FaultTable,
     streams: Vec<(usize, String, Tally)>,
+    churns: Vec<(usize, String, super::churn::ChurnTally)>,
     step: usize,
+}
+
+/// What a churn step got wrong: a last state the watcher does not show, a
+/// change that arrived after a later one, a presence from another JID.
+fn churn_problems(t: &super::churn::ChurnTally) -> Vec<String> {
+    let mut out = t.wrong();
+    for (u, (_, seen)) in &t.users {
+        if !seen.out_of_order.is_empty() {
+            out.push(format!(
+                "{u}: changes out of order (later, earlier): {:?}",
+                &seen.out_of_order[..seen.out_of_order.len().min(10)]
+            ));
+        }
+        if !seen.bad_from.is_empty() {
+            out.push(format!("{u}: presence from {:?}", seen.bad_from));
+        }
+    }
+    out
 }
 
 fn run_step(
@@ -606,6 +625,49 @@ fn run_step(
                 }
             }
         }
+        Step::PresenceChurn {
+            watcher,
+            clouds,
+            flips,
+            rate,
+            within_secs,
+        } => {
+            let w = r.member(watcher).clone();
+            let churners: Vec<Member> = clouds.iter().map(|c| r.member(c).clone()).collect();
+            let net = r.client_net();
+            let target = format!("{} watched by {watcher}", clouds.join(" "));
+            let res = runtime().map_err(|e| e.to_string()).and_then(|rt| {
+                rt.block_on(super::churn::run(
+                    &net,
+                    &w,
+                    &churners,
+                    *flips,
+                    *rate,
+                    Duration::from_secs(*within_secs),
+                ))
+            });
+            match res {
+                Err(e) => ("presence_churn".into(), target, false, e),
+                Ok(t) => {
+                    let problems = churn_problems(&t);
+                    let received: u64 = t.users.values().map(|(_, s)| s.received).sum();
+                    let mut d = format!(
+                        "{} changes, {received} presences seen by the watcher, {}",
+                        t.changes,
+                        match t.settled_after {
+                            Some(a) => format!("its view matched after {:.2} s", a.as_secs_f64()),
+                            None => format!("its view did not match within {within_secs} s"),
+                        }
+                    );
+                    if !problems.is_empty() {
+                        d.push_str(&format!("; {}", problems.join("; ")));
+                    }
+                    let ok = problems.is_empty();
+                    book.churns.push((book.step, target.clone(), t));
+                    ("presence_churn".into(), target, ok, d)
+                }
+            }
+        }
         Step::Chaos { .. } => unreachable!("run() plays chaos itself"),
         Step::Sleep { secs } => {
             std::thread::sleep(Duration::from_secs_f64(secs.max(0.0)));
@@ -789,6 +851,24 @@ pub fn run(s: &Scenario, o: &RunOptions) -> Result<Report, RunError> {
                 "no acknowledged message lost; every delivery carries its sender's from",
                 if evidence.is_empty() {
                     Ok(format!("{acked} acknowledged, {delivered} delivered"))
+                } else {
+                    Err(evidence.join("; "))
+                },
+            ));
+        }
+        if !book.churns.is_empty() {
+            let mut evidence = Vec::new();
+            let mut users = 0;
+            for (step, target, t) in &book.churns {
+                users += t.users.len();
+                for p in churn_problems(t) {
+                    evidence.push(format!("step {step} ({target}): {p}"));
+                }
+            }
+            report.invariants.push(InvariantReport::new(
+                "after presence churn every watcher shows each user's last state, in order, from the user's own JID",
+                if evidence.is_empty() {
+                    Ok(format!("{users} users"))
                 } else {
                     Err(evidence.join("; "))
                 },

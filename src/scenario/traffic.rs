@@ -41,11 +41,11 @@ impl Tally {
     }
 }
 
-fn addr(m: &Member) -> SocketAddr {
+pub(crate) fn addr(m: &Member) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], m.c2s_port))
 }
 
-fn pinned(m: &Member) -> Result<rustls::pki_types::CertificateDer<'static>, String> {
+pub(crate) fn pinned(m: &Member) -> Result<rustls::pki_types::CertificateDer<'static>, String> {
     crate::tls::load_certs(&m.dir.join("tls/cert.pem"))
         .map_err(|e| e.to_string())?
         .into_iter()
