@@ -163,6 +163,10 @@ pub struct P2pSection {
     pub renew_percent: u8,
     /// Exchanges: sub-zones delegated to this node (`directory delegate`), which it holds and answers for.
     pub zones: Vec<String>,
+    /// At most this many seconds between two checks of the roots' authority
+    /// records (trust anchors); checks start every anti-entropy round and
+    /// back off while nothing changes.
+    pub anchors_refresh_secs: u64,
     /// Outbound gossip messages a libp2p connection may queue (gossipsub
     /// allocates this many slots per connection up front).
     pub gossip_queue: usize,
@@ -182,6 +186,7 @@ impl Default for P2pSection {
             renew_percent: 33,
             zones: Vec::new(),
             gossip_queue: 64,
+            anchors_refresh_secs: 60,
         }
     }
 }
@@ -659,6 +664,8 @@ enrollment_token = ""
 renew_percent = 33
 # Exchanges: sub-zones the roots delegated to this node, e.g. ["asia.test"]; it holds their records.
 zones = []
+# At most this many seconds between checks of the roots' authority records (trust anchors); checks back off from every round while nothing changes.
+anchors_refresh_secs = 60
 # Outbound gossip messages one libp2p connection may queue (slots are allocated per connection).
 gossip_queue = 64
 

@@ -9,6 +9,7 @@ use libp2p::futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{gossipsub, identify, kad, Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -89,7 +90,9 @@ const WANTED_ROOTS: usize = 3;
 struct Behaviour {
     identify: identify::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
-    gossip: gossipsub::Behaviour,
+    /// Roots only: they replicate records over gossip among themselves;
+    /// other nodes would only run its heartbeat.
+    gossip: Toggle<gossipsub::Behaviour>,
     rr: request_response::json::Behaviour<Request, Response>,
 }
 
@@ -129,11 +132,10 @@ impl Host {
         }
         let topic = gossipsub::IdentTopic::new(TOPIC);
         if cfg.root {
-            swarm
-                .behaviour_mut()
-                .gossip
-                .subscribe(&topic)
-                .map_err(|e| P2pError::Build(e.to_string()))?;
+            if let Some(g) = swarm.behaviour_mut().gossip.as_mut() {
+                g.subscribe(&topic)
+                    .map_err(|e| P2pError::Build(e.to_string()))?;
+            }
         }
         let bootstrap: Vec<(PeerId, Multiaddr)> = cfg
             .bootstrap
@@ -294,10 +296,14 @@ fn build_swarm(cfg: &HostConfig) -> Result<Swarm<Behaviour>, P2pError> {
                     identify::Config::new("/intercloud/1".into(), k.public())
                         .with_agent_version(agent.into()),
                 ),
-                gossip: gossipsub::Behaviour::new(
-                    gossipsub::MessageAuthenticity::Signed(k.clone()),
-                    gossip_cfg,
-                )?,
+                gossip: Toggle::from(if root {
+                    Some(gossipsub::Behaviour::new(
+                        gossipsub::MessageAuthenticity::Signed(k.clone()),
+                        gossip_cfg,
+                    )?)
+                } else {
+                    None
+                }),
                 rr: request_response::json::Behaviour::new(
                     [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
                     request_response::Config::default().with_request_timeout(timeout),
@@ -556,11 +562,9 @@ impl State {
             }
         }
         if out != Accepted::Unchanged && gossip {
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .gossip
-                .publish(self.topic.clone(), r.to_json().into_bytes());
+            if let Some(g) = self.swarm.behaviour_mut().gossip.as_mut() {
+                let _ = g.publish(self.topic.clone(), r.to_json().into_bytes());
+            }
         }
         Ok(out)
     }
@@ -895,7 +899,12 @@ impl State {
                 tracing::debug!(error = %e, "cannot announce this root in the DHT");
             }
         }
-        if self.roots.len() < WANTED_ROOTS || self.rounds.is_multiple_of(10) {
+        // Roots look again every tenth round; a node that knows enough
+        // roots only now and then (every query is work for the roots).
+        let again = if self.root { 10 } else { 60 };
+        // "Enough": the wanted number, or every root it was told of.
+        let enough = WANTED_ROOTS.min(self.bootstrap.len().max(1));
+        if self.roots.len() < enough || self.rounds.is_multiple_of(again) {
             kad.get_providers(key);
         }
     }

@@ -130,21 +130,34 @@ pub fn spawn(config: Config, host: Host, identity: Arc<Identity>, anchors: Arc<A
         let peer_id = host.peer_id.to_string();
         let mut registered: Option<String> = None;
         let mut wait = Duration::from_millis(200);
+        let (cert_path, _) = config.enrolled_paths();
+        let mut due = renew_at(&cert_path, config.p2p.renew_percent);
+        // The roots' authority records change rarely (a root joins, a CA is
+        // replaced): asked for every round at first, then less and less
+        // often while they stay the same, up to anchors_refresh_secs — a
+        // thousand nodes asking every second kept the roots busy.
+        let anchors_max = Duration::from_secs(config.p2p.anchors_refresh_secs).max(every);
+        let mut anchors_every = every;
+        let mut anchors_next = tokio::time::Instant::now();
+        let mut authorities_seen: Vec<String> = Vec::new();
         loop {
-            let (cert_path, _) = config.enrolled_paths();
-            let due = renew_at(&cert_path, config.p2p.renew_percent);
             if config.p2p.enroll && due.map(|t| t <= now()).unwrap_or(true) {
                 match enroll(&config, &host, &secret, &identity, &anchors, &roots).await {
                     Ok(_) => {}
                     Err(e) => tracing::debug!(error = %e, "enrollment pending"),
                 }
-            } else {
-                learn(
-                    &anchors,
-                    &host.authorities().await,
-                    &roots,
-                    &config.learnt_anchors_path(),
-                );
+                due = renew_at(&cert_path, config.p2p.renew_percent);
+            } else if tokio::time::Instant::now() >= anchors_next {
+                let records = host.authorities().await;
+                let sigs: Vec<String> = records.iter().map(|r| r.sig.clone()).collect();
+                if !records.is_empty() && sigs != authorities_seen {
+                    learn(&anchors, &records, &roots, &config.learnt_anchors_path());
+                    authorities_seen = sigs;
+                    anchors_every = every;
+                } else if !records.is_empty() {
+                    anchors_every = (anchors_every * 2).min(anchors_max);
+                }
+                anchors_next = tokio::time::Instant::now() + anchors_every;
             }
             // (Re-)register when the certificate we present changed.
             let presented = cert_sha256(identity.cert().as_ref());
@@ -164,8 +177,6 @@ pub fn spawn(config: Config, host: Host, identity: Arc<Identity>, anchors: Arc<A
                     Err(e) => tracing::debug!(error = %e, "directory registration pending"),
                 }
             }
-            // After an enrollment the certificate on disk is the new one.
-            let due = renew_at(&cert_path, config.p2p.renew_percent);
             let settled = registered.is_some() && (!config.p2p.enroll || due.is_some());
             let mut next = if settled {
                 every
