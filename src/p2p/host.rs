@@ -10,6 +10,7 @@ use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{gossipsub, identify, kad, Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -525,7 +526,14 @@ impl State {
                 && !connected.contains(&p)
                 && !self.blocked.contains(&p)
             {
-                let _ = self.swarm.dial(a);
+                // Not again while a dial to it is still in flight: under
+                // load a handshake can outlast a round, and every extra dial
+                // is one more handshake for a busy root.
+                let opts = DialOpts::peer_id(p)
+                    .addresses(vec![a])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                let _ = self.swarm.dial(opts);
             }
         }
     }
