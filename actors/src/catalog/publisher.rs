@@ -6,7 +6,7 @@ use crate::iodata::NS_IODATA;
 use crate::router::{Route, Router};
 use actix::prelude::*;
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Ids of the publisher's requests start with this; the router hands their answers back.
 pub const ID_PREFIX: &str = "publish-resources-";
@@ -36,6 +36,8 @@ pub struct Publisher {
     targets: HashMap<String, Status>,
     retry: Duration,
     sent: u64,
+    /// Per pending target: when it may be sent again, and how many times it was.
+    next: HashMap<String, (Instant, u32)>,
 }
 
 impl Publisher {
@@ -54,17 +56,31 @@ impl Publisher {
             targets: targets.into_iter().map(|t| (t, Status::Pending)).collect(),
             retry,
             sent: 0,
+            next: HashMap::new(),
         }
     }
 
+    /// Sends to every pending target whose last request has had its time:
+    /// an answer normally comes (a result, a refusal, or the router's bounce
+    /// when the exchange is unreachable), so a request in flight is not
+    /// doubled — under load the first s2s link can take longer than `retry`
+    /// to come up, and every duplicate is one more catalog update for the
+    /// exchange. Without an answer, the wait doubles (up to 32 × `retry`).
     fn send_pending(&mut self) {
+        let now = Instant::now();
         let pending: Vec<String> = self
             .targets
             .iter()
             .filter(|(_, s)| **s == Status::Pending)
             .map(|(t, _)| t.clone())
+            .filter(|t| self.next.get(t).is_none_or(|(at, _)| now >= *at))
             .collect();
         for t in pending {
+            let tries = self.next.get(&t).map(|(_, n)| n + 1).unwrap_or(0);
+            self.next.insert(
+                t.clone(),
+                (now + self.retry * 2u32.pow(tries.min(5)), tries),
+            );
             self.sent += 1;
             let iq = Element::new("iq", NS_CLIENT)
                 .attr("type", "set")
@@ -142,6 +158,10 @@ impl Handler<Answer> for Publisher {
                 | "resource-constraint"
         ) {
             tracing::debug!(exchange = %target, cond, "publication will be retried");
+            // Answered: again at the next round, not after the doubled wait.
+            if let Some((at, _)) = self.next.get_mut(&target) {
+                *at = Instant::now();
+            }
         } else {
             tracing::warn!(exchange = %target, cond, text, "resource description refused");
             *st = Status::Refused(format!("{cond}: {text}"));
