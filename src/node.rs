@@ -145,6 +145,7 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
         f.watch_file(
             config.path(&config.faults.file),
             Duration::from_millis(config.faults.poll_ms.max(10)),
+            Some(config.data_dir().join(crate::net::fault::COUNTS_FILE)),
         );
         tracing::warn!(file = %config.faults.file.display(), "fault injection on");
         net = net.with_faults(f);

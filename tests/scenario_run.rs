@@ -114,10 +114,16 @@ fn partition_heal(mode: &str) {
     assert!(detail(9).contains("50 delivered"), "{text}");
     let lossy = detail(13);
     assert!(lossy.contains("100 acknowledged"), "{text}");
-    if mode == "in-process" {
-        // The runner shares the nodes' fault table and its counters.
-        assert!(text.contains("faults injected"), "{text}");
-    }
+    // In-process the runner shares the nodes' counters; node processes keep
+    // theirs in their data directories. Either way the split refused or cut
+    // links, and the slow link delayed chunks.
+    assert!(text.contains("faults injected"), "{text}");
+    let f = &r["faults_injected"];
+    assert!(
+        f["refused"].as_u64().unwrap() + f["cut"].as_u64().unwrap() > 0,
+        "{text}"
+    );
+    assert!(f["delayed"].as_u64().unwrap() > 0, "{text}");
     // The page draws the partition on its timeline.
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(html.contains("<title>partitioned</title>"), "{html}");

@@ -102,13 +102,27 @@ impl FaultTable {
 }
 
 /// What the wrappers did, for the report.
-#[derive(Default, Debug, Clone, Copy, Serialize)]
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FaultCounts {
     pub refused: u64,
     pub cut: u64,
     pub lost: u64,
     pub duplicated: u64,
     pub delayed: u64,
+}
+
+impl FaultCounts {
+    pub fn add(&mut self, o: &FaultCounts) {
+        self.refused += o.refused;
+        self.cut += o.cut;
+        self.lost += o.lost;
+        self.duplicated += o.duplicated;
+        self.delayed += o.delayed;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.refused + self.cut + self.lost + self.duplicated + self.delayed
+    }
 }
 
 #[derive(Default)]
@@ -212,16 +226,27 @@ impl Faults {
 
     /// Keeps the table equal to the JSON file at `path` (absent: no faults),
     /// checking every `every`; stops when the last handle is dropped.
-    pub fn watch_file(self: &Arc<Self>, path: PathBuf, every: Duration) {
+    ///
+    /// With `counts`, what the wrappers did is kept in that file (JSON,
+    /// replaced whole) whenever it changed, so a scenario run can report the
+    /// faults its node processes injected.
+    pub fn watch_file(self: &Arc<Self>, path: PathBuf, every: Duration, counts: Option<PathBuf>) {
         // The table in force when the node starts applies to its first dials.
         let mut seen = self.reload(&path, None);
         let weak: Weak<Faults> = Arc::downgrade(self);
+        let mut written = FaultCounts::default();
         std::thread::Builder::new()
             .name("faults".into())
             .spawn(move || loop {
                 std::thread::sleep(every);
                 let Some(f) = weak.upgrade() else { return };
                 seen = f.reload(&path, seen);
+                if let Some(out) = &counts {
+                    let now = f.counts();
+                    if now != written && write_counts(out, &now).is_ok() {
+                        written = now;
+                    }
+                }
             })
             .ok();
     }
@@ -248,6 +273,24 @@ impl Faults {
         }
         m
     }
+}
+
+/// Where in its data directory a node process keeps its fault counts.
+pub const COUNTS_FILE: &str = "fault-counts.json";
+
+/// Replaces `path` with `c` (a temporary file renamed: a reader sees the old or the new counts).
+fn write_counts(path: &std::path::Path, c: &FaultCounts) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(c).unwrap_or_default())?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The counts a node process kept with `watch_file` (none yet: zero).
+pub fn read_counts(path: &std::path::Path) -> FaultCounts {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
 }
 
 /// A dialed connection under the fault table (tokio I/O).

@@ -57,6 +57,8 @@ pub struct Report {
     pub topology: Vec<TopoNode>,
     /// In-process runs: the peak resident memory of the process (every node), KiB.
     pub peak_rss_kib: Option<u64>,
+    /// What the fault wrappers did over the run (every node), when they did anything.
+    pub faults_injected: Option<crate::net::fault::FaultCounts>,
     /// Every step did what it expected and every invariant held.
     pub passed: bool,
 }
@@ -73,6 +75,7 @@ impl Report {
             invariants: Vec::new(),
             topology: Vec::new(),
             peak_rss_kib: None,
+            faults_injected: None,
             passed: false,
         }
     }
@@ -100,6 +103,9 @@ impl Report {
                 "  peak memory of the process (every node): {:.0} MiB\n",
                 k as f64 / 1024.0
             );
+        }
+        if let Some(f) = &self.faults_injected {
+            s += &format!("  faults injected: {}\n", faults_line(f));
         }
         for st in &self.steps {
             s += &format!(
@@ -278,7 +284,11 @@ impl Report {
             conv = self
                 .converged_secs
                 .map(|c| format!(", federation converged in {c:.1} s"))
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                + &self
+                    .faults_injected
+                    .map(|f| format!("; faults injected: {}", faults_line(&f)))
+                    .unwrap_or_default(),
             timeline = self.timeline_svg(),
             topo = self.topology_svg(),
         );
@@ -321,4 +331,12 @@ impl Report {
 /// Text for HTML and SVG.
 pub fn esc(s: &str) -> String {
     intercloud_actors::element::escape(s)
+}
+
+/// "3 dials refused, 2 links cut, …" for the summary.
+fn faults_line(f: &crate::net::fault::FaultCounts) -> String {
+    format!(
+        "{} dials refused, {} links cut, {} chunks lost, {} duplicated, {} delayed",
+        f.refused, f.cut, f.lost, f.duplicated, f.delayed
+    )
 }

@@ -874,13 +874,6 @@ pub fn run(s: &Scenario, o: &RunOptions) -> Result<Report, RunError> {
                 },
             ));
         }
-        let fc = r.faults.counts();
-        if fc.refused + fc.cut + fc.lost + fc.duplicated + fc.delayed > 0 {
-            (o.progress)(&format!(
-                "faults injected: {} dials refused, {} links cut, {} chunks lost, {} duplicated, {} delayed",
-                fc.refused, fc.cut, fc.lost, fc.duplicated, fc.delayed
-            ));
-        }
         let queries: Vec<&StepReport> = report
             .steps
             .iter()
@@ -914,6 +907,21 @@ pub fn run(s: &Scenario, o: &RunOptions) -> Result<Report, RunError> {
             Err(format!("still running: {left:?}"))
         },
     ));
+    // What the transport-layer wrappers did: the shared table's counters
+    // in-process; node processes kept theirs in their data directories.
+    let mut fc = r.faults.counts();
+    if o.mode == Mode::Processes {
+        for m in &r.members {
+            if let Ok(c) = Config::load(&m.config_path()) {
+                fc.add(&crate::net::fault::read_counts(
+                    &c.data_dir().join(crate::net::fault::COUNTS_FILE),
+                ));
+            }
+        }
+    }
+    if fc.total() > 0 {
+        report.faults_injected = Some(fc);
+    }
     report.duration_secs = t0.elapsed().as_secs_f64();
     if o.mode == Mode::InProcess {
         report.peak_rss_kib = std::fs::read_to_string("/proc/self/status")
