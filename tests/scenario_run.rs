@@ -1,4 +1,4 @@
-//! `intercloud scenario run` in both modes: the shipped paper.toml, root-failover.toml and partition-heal.toml pass (every step, every invariant) with node processes and in-process, and leave no node behind; chaos-soak.toml gives the same faults and verdicts for the same seed; presence churn is followed, and fails with evidence when a partition hides a user; a scenario whose oracle disagrees with the catalog fails, and so does one where a test-only fault drops acknowledged messages — each with the evidence in its report.
+//! `intercloud scenario run` in both modes: the shipped paper.toml, root-failover.toml and partition-heal.toml pass (every step, every invariant) with node processes and in-process, and leave no node behind; chaos-soak.toml gives the same faults and verdicts for the same seed; presence churn is followed, and fails with evidence when a partition hides a user; a scenario whose oracle disagrees with the catalog fails, and so do ones where test-only faults drop acknowledged messages or forge the from of delivered ones — each with the evidence in its report.
 
 mod common;
 
@@ -141,13 +141,16 @@ fn a_partition_heals_in_process() {
     partition_heal("in-process");
 }
 
-#[test]
-fn losing_acknowledged_messages_fails_the_run_with_evidence() {
-    let dir = common::temp_dir("scenario-lose-acked");
-    let file = dir.join("lose.toml");
+/// Runs two clouds through a message stream, the test-only `fault` on
+/// cloud2, and a second stream: the second must fail, and the invariant
+/// named by `invariant` must break with `evidence` in its report.
+fn test_only_fault_fails_the_run(name: &str, fault: &str, invariant: &str, evidence: &[&str]) {
+    let dir = common::temp_dir(&format!("scenario-{name}"));
+    let file = dir.join("fault.toml");
     std::fs::write(
         &file,
-        r#"name = "lose-acked"
+        format!(
+            r#"name = "{name}"
 [federation]
 roots = 1
 exchanges = 1
@@ -159,9 +162,8 @@ from = "cloud1.test"
 to = "cloud2.test"
 count = 10
 
-# Test only: cloud2 acknowledges what cloud1 sends it over s2s, and drops it.
 [[step]]
-action = "lose_acked"
+action = "{fault}"
 node = "cloud2.test"
 
 [[step]]
@@ -170,7 +172,8 @@ from = "cloud1.test"
 to = "cloud2.test"
 count = 10
 within_secs = 5
-"#,
+"#
+        ),
     )
     .unwrap();
     let report = dir.join("report");
@@ -184,16 +187,40 @@ within_secs = 5
         .as_array()
         .unwrap()
         .iter()
-        .find(|i| i["name"].as_str().unwrap().contains("acknowledged"))
+        .find(|i| i["name"].as_str().unwrap().contains(invariant))
         .unwrap()
         .clone();
     assert_eq!(inv["ok"], false, "{text}");
-    let evidence = inv["evidence"].as_str().unwrap();
-    assert!(
-        evidence.contains("step 3 (cloud1.test -> cloud2.test): 10 of 10 acknowledged"),
-        "{text}"
-    );
+    let found = inv["evidence"].as_str().unwrap();
+    for e in evidence {
+        assert!(found.contains(e), "{e:?} not in the evidence: {text}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn losing_acknowledged_messages_fails_the_run_with_evidence() {
+    // cloud2 acknowledges what cloud1 sends it over s2s, and drops it.
+    test_only_fault_fails_the_run(
+        "lose-acked",
+        "lose_acked",
+        "acknowledged",
+        &["step 3 (cloud1.test -> cloud2.test): 10 of 10 acknowledged"],
+    );
+}
+
+#[test]
+fn a_forged_from_fails_the_run_with_evidence() {
+    // cloud2 delivers what arrives over s2s with a from nobody authenticated.
+    test_only_fault_fails_the_run(
+        "forge-from",
+        "forge_from",
+        "sender's from",
+        &[
+            "step 3 (cloud1.test -> cloud2.test): delivered with a from other than the sender",
+            "mallory@forged.invalid/x",
+        ],
+    );
 }
 
 #[test]

@@ -33,6 +33,10 @@ pub struct FaultTable {
     /// receive over s2s and then discard them — it proves the
     /// acknowledged-loss invariant can fail.
     pub lose_acked: Vec<String>,
+    /// Test only: these domains deliver the messages they receive over s2s
+    /// with a forged `from` (one the link did not authenticate) — it proves
+    /// the from-authenticity invariant can fail.
+    pub forge_from: Vec<String>,
     /// Which domain listens on which libp2p port (to police libp2p dials).
     pub p2p_ports: BTreeMap<u16, String>,
 }
@@ -188,6 +192,14 @@ impl Faults {
             tracing::info!(local, remote, "fault: partitioned, connection refused");
         }
         b
+    }
+
+    /// Test only: whether `domain` delivers s2s messages with a forged `from`.
+    pub fn forges_from(&self, domain: &str) -> bool {
+        self.read()
+            .forge_from
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
     }
 
     /// Test only: whether `domain` loses the messages it acknowledges.

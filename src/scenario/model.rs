@@ -204,6 +204,11 @@ pub enum Step {
     LoseAcked {
         node: String,
     },
+    /// Test only: `node` delivers the messages it receives over s2s with a
+    /// forged `from` — the run must then fail its from-authenticity check.
+    ForgeFrom {
+        node: String,
+    },
     /// A stream of chat messages from `from`'s demo user to `to`'s, at
     /// `rate` per second, with XEP-0198 on the sender's stream: every
     /// message its server acknowledged must arrive (or come back as an
@@ -431,6 +436,7 @@ impl Scenario {
                     }
                 }
                 Step::LoseAcked { node } => known(node, "lose_acked")?,
+                Step::ForgeFrom { node } => known(node, "forge_from")?,
                 Step::Flow {
                     among, concurrency, ..
                 } => {

@@ -241,7 +241,14 @@ impl Report {
                 "#d33"
             } else if matches!(
                 st.action.as_str(),
-                "kill" | "stop" | "start" | "partition" | "heal" | "link_fault" | "lose_acked"
+                "kill"
+                    | "stop"
+                    | "start"
+                    | "partition"
+                    | "heal"
+                    | "link_fault"
+                    | "lose_acked"
+                    | "forge_from"
             ) {
                 "#e90"
             } else if matches!(st.action.as_str(), "messages" | "flow" | "presence_churn") {

@@ -577,6 +577,13 @@ fn run_step(
             );
             ("lose_acked".into(), node.clone(), ok, d)
         }
+        Step::ForgeFrom { node } => {
+            book.faults.forge_from.push(node.clone());
+            let (ok, d) = ok_or(r.set_faults(book.faults.clone()).map(|_| {
+                "test-only: messages received over s2s are delivered with a forged from".to_string()
+            }));
+            ("forge_from".into(), node.clone(), ok, d)
+        }
         Step::Messages {
             from,
             to,
