@@ -75,9 +75,21 @@ async fn s2s_link_cut_under_load_loses_nothing() {
     common::online(&mut bob).await;
 
     let mut alice = a.login("alice", "pw", Some("a")).await;
+    // The first half goes out at once (the cut comes while it is in
+    // flight); the second only after the cut, so a new link must carry it
+    // even when the first half had already passed the relay.
+    let (cut_tx, cut_rx) = tokio::sync::oneshot::channel::<()>();
     let sender: JoinHandle<Client> = tokio::spawn(async move {
         let mut batch = String::new();
+        let mut cut_rx = Some(cut_rx);
         for i in 0..N {
+            if i == N / 2 {
+                alice.send_raw(&batch).await.unwrap();
+                batch.clear();
+                if let Some(rx) = cut_rx.take() {
+                    let _ = rx.await;
+                }
+            }
             Element::new("message", NS_CLIENT)
                 .attr("to", "bob@cloud2.test/b")
                 .attr("type", "chat")
@@ -94,6 +106,7 @@ async fn s2s_link_cut_under_load_loses_nothing() {
 
     let mut seen = BTreeSet::new();
     let mut cut = false;
+    let mut cut_tx = Some(cut_tx);
     while seen.len() < N {
         match bob.next(T).await {
             Ok(Event::Stanza(e)) if e.name == "message" => {
@@ -106,6 +119,9 @@ async fn s2s_link_cut_under_load_loses_nothing() {
                 if !cut && seen.len() >= 400 {
                     relay.cut();
                     cut = true;
+                    if let Some(tx) = cut_tx.take() {
+                        let _ = tx.send(());
+                    }
                 }
             }
             Ok(Event::Stanza(_)) => {}
