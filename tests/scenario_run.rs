@@ -1,4 +1,4 @@
-//! `intercloud scenario run` in both modes: the shipped paper.toml, root-failover.toml and partition-heal.toml pass (every step, every invariant) with node processes and in-process, and leave no node behind; chaos-soak.toml gives the same faults and verdicts for the same seed; presence churn is followed, and fails with evidence when a partition hides a user; a scenario whose oracle disagrees with the catalog fails, and so do ones where test-only faults drop acknowledged messages or forge the from of delivered ones — each with the evidence in its report.
+//! `intercloud scenario run` in both modes: the shipped paper.toml, root-failover.toml and partition-heal.toml pass (every step, every invariant) with node processes and in-process, and leave no node behind; chaos-soak.toml gives the same faults and verdicts for the same seed; a republished description replaces the old one in the answers (and one about another cloud is refused); presence churn is followed, and fails with evidence when a partition hides a user; a scenario whose oracle disagrees with the catalog fails, and so do ones where test-only faults drop acknowledged messages or forge the from of delivered ones — each with the evidence in its report.
 
 mod common;
 
@@ -221,6 +221,88 @@ fn a_forged_from_fails_the_run_with_evidence() {
             "mallory@forged.invalid/x",
         ],
     );
+}
+
+#[test]
+fn a_republished_description_replaces_the_old_one_in_the_answers() {
+    let dir = common::temp_dir("scenario-publish");
+    let data = common::repo().join("scenarios/data");
+    let cloud3 = |availability: &str| {
+        format!(
+            "@prefix ic: <urn:intercloud:ontology#> .\n\
+             @prefix cocoon: <https://w3id.org/cocoon/v1.0.1#> .\n\
+             @prefix qudt: <http://qudt.org/schema/qudt/> .\n\
+             @prefix unit: <http://qudt.org/vocab/unit/> .\n\
+             <https://cloud3.test/> a ic:Cloud ; ic:cloudName \"cloud3\" ; ic:domain \"cloud3.test\" ;\n\
+               ic:offers <https://cloud3.test/storage> .\n\
+             <https://cloud3.test/storage> a cocoon:StorageService ;\n\
+               ic:availability [ qudt:numericValue {availability} ; qudt:unit unit:PERCENT ] ;\n\
+               ic:replicationFactor 5 ; ic:tierCountry \"JAPAN\" ;\n\
+               ic:storageReplicationMethod \"AMQP\" ; ic:storageAccessProtocol \"NFS\" .\n"
+        )
+    };
+    std::fs::write(dir.join("best.ttl"), cloud3("99.99999")).unwrap();
+    std::fs::write(dir.join("worse.ttl"), cloud3("99.9")).unwrap();
+    // cloud3 describing cloud2: refused, nothing changes.
+    std::fs::write(
+        dir.join("foreign.ttl"),
+        cloud3("99.99999").replace("cloud3", "cloud2"),
+    )
+    .unwrap();
+    let file = dir.join("publish.toml");
+    let query = |expect: &str| {
+        format!(
+            "[[step]]\naction = \"query\"\nfrom = \"cloud1.test\"\nexchange = \"exchange1.test\"\n\
+             request = \"{}\"\nexpect = {expect}\n\n",
+            data.join("paper_request.xml").display()
+        )
+    };
+    let publish = |file: &str| {
+        format!(
+            "[[step]]\naction = \"publish\"\nfrom = \"cloud3.test\"\nexchange = \"exchange1.test\"\n\
+             description = \"{file}\"\n\n"
+        )
+    };
+    let text = format!(
+        "name = \"publish\"\n[federation]\nroots = 1\nexchanges = 1\nclouds = 3\n\
+         resources = \"{cat}\"\nimport = [\"{cat}/cloud5.test.ttl\"]\n\n\
+         [[step]]\naction = \"wait_published\"\nexchange = \"exchange1.test\"\ncount = 4\n\n{}{}{}{}{}{}{}",
+        query("[\"cloud2\", \"cloud5\"]"),
+        publish("best.ttl"),
+        query("[\"cloud3\", \"cloud2\", \"cloud5\"]"),
+        publish("foreign.ttl"),
+        query("[\"cloud3\", \"cloud2\", \"cloud5\"]"),
+        publish("worse.ttl"),
+        query("[\"cloud2\", \"cloud5\"]"),
+        cat = data.join("paper-catalog").display()
+    );
+    std::fs::write(&file, text).unwrap();
+    let report = dir.join("report");
+    let (ok, text, r) = run_mode(&file, &report, "in-process");
+    assert!(!ok, "{text}");
+    let steps = r["steps"].as_array().unwrap();
+    let verdicts: Vec<bool> = steps.iter().map(|s| s["ok"].as_bool().unwrap()).collect();
+    // Only the foreign publication fails; every answer is the expected one.
+    assert_eq!(
+        verdicts,
+        vec![true, true, true, true, false, true, true, true],
+        "{text}"
+    );
+    assert!(
+        steps[2]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("triples published for cloud3.test"),
+        "{text}"
+    );
+    assert!(
+        steps[4]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("refused (forbidden): cloud3.test may only describe itself"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

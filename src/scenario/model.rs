@@ -104,6 +104,14 @@ pub enum Step {
         #[serde(default = "thirty")]
         within_secs: u64,
     },
+    /// The demo user of `from` publishes the Turtle file `description` to
+    /// `exchange` with publish_resources: it replaces the cloud's
+    /// description there (a cloud may only describe itself).
+    Publish {
+        from: String,
+        exchange: String,
+        description: PathBuf,
+    },
     /// The demo user of `from` sends constraint_catalog_resources (the file: the paper's request) to `exchange`.
     Query {
         from: String,
@@ -378,6 +386,10 @@ impl Scenario {
         for s in &self.steps {
             match s {
                 Step::WaitPublished { exchange, .. } => known(exchange, "wait_published")?,
+                Step::Publish { from, exchange, .. } => {
+                    known(from, "publish")?;
+                    known(exchange, "publish")?
+                }
                 Step::Query { from, exchange, .. } => {
                     known(from, "query")?;
                     known(exchange, "query")?

@@ -226,21 +226,13 @@ fn runtime() -> Result<tokio::runtime::Runtime, RunError> {
 }
 
 /// The demo user of `from` asks `exchange` for matching clouds.
-fn query(
+/// Runs one ad-hoc command (`xml`, from adhoc_client::request) as the demo user of `from`; its answer.
+fn demo_command(
     r: &Fleet,
-    s: &Scenario,
     from: &str,
-    exchange: &str,
-    request: &Path,
-) -> Result<Vec<String>, String> {
+    xml: &str,
+) -> Result<intercloud_actors::element::Element, String> {
     let m = r.member(from);
-    let text = std::fs::read_to_string(s.path(request))
-        .map_err(|e| format!("{}: {e}", request.display()))?;
-    let xml = crate::adhoc_client::request(
-        &format!("service.{exchange}"),
-        "constraint_catalog_resources",
-        &text,
-    );
     let pinned = crate::tls::load_certs(&m.dir.join("tls/cert.pem"))
         .map_err(|e| e.to_string())?
         .remove(0);
@@ -256,10 +248,78 @@ fn query(
             &jid,
             &m.demo_password,
             pinned,
-            &xml,
+            xml,
         ))
         .map_err(|e| e.to_string())?;
-    let reply = out.into_iter().next().ok_or("no answer")?;
+    out.into_iter()
+        .next()
+        .ok_or_else(|| "no answer".to_string())
+}
+
+/// publish_resources of a Turtle file as the demo user of `from`: the
+/// service's note on success, its error otherwise.
+fn publish(
+    r: &Fleet,
+    s: &Scenario,
+    from: &str,
+    exchange: &str,
+    file: &Path,
+) -> Result<String, String> {
+    let turtle =
+        std::fs::read_to_string(s.path(file)).map_err(|e| format!("{}: {e}", file.display()))?;
+    let xml = crate::adhoc_client::request(
+        &format!("service.{exchange}"),
+        "publish_resources",
+        &format!(
+            "<description>{}</description>",
+            intercloud_actors::element::escape(&turtle)
+        ),
+    );
+    let reply = demo_command(r, from, &xml)?;
+    if reply.get_attr("type") == Some("error") {
+        let err = reply.get_child("error", intercloud_actors::element::NS_CLIENT);
+        let cond = err
+            .and_then(|e| e.elements().find(|c| c.name != "text"))
+            .map(|c| c.name.clone())
+            .unwrap_or_default();
+        let text = err
+            .and_then(|e| e.elements().find(|c| c.name == "text"))
+            .map(|t| t.text_content())
+            .unwrap_or_default();
+        return Err(format!("refused ({cond}): {text}"));
+    }
+    let cmd = reply
+        .get_child("command", intercloud_actors::adhoc::NS_COMMANDS)
+        .ok_or("no command in the answer")?;
+    let note = cmd.elements().find(|e| e.name == "note").map(|n| {
+        (
+            n.get_attr("type").unwrap_or("info").to_string(),
+            n.text_content(),
+        )
+    });
+    match (cmd.get_attr("status"), note) {
+        (Some("completed"), Some((t, text))) if t != "error" => Ok(text),
+        (Some("completed"), None) => Ok("published".into()),
+        (_, Some((_, text))) => Err(text),
+        (st, None) => Err(format!("status {st:?}")),
+    }
+}
+
+fn query(
+    r: &Fleet,
+    s: &Scenario,
+    from: &str,
+    exchange: &str,
+    request: &Path,
+) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(s.path(request))
+        .map_err(|e| format!("{}: {e}", request.display()))?;
+    let xml = crate::adhoc_client::request(
+        &format!("service.{exchange}"),
+        "constraint_catalog_resources",
+        &text,
+    );
+    let reply = demo_command(r, from, &xml)?;
     let names: Option<Vec<String>> = reply
         .get_child("command", intercloud_actors::adhoc::NS_COMMANDS)
         .and_then(|c| c.get_child("iodata", intercloud_actors::iodata::NS_IODATA))
@@ -350,6 +410,26 @@ fn run_step(
                 .map(|t| format!("{count} descriptions after {:.1} s", t.as_secs_f64()))
             }));
             ("wait_published".into(), exchange.clone(), ok, d)
+        }
+        Step::Publish {
+            from,
+            exchange,
+            description,
+        } => {
+            let (ok, d) = if book.drawn.contains_key(from) {
+                (
+                    false,
+                    format!("{from}'s description is drawn from [federation.generate]; the flow's oracle could not follow a replacement"),
+                )
+            } else {
+                ok_or(publish(r, s, from, exchange, description))
+            };
+            (
+                "publish".into(),
+                format!("{from} -> service.{exchange}"),
+                ok,
+                d,
+            )
         }
         Step::Query {
             from,
