@@ -4,15 +4,17 @@ mod common;
 
 use std::process::Command;
 
-fn run_mode(
+/// `intercloud scenario run FILE ARGS --report REPORT`: whether it passed,
+/// its output, and its JSON report (Null when none was written).
+fn run_args(
     file: &std::path::Path,
     report: &std::path::Path,
-    mode: &str,
+    args: &[&str],
 ) -> (bool, String, serde_json::Value) {
     let out = Command::new(common::BIN)
         .args(["scenario", "run"])
         .arg(file)
-        .args(["--mode", mode])
+        .args(args)
         .arg("--report")
         .arg(report)
         .output()
@@ -29,15 +31,34 @@ fn run_mode(
     (out.status.success(), text, json)
 }
 
+fn run_mode(
+    file: &std::path::Path,
+    report: &std::path::Path,
+    mode: &str,
+) -> (bool, String, serde_json::Value) {
+    run_args(file, report, &["--mode", mode])
+}
+
 fn run(file: &std::path::Path, report: &std::path::Path) -> (bool, String, serde_json::Value) {
     run_mode(file, report, "processes")
 }
 
-fn paper(mode: &str) {
-    let dir = common::temp_dir(&format!("scenario-paper-{mode}"));
-    let (ok, text, r) = run_mode(&common::repo().join("scenarios/paper.toml"), &dir, mode);
+/// Runs a shipped scenario (`scenarios/NAME.toml`) in `mode`; it must pass.
+/// Its report directory (removed by the caller), output and JSON report.
+fn shipped(name: &str, mode: &str) -> (std::path::PathBuf, String, serde_json::Value) {
+    let dir = common::temp_dir(&format!("scenario-{name}-{mode}"));
+    let (ok, text, r) = run_mode(
+        &common::repo().join(format!("scenarios/{name}.toml")),
+        &dir,
+        mode,
+    );
     assert!(ok, "{text}");
     assert_eq!(r["passed"], true, "{text}");
+    (dir, text, r)
+}
+
+fn paper(mode: &str) {
+    let (dir, text, r) = shipped("paper", mode);
     assert_eq!(r["mode"], mode, "{text}");
     let steps = r["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 7, "{text}");
@@ -69,14 +90,7 @@ fn the_papers_scenario_passes_in_process() {
 }
 
 fn root_failover(mode: &str) {
-    let dir = common::temp_dir(&format!("scenario-root-failover-{mode}"));
-    let (ok, text, r) = run_mode(
-        &common::repo().join("scenarios/root-failover.toml"),
-        &dir,
-        mode,
-    );
-    assert!(ok, "{text}");
-    assert_eq!(r["passed"], true, "{text}");
+    let (dir, text, _) = shipped("root-failover", mode);
     assert!(text.contains("kill root1.test: ok"), "{text}");
     assert!(
         text.contains("negotiate cloud1.test: ended cloud2.test"),
@@ -96,14 +110,7 @@ fn a_root_fails_and_comes_back_in_process() {
 }
 
 fn partition_heal(mode: &str) {
-    let dir = common::temp_dir(&format!("scenario-partition-{mode}"));
-    let (ok, text, r) = run_mode(
-        &common::repo().join("scenarios/partition-heal.toml"),
-        &dir,
-        mode,
-    );
-    assert!(ok, "{text}");
-    assert_eq!(r["passed"], true, "{text}");
+    let (dir, text, r) = shipped("partition-heal", mode);
     let steps = r["steps"].as_array().unwrap();
     let detail = |i: usize| steps[i]["detail"].as_str().unwrap().to_string();
     // Across the split nothing is delivered: what was acknowledged came back as errors.
@@ -405,22 +412,8 @@ fn chaos_is_seeded_the_same_seed_gives_the_same_faults_and_verdicts() {
     let mut seen = Vec::new();
     for _ in 0..2 {
         let dir = common::temp_dir("scenario-chaos");
-        let out = Command::new(common::BIN)
-            .args(["scenario", "run"])
-            .arg(&file)
-            .args(["--seed", "7", "--report"])
-            .arg(&dir)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let r: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap())
-                .unwrap();
+        let (ok, text, r) = run_args(&file, &dir, &["--seed", "7"]);
+        assert!(ok, "{text}");
         assert!(faults(&r).len() >= 8, "{text}");
         seen.push((faults(&r), verdicts(&r), r["passed"].clone()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -498,22 +491,8 @@ fn the_scale_scenario_scaled_down_runs_the_flow_on_every_cloud_against_the_oracl
     let file = dir.join("scale.toml");
     std::fs::write(&file, text).unwrap();
     let report = dir.join("report");
-    let out = Command::new(common::BIN)
-        .args(["scenario", "run"])
-        .arg(&file)
-        .arg("--report")
-        .arg(&report)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(report.join("report.json")).unwrap())
-            .unwrap();
+    let (ok, text, r) = run_args(&file, &report, &[]);
+    assert!(ok, "{text}");
     assert_eq!(r["mode"], "in-process", "{text}");
     let flow = r["steps"]
         .as_array()

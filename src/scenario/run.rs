@@ -225,7 +225,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, RunError> {
         .map_err(|e| RunError::Setup(e.to_string()))
 }
 
-/// The demo user of `from` asks `exchange` for matching clouds.
+/// Runs `f` to its end on a runtime of its own (a step's client work).
+fn block_on<T>(f: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+    runtime().map_err(|e| e.to_string())?.block_on(f)
+}
+
 /// Runs one ad-hoc command (`xml`, from adhoc_client::request) as the demo user of `from`; its answer.
 fn demo_command(
     r: &Fleet,
@@ -233,24 +237,20 @@ fn demo_command(
     xml: &str,
 ) -> Result<intercloud_actors::element::Element, String> {
     let m = r.member(from);
-    let pinned = crate::tls::load_certs(&m.dir.join("tls/cert.pem"))
-        .map_err(|e| e.to_string())?
-        .remove(0);
-    let addr = format!("127.0.0.1:{}", m.c2s_port)
-        .parse()
-        .map_err(|e| format!("{e}"))?;
     let jid = format!("{}@{}", m.demo_user, m.domain);
-    let out = runtime()
-        .map_err(|e| e.to_string())?
-        .block_on(crate::adhoc_client::run(
+    let pinned = super::traffic::pinned(m)?;
+    let out = block_on(async {
+        crate::adhoc_client::run(
             &r.client_net(),
-            addr,
+            super::traffic::addr(m),
             &jid,
             &m.demo_password,
             pinned,
             xml,
-        ))
-        .map_err(|e| e.to_string())?;
+        )
+        .await
+        .map_err(|e| e.to_string())
+    })?;
     out.into_iter()
         .next()
         .ok_or_else(|| "no answer".to_string())
@@ -305,6 +305,7 @@ fn publish(
     }
 }
 
+/// The demo user of `from` asks `exchange` for matching clouds.
 fn query(
     r: &Fleet,
     s: &Scenario,
@@ -464,9 +465,7 @@ fn run_step(
                 let text =
                     std::fs::read_to_string(s.path(constraints)).map_err(|e| e.to_string())?;
                 let ask = scenario_ask(service, *amount);
-                let rep = runtime()
-                    .map_err(|e| e.to_string())?
-                    .block_on(crate::negotiate::run_on(&r.client_net(), &c, &ask, &text))?;
+                let rep = block_on(crate::negotiate::run_on(&r.client_net(), &c, &ask, &text))?;
                 let result = rep.get_attr("result").unwrap_or("failed").to_string();
                 let peer = rep
                     .get_child(
@@ -673,16 +672,14 @@ fn run_step(
         } => {
             let (f, t) = (r.member(from).clone(), r.member(to).clone());
             let net = r.client_net();
-            let res = runtime().map_err(|e| e.to_string()).and_then(|rt| {
-                rt.block_on(super::traffic::stream(
-                    &net,
-                    &f,
-                    &t,
-                    *count,
-                    *rate,
-                    Duration::from_secs(*within_secs),
-                ))
-            });
+            let res = block_on(super::traffic::stream(
+                &net,
+                &f,
+                &t,
+                *count,
+                *rate,
+                Duration::from_secs(*within_secs),
+            ));
             let target = format!("{from} -> {to}");
             match res {
                 Err(e) => ("messages".into(), target, false, e),
@@ -723,16 +720,14 @@ fn run_step(
             let churners: Vec<Member> = clouds.iter().map(|c| r.member(c).clone()).collect();
             let net = r.client_net();
             let target = format!("{} watched by {watcher}", clouds.join(" "));
-            let res = runtime().map_err(|e| e.to_string()).and_then(|rt| {
-                rt.block_on(super::churn::run(
-                    &net,
-                    &w,
-                    &churners,
-                    *flips,
-                    *rate,
-                    Duration::from_secs(*within_secs),
-                ))
-            });
+            let res = block_on(super::churn::run(
+                &net,
+                &w,
+                &churners,
+                *flips,
+                *rate,
+                Duration::from_secs(*within_secs),
+            ));
             match res {
                 Err(e) => ("presence_churn".into(), target, false, e),
                 Ok(t) => {
