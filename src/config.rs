@@ -380,7 +380,8 @@ pub struct Limits {
     pub s2s_connect_timeout_secs: u64,
     pub s2s_idle_timeout_secs: u64,
     pub s2s_queue: usize,
-    pub s2s_redials: u32,
+    pub s2s_redial_secs: u64,
+    pub s2s_dedup_ids: usize,
     pub max_s2s_connections: usize,
     pub sm_resume_timeout_secs: u64,
     pub sm_ack_every: u32,
@@ -404,7 +405,8 @@ impl Default for Limits {
             s2s_connect_timeout_secs: 10,
             s2s_idle_timeout_secs: 600,
             s2s_queue: 10_000,
-            s2s_redials: 3,
+            s2s_redial_secs: 15,
+            s2s_dedup_ids: 65_536,
             max_s2s_connections: 1000,
             sm_resume_timeout_secs: 300,
             sm_ack_every: 5,
@@ -769,8 +771,11 @@ s2s_connect_timeout_secs = {}
 s2s_idle_timeout_secs = {}
 # Stanzas held per remote domain while its link connects.
 s2s_queue = {}
-# When an s2s link breaks with stanzas in flight, redials (backing off from 200 ms) before they bounce.
-s2s_redials = {}
+# Failed s2s dials to a domain reached before, and dials whose connection broke while negotiating,
+# are retried (backing off from 200 ms to 2 s) for this many seconds before what is queued bounces.
+s2s_redial_secs = {}
+# Stanza ids remembered from s2s peers to drop the copies a link resends after a cut (XEP-0198).
+s2s_dedup_ids = {}
 # Incoming s2s connections in all.
 max_s2s_connections = {}
 # Seconds a client's session waits to be resumed after its connection drops (XEP-0198).
@@ -793,7 +798,8 @@ sm_ack_every = {}
         l.s2s_connect_timeout_secs,
         l.s2s_idle_timeout_secs,
         l.s2s_queue,
-        l.s2s_redials,
+        l.s2s_redial_secs,
+        l.s2s_dedup_ids,
         l.max_s2s_connections,
         l.sm_resume_timeout_secs,
         l.sm_ack_every,

@@ -215,7 +215,7 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
         Arc::new(crate::xmpp::s2s::S2sDialer(s2s.clone())),
         LinkSettings {
             queue: l.s2s_queue,
-            redials: l.s2s_redials,
+            redial_window: Duration::from_secs(l.s2s_redial_secs),
             idle: Duration::from_secs(l.s2s_idle_timeout_secs.max(1)),
             metrics: s2s.link_metrics.clone(),
         },

@@ -141,7 +141,9 @@ async fn unacknowledged_stanzas_of_a_dead_session_go_to_offline_storage() {
     sender.await.unwrap();
     // Not resumed within the timeout: what was not acknowledged, and what
     // arrived meanwhile, waits in offline storage for the next session.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    common::wait_for("bob's session to end unresumed", || {
+        node.log().contains("not resumed in time")
+    });
     let mut bob = node.login("bob", "pw", Some("b2")).await;
     bob.send(&Element::new("presence", NS_CLIENT))
         .await
@@ -157,4 +159,71 @@ async fn unacknowledged_stanzas_of_a_dead_session_go_to_offline_storage() {
             .take(10)
             .collect::<Vec<_>>()
     );
+}
+
+/// Counts log lines containing `what`.
+fn lines(node: &Node, what: &str) -> usize {
+    node.log().lines().filter(|l| l.contains(what)).count()
+}
+
+/// One account on several devices, every connection dropped with
+/// resumption on: one message to the bare JID reaches each detached session;
+/// as their resumption times out, the message must come back once — not
+/// once per session, nor 2^(N-1) times as copies re-routed to each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_to_several_dead_sessions_is_delivered_once() {
+    const DEVICES: usize = 4;
+    let mut node = Node::init(
+        "smonce",
+        "sm.test",
+        &[("sm_resume_timeout_secs = 300", "sm_resume_timeout_secs = 1")],
+    );
+    node.add_user("alice", "pw");
+    node.add_user("bob", "pw");
+    node.start();
+    let mut devices = Vec::new();
+    for i in 0..DEVICES {
+        let mut bob = node.login("bob", "pw", Some(&format!("d{i}"))).await;
+        bob.enable_sm().await.unwrap();
+        bob.send_raw("<presence><priority>1</priority></presence>")
+            .await
+            .unwrap();
+        common::sync(&mut bob, "up").await;
+        devices.push(bob);
+    }
+    drop(devices);
+    common::wait_for("every connection's loss to be noticed", || {
+        lines(&node, "session kept for resumption") == DEVICES
+    });
+    let mut alice = node.login("alice", "pw", Some("a")).await;
+    alice
+        .send(&msg("bob@sm.test", 7).attr("id", "once"))
+        .await
+        .unwrap();
+    common::sync(&mut alice, "sent").await;
+    common::wait_for("every session to end unresumed", || {
+        lines(&node, "not resumed in time") == DEVICES
+    });
+    let mut bob = node.login("bob", "pw", Some("fresh")).await;
+    bob.send(&Element::new("presence", NS_CLIENT))
+        .await
+        .unwrap();
+    // Offline messages come at the initial presence, before the ping's answer.
+    bob.send_raw("<iq type='get' id='after'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await
+        .unwrap();
+    let mut copies = 0;
+    loop {
+        match bob.next(T).await {
+            Ok(Event::Stanza(e)) if e.name == "message" => {
+                if e.child_text("body", NS_CLIENT).as_deref() == Some("m7") {
+                    copies += 1;
+                }
+            }
+            Ok(Event::Stanza(e)) if e.get_attr("id") == Some("after") => break,
+            Ok(Event::Stanza(_)) => {}
+            other => panic!("{other:?} after {copies} copies\n{}", node.log()),
+        }
+    }
+    assert_eq!(copies, 1, "{}", node.log());
 }

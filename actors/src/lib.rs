@@ -6,7 +6,9 @@
 
 pub mod adhoc;
 pub mod catalog;
+pub mod copies;
 pub mod credentials;
+pub mod dedup;
 pub mod directory;
 pub mod disco;
 pub mod element;

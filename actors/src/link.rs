@@ -20,6 +20,10 @@ pub enum DialError {
     /// The peer did not answer in time.
     #[error("remote server timeout: {0}")]
     Timeout(String),
+    /// The connection broke while the streams were negotiated (reset,
+    /// closed, garbled): the peer is there, the network is not reliable.
+    #[error("connection broke: {0}")]
+    Broken(String),
     /// Policy forbids talking to that domain.
     #[error("refused by policy: {0}")]
     Forbidden(String),
@@ -30,7 +34,7 @@ impl DialError {
     pub fn condition(&self) -> &'static str {
         match self {
             DialError::NotFound(_) => "remote-server-not-found",
-            DialError::Timeout(_) => "remote-server-timeout",
+            DialError::Timeout(_) | DialError::Broken(_) => "remote-server-timeout",
             DialError::Forbidden(_) => "not-allowed",
         }
     }
@@ -67,9 +71,12 @@ pub struct LinkMetrics {
 pub struct LinkSettings {
     /// Stanzas held while connecting; more are bounced.
     pub queue: usize,
-    /// After a link broke with stanzas in flight: dials tried again (backing
-    /// off) before they bounce. A first dial that fails bounces at once.
-    pub redials: u32,
+    /// Failed dials taken as transient — any failure once the domain has
+    /// been reached, and a connection that broke while negotiating always —
+    /// are tried again (backing off from 200 ms to 2 s) for this long after
+    /// the first failure in a row before what is queued bounces. Otherwise
+    /// (no address, refused) what is queued bounces at once.
+    pub redial_window: Duration,
     /// A link with no traffic for this long is closed.
     pub idle: Duration,
     pub metrics: Arc<LinkMetrics>,
@@ -78,8 +85,13 @@ pub struct LinkSettings {
 enum State {
     Idle,
     Connecting,
+    /// Backing off before the next dial.
+    Waiting,
     Up(mpsc::Sender<Element>),
 }
+
+/// The longest wait between two dials of a failing domain.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// The link to one remote domain.
 pub struct Link {
@@ -97,8 +109,10 @@ pub struct Link {
     pub failures: u32,
     /// Queue length last reported to the metrics.
     reported: usize,
-    /// Redials left since the link last broke.
-    redials_left: u32,
+    /// A dial to this domain has succeeded before.
+    reached: bool,
+    /// When dials began failing in a row.
+    failing_since: Option<Instant>,
 }
 
 /// A stanza for the remote domain.
@@ -131,7 +145,8 @@ impl Link {
             generation: 0,
             failures: 0,
             reported: 0,
-            redials_left: 0,
+            reached: false,
+            failing_since: None,
         }
     }
 
@@ -167,53 +182,87 @@ impl Link {
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
             Ok(sink) => {
                 act.failures = 0;
-                act.redials_left = 0;
+                act.reached = true;
+                act.failing_since = None;
                 tracing::info!(remote = %act.remote, micros = started.elapsed().as_micros() as u64, "s2s link up");
-                let tx = sink.tx.clone();
-                act.state = State::Up(tx);
+                act.state = State::Up(sink.tx);
+                act.router
+                    .do_send(crate::router::DomainReachable(act.remote.clone()));
                 act.flush(ctx);
-                let closed = sink.closed;
-                ctx.spawn(closed.into_actor(act).map(move |unacked, act, ctx| {
-                    let unacked = unacked.unwrap_or_default();
-                    if act.generation != generation {
-                        return;
-                    }
-                    tracing::info!(remote = %act.remote, unacked = unacked.len(), "s2s link down");
-                    act.state = State::Idle;
-                    // Unacknowledged stanzas go first, on the next link.
-                    for st in unacked.into_iter().rev() {
-                        act.queue.push_front(st);
-                    }
-                    act.gauge();
-                    if !act.queue.is_empty() {
-                        act.redials_left = act.settings.redials;
-                        act.dial(ctx);
-                    }
-                }));
+                ctx.spawn(
+                    sink.closed
+                        .into_actor(act)
+                        .map(move |unacked, act, ctx| act.closed(generation, unacked.unwrap_or_default(), ctx)),
+                );
             }
-            Err(e) => {
-                act.failures += 1;
-                act.settings
-                    .metrics
-                    .failures
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(remote = %act.remote, error = %e, "s2s dial failed");
-                if act.redials_left > 0 && !act.queue.is_empty() {
-                    // The link was up a moment ago: a transient failure, most likely.
-                    let backoff = Duration::from_millis(200 << (act.settings.redials - act.redials_left).min(6));
-                    act.redials_left -= 1;
-                    ctx.run_later(backoff, |act, ctx| act.dial(ctx));
-                    return;
-                }
-                act.router.do_send(crate::router::DomainUnreachable(act.remote.clone()));
-                act.state = State::Idle;
-                let cond = e.condition();
-                for st in std::mem::take(&mut act.queue) {
-                    act.bounce(&st, cond);
-                }
-                act.gauge();
-            }
+            Err(e) => act.dial_failed(e, ctx),
         }));
+    }
+
+    /// A link ended with `unacked` stanzas the peer did not acknowledge.
+    /// They go first on the next link — also when the link was already
+    /// replaced (a write found it closed and dialed again before this notice
+    /// came): dropping them then would lose what was sent and never
+    /// acknowledged.
+    fn closed(&mut self, generation: u64, unacked: Vec<Element>, ctx: &mut Context<Self>) {
+        let current = self.generation == generation;
+        tracing::info!(remote = %self.remote, unacked = unacked.len(), current, "s2s link down");
+        for st in unacked.into_iter().rev() {
+            self.queue.push_front(st);
+        }
+        if current {
+            self.state = State::Idle;
+        }
+        if !self.queue.is_empty() {
+            match self.state {
+                State::Idle => self.dial(ctx),
+                State::Up(_) => self.flush_queue(ctx),
+                State::Connecting | State::Waiting => {}
+            }
+        }
+        self.gauge();
+    }
+
+    fn dial_failed(&mut self, e: DialError, ctx: &mut Context<Self>) {
+        self.failures += 1;
+        self.settings
+            .metrics
+            .failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(remote = %self.remote, error = %e, failures = self.failures, "s2s dial failed");
+        if self.queue.is_empty() {
+            self.state = State::Idle;
+            return;
+        }
+        let since = *self.failing_since.get_or_insert_with(Instant::now);
+        let transient = match e {
+            DialError::Forbidden(_) => false,
+            DialError::Broken(_) => true,
+            DialError::NotFound(_) | DialError::Timeout(_) => self.reached,
+        };
+        if transient && since.elapsed() < self.settings.redial_window {
+            // Reached before, or there and unreliable: back off, dial again.
+            let backoff = (Duration::from_millis(200) * (1u32 << (self.failures - 1).min(5)))
+                .min(MAX_BACKOFF)
+                .min(self.settings.redial_window.saturating_sub(since.elapsed()));
+            self.state = State::Waiting;
+            ctx.run_later(backoff, |act, ctx| {
+                if matches!(act.state, State::Waiting) {
+                    act.dial(ctx);
+                }
+            });
+            return;
+        }
+        tracing::warn!(remote = %self.remote, queued = self.queue.len(), error = %e, "s2s domain unreachable: bouncing what is queued");
+        self.failing_since = None;
+        self.router
+            .do_send(crate::router::DomainUnreachable(self.remote.clone()));
+        self.state = State::Idle;
+        let cond = e.condition();
+        for st in std::mem::take(&mut self.queue) {
+            self.bounce(&st, cond);
+        }
+        self.gauge();
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
@@ -252,7 +301,7 @@ impl Actor for Link {
         let every = (self.settings.idle / 4).max(Duration::from_millis(100));
         ctx.run_interval(every, |act, _| {
             if act.queue.is_empty()
-                && !matches!(act.state, State::Connecting)
+                && !matches!(act.state, State::Connecting | State::Waiting)
                 && act.last_use.elapsed() >= act.settings.idle
             {
                 if let State::Up(_) = act.state {
@@ -277,7 +326,7 @@ impl Handler<Outgoing> for Link {
         self.queue.push_back(msg.0);
         match self.state {
             State::Idle => self.dial(ctx),
-            State::Connecting => {}
+            State::Connecting | State::Waiting => {}
             State::Up(_) => self.flush(ctx),
         }
         self.gauge();
@@ -288,5 +337,195 @@ impl Handler<IsUp> for Link {
     type Result = bool;
     fn handle(&mut self, _: IsUp, _: &mut Context<Self>) -> bool {
         matches!(self.state, State::Up(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The link actor against a scripted dialer: no sockets; each dial takes
+    //! the next outcome from the script and hands the test its ends.
+    use super::*;
+    use crate::store::Store;
+    use crate::{Cloud, Settings};
+    use std::sync::Mutex;
+
+    /// One established link as the test sees it: what the link writes, and
+    /// the notice the test gives when it ends.
+    struct Far {
+        rx: mpsc::Receiver<Element>,
+        closed: oneshot::Sender<Vec<Element>>,
+    }
+
+    #[derive(Clone, Default)]
+    struct Script {
+        /// true: the dial succeeds; false: it fails (not found).
+        outcomes: Arc<Mutex<VecDeque<bool>>>,
+        dials: Arc<Mutex<u32>>,
+        links: Arc<Mutex<Option<mpsc::UnboundedSender<Far>>>>,
+    }
+
+    impl Dialer for Script {
+        fn dial(&self, _local: &str, remote: &str) -> DialFuture {
+            *self.dials.lock().unwrap() += 1;
+            let ok = self.outcomes.lock().unwrap().pop_front().unwrap_or(false);
+            let links = self.links.lock().unwrap().clone();
+            let remote = remote.to_string();
+            Box::pin(async move {
+                if !ok {
+                    return Err(DialError::NotFound(remote));
+                }
+                let (tx, rx) = mpsc::channel(16);
+                let (closed_tx, closed) = oneshot::channel();
+                if let Some(l) = links {
+                    let _ = l.send(Far {
+                        rx,
+                        closed: closed_tx,
+                    });
+                }
+                Ok(LinkSink { tx, closed })
+            })
+        }
+    }
+
+    fn msg(i: u32) -> Element {
+        Element::new("message", crate::element::NS_CLIENT)
+            .attr("from", "a@local.test/r")
+            .attr("to", "b@remote.test/r")
+            .attr("id", format!("m{i}"))
+    }
+
+    fn start(
+        script: &Script,
+        window: Duration,
+    ) -> (Addr<Link>, Arc<LinkMetrics>, mpsc::UnboundedReceiver<Far>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *script.links.lock().unwrap() = Some(tx);
+        let cloud = Cloud::start(
+            Settings {
+                domain: "local.test".into(),
+                ..Settings::default()
+            },
+            Arc::new(Store::in_memory().unwrap()),
+        );
+        let metrics = Arc::new(LinkMetrics::default());
+        let link = Link::new(
+            "local.test".into(),
+            "remote.test".into(),
+            Arc::new(script.clone()),
+            cloud.router.clone(),
+            LinkSettings {
+                queue: 100,
+                redial_window: window,
+                idle: Duration::from_secs(600),
+                metrics: metrics.clone(),
+            },
+        )
+        .start();
+        (link, metrics, rx)
+    }
+
+    const T: Duration = Duration::from_secs(10);
+
+    async fn next_link(links: &mut mpsc::UnboundedReceiver<Far>) -> Far {
+        tokio::time::timeout(T, links.recv())
+            .await
+            .expect("no dial")
+            .expect("dialer gone")
+    }
+
+    async fn ids(far: &mut Far, n: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let e = tokio::time::timeout(T, far.rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("only {out:?} arrived"))
+                .expect("link closed");
+            out.push(e.get_attr("id").unwrap_or("").to_string());
+        }
+        out
+    }
+
+    /// A write finds the link closed and dials again before the old link's
+    /// notice (with what the peer never acknowledged) arrives: those
+    /// stanzas must go out on the new link, not be dropped as stale.
+    #[actix_rt::test]
+    async fn unacknowledged_stanzas_of_a_replaced_link_are_resent() {
+        let script = Script::default();
+        script.outcomes.lock().unwrap().extend([true, true]);
+        let (link, metrics, mut links) = start(&script, Duration::from_secs(30));
+        for i in 0..3 {
+            link.do_send(Outgoing(msg(i)));
+        }
+        let mut first = next_link(&mut links).await;
+        assert_eq!(ids(&mut first, 3).await, ["m0", "m1", "m2"]);
+        // The writer ends: its queue closes, its notice comes later.
+        let Far { rx, closed } = first;
+        drop(rx);
+        link.do_send(Outgoing(msg(3)));
+        let mut second = next_link(&mut links).await;
+        assert_eq!(ids(&mut second, 1).await, ["m3"]);
+        closed.send(vec![msg(0), msg(1), msg(2)]).unwrap();
+        assert_eq!(ids(&mut second, 3).await, ["m0", "m1", "m2"]);
+        assert_eq!(
+            metrics.bounced.load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+    }
+
+    /// A domain reached before: failed dials are retried with backoff, and
+    /// what was queued is delivered, not bounced.
+    #[actix_rt::test]
+    async fn a_domain_reached_before_is_redialed_before_anything_bounces() {
+        let script = Script::default();
+        script
+            .outcomes
+            .lock()
+            .unwrap()
+            .extend([true, false, false, false, true]);
+        let (link, metrics, mut links) = start(&script, Duration::from_secs(30));
+        link.do_send(Outgoing(msg(0)));
+        let first = next_link(&mut links).await;
+        // It breaks with m0 unacknowledged; three dials fail, the fourth holds.
+        drop(first.rx);
+        first.closed.send(vec![msg(0)]).unwrap();
+        link.do_send(Outgoing(msg(1)));
+        let mut up = next_link(&mut links).await;
+        assert_eq!(ids(&mut up, 2).await, ["m0", "m1"]);
+        assert_eq!(*script.dials.lock().unwrap(), 5);
+        assert_eq!(
+            metrics.bounced.load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+    }
+
+    async fn bounced(metrics: &LinkMetrics, n: u64) {
+        let deadline = Instant::now() + T;
+        while metrics.bounced.load(std::sync::atomic::Ordering::Relaxed) < n {
+            assert!(Instant::now() < deadline, "not bounced");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// A domain never reached bounces at its first failed dial; one reached
+    /// before bounces once its redial window has passed.
+    #[actix_rt::test]
+    async fn unreachable_domains_bounce() {
+        let script = Script::default();
+        let (link, metrics, _links) = start(&script, Duration::from_secs(30));
+        link.do_send(Outgoing(msg(0)));
+        link.do_send(Outgoing(msg(1)));
+        bounced(&metrics, 2).await;
+        assert_eq!(*script.dials.lock().unwrap(), 1);
+
+        let script = Script::default();
+        script.outcomes.lock().unwrap().push_back(true);
+        let (link, metrics, mut links) = start(&script, Duration::from_millis(700));
+        link.do_send(Outgoing(msg(0)));
+        let first = next_link(&mut links).await;
+        drop(first.rx);
+        first.closed.send(vec![msg(0)]).unwrap();
+        bounced(&metrics, 1).await;
+        let dials = *script.dials.lock().unwrap();
+        assert!(dials >= 3, "bounced after {dials} dials");
     }
 }

@@ -22,6 +22,9 @@ pub struct Presence {
     /// Remote resources we passed available presence of, by domain: full
     /// JID -> the local accounts that saw it (told when the domain's link dies).
     remote: HashMap<String, HashMap<Jid, HashSet<Jid>>>,
+    /// What a broken link made unavailable, by domain: (local account,
+    /// remote bare JID) pairs to probe again when the domain is back.
+    lost: HashMap<String, HashSet<(Jid, Jid)>>,
 }
 
 impl Actor for Presence {
@@ -70,6 +73,11 @@ pub struct RosterIq {
 #[rtype(result = "()")]
 pub struct DomainDown(pub String);
 
+/// A link with a domain came up (again): probe what its fall made unavailable.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DomainUp(pub String);
+
 /// Is this full or bare JID available? (Used by the App-Engine-like API and tests.)
 #[derive(Message)]
 #[rtype(result = "bool")]
@@ -93,6 +101,7 @@ impl Presence {
             router,
             online: HashMap::new(),
             remote: HashMap::new(),
+            lost: HashMap::new(),
         }
     }
 
@@ -333,10 +342,34 @@ impl Presence {
             return;
         };
         tracing::info!(%domain, resources = seen.len(), "link down: remote contacts now unavailable");
+        let mut lost = self.lost.remove(domain).unwrap_or_default();
         for (remote, locals) in seen {
             for local in locals {
                 let p = presence(Some("unavailable"), &remote, &local);
+                lost.insert((local.clone(), remote.to_bare()));
                 self.to_available(&local, &p);
+            }
+        }
+        self.lost.insert(domain.to_string(), lost);
+    }
+
+    /// The domain is reachable again: each local account still online asks
+    /// (RFC 6121 §4.3 probe) for the presence its broken link took away —
+    /// otherwise nothing would tell it the contact is still there.
+    fn domain_up(&mut self, domain: &str) {
+        let Some(lost) = self.lost.remove(domain) else {
+            return;
+        };
+        tracing::info!(%domain, contacts = lost.len(), "link up again: probing contacts");
+        for (local, remote) in lost {
+            if !self.online.contains_key(&local) {
+                continue;
+            }
+            if self
+                .item(&local, &remote)
+                .is_some_and(|i| i.subscription.has_to())
+            {
+                self.route(presence(Some("probe"), &local, &remote));
             }
         }
     }
@@ -570,6 +603,13 @@ impl Handler<IsAvailable> for Presence {
             None => false,
             Some(r) => m.0.resource().map(|x| r.contains_key(x)).unwrap_or(true),
         }
+    }
+}
+
+impl Handler<DomainUp> for Presence {
+    type Result = ();
+    fn handle(&mut self, m: DomainUp, _: &mut Context<Self>) {
+        self.domain_up(&m.0);
     }
 }
 

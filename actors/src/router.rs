@@ -317,9 +317,22 @@ impl Router {
                 .take(1)
                 .collect(),
         };
-        for r in targets {
-            if let Ok(full) = bare.with_resource(&r) {
-                self.deliver(&full, st.clone());
+        if targets.len() == 1 {
+            if let Ok(full) = bare.with_resource(&targets[0]) {
+                self.deliver(&full, st);
+            }
+            return;
+        }
+        // Several resources: one group of copies, so that sessions ending
+        // unacknowledged route the message again once, not once each.
+        let sessions = self.sessions.get(&bare);
+        for (r, copy) in targets.iter().zip(crate::copies::copies(targets.len())) {
+            if let (Some(entry), Ok(full)) =
+                (sessions.and_then(|m| m.get(r)), bare.with_resource(r))
+            {
+                let mut st = st.clone();
+                st.set_attr("to", full.to_string());
+                entry.addr.do_send(crate::session::DeliverCopy(st, copy));
             }
         }
     }
@@ -553,6 +566,18 @@ impl Handler<CountSessions> for Router {
     type Result = usize;
     fn handle(&mut self, _: CountSessions, _: &mut Context<Self>) -> usize {
         self.sessions.values().map(|m| m.len()).sum()
+    }
+}
+
+/// A link to a domain came up.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DomainReachable(pub String);
+
+impl Handler<DomainReachable> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: DomainReachable, _: &mut Context<Self>) {
+        self.presence.do_send(crate::presence::DomainUp(msg.0));
     }
 }
 

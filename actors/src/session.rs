@@ -47,6 +47,11 @@ pub struct Inbound {
 #[rtype(result = "()")]
 pub struct Deliver(pub Element);
 
+/// One of the copies of a message to several resources of the account.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DeliverCopy(pub Element, pub crate::copies::Copy);
+
 /// An offline message for the client: as written (stamped) and as stored.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -135,7 +140,7 @@ impl Session {
     /// Hands a stanza to the client, counting it when stream management is on.
     fn deliver(&mut self, ctx: &mut Context<Self>, item: Unacked) {
         let out = match &item {
-            Unacked::Stanza(e) => Outbound::stanza(e.clone()),
+            Unacked::Stanza(e) | Unacked::Copy(e, _) => Outbound::stanza(e.clone()),
             Unacked::Offline { xml, .. } => Outbound::Raw(xml.clone()),
         };
         let every = self.cloud.settings.sm_ack_every;
@@ -149,7 +154,13 @@ impl Session {
                 }
                 sm.sent(item, every)
             }
-            None => false,
+            None => {
+                // Without acknowledgements, written is as delivered as it gets.
+                if let (Unacked::Copy(_, c), Some(_)) = (item, &self.tx) {
+                    c.delivered();
+                }
+                false
+            }
         };
         if self.tx.is_some() {
             self.send(ctx, out);
@@ -249,6 +260,14 @@ impl Session {
                     }
                     _ => {}
                 },
+                // Routed again only if no other resource got or holds a copy.
+                Unacked::Copy(e, c) => {
+                    if c.given_up() {
+                        self.cloud.router.do_send(Route(e));
+                    } else {
+                        tracing::debug!(jid = %self.jid, id = ?e.get_attr("id"), "copy not routed again: another resource has the message");
+                    }
+                }
                 Unacked::Offline { stored, .. } => {
                     if let Err(e) = self.cloud.store.push_offline(&bare, &stored, usize::MAX) {
                         tracing::error!(error = %e, "could not return an offline message to storage");
@@ -519,6 +538,13 @@ impl Handler<Deliver> for Session {
     }
 }
 
+impl Handler<DeliverCopy> for Session {
+    type Result = ();
+    fn handle(&mut self, msg: DeliverCopy, ctx: &mut Context<Self>) {
+        self.deliver(ctx, Unacked::Copy(msg.0, msg.1));
+    }
+}
+
 impl Handler<DeliverRaw> for Session {
     type Result = ();
     fn handle(&mut self, msg: DeliverRaw, ctx: &mut Context<Self>) {
@@ -582,7 +608,7 @@ impl Handler<Resume> for Session {
         let resend: Vec<Outbound> = sm
             .unacked()
             .map(|u| match u {
-                Unacked::Stanza(e) => Outbound::stanza(e.clone()),
+                Unacked::Stanza(e) | Unacked::Copy(e, _) => Outbound::stanza(e.clone()),
                 Unacked::Offline { xml, .. } => Outbound::Raw(xml.clone()),
             })
             .collect();

@@ -6,9 +6,11 @@ use std::collections::VecDeque;
 pub const NS_SM: &str = "urn:xmpp:sm:3";
 
 /// A stanza sent but not yet acknowledged.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub enum Unacked {
     Stanza(Element),
+    /// One of the copies of a message sent to several resources.
+    Copy(Element, crate::copies::Copy),
     /// An offline message: as written (with its delay stamp) and as stored.
     Offline {
         xml: String,
@@ -83,7 +85,9 @@ impl StreamManagement {
             });
         }
         for _ in 0..newly {
-            self.unacked.pop_front();
+            if let Some(Unacked::Copy(_, c)) = self.unacked.pop_front() {
+                c.delivered();
+            }
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 use super::host::{Host, HostConfig, P2pError, TransportKind};
 use super::key;
 use crate::config::Config;
-use crate::xmpp::resolve::DirectoryLookup;
+use crate::xmpp::resolve::{DirectoryLookup, DirectoryUnreachable};
 use intercloud_actors::credentials::ScramHash;
 use intercloud_actors::directory::audit::Entry;
 use intercloud_actors::directory::record::{Body, Record, SignedRecord, VERSION};
@@ -68,28 +68,37 @@ impl DirectoryLookup for Directory {
         })
     }
 
-    fn s2s_endpoints(&self, domain: &str) -> Pin<Box<dyn Future<Output = Vec<SocketAddr>> + Send>> {
+    fn s2s_endpoints(
+        &self,
+        domain: &str,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<SocketAddr>, DirectoryUnreachable>> + Send>> {
         let host = self.host.clone();
         let expects_roots = self.expects_roots;
         let domain = domain.to_string();
         Box::pin(async move {
             // A node that has just started may not have reached a root yet:
             // it waits for one (briefly) rather than call the domain unknown.
-            let mut found = host.resolve(&domain).await;
+            let mut found = host.lookup(&domain).await;
             let t0 = std::time::Instant::now();
-            while found.is_none()
+            while matches!(found, Ok(None) | Err(_))
                 && expects_roots
                 && host.roots().await.is_empty()
                 && t0.elapsed() < Duration::from_secs(3)
             {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                found = host.resolve(&domain).await;
+                found = host.lookup(&domain).await;
             }
-            match found.map(|r| r.record.body) {
-                Some(Body::Cloud { s2s, .. }) => {
-                    s2s.iter().filter_map(|a| a.parse().ok()).collect()
-                }
-                _ => Vec::new(),
+            match found {
+                Ok(Some(r)) => match r.record.body {
+                    Body::Cloud { s2s, .. } => {
+                        Ok(s2s.iter().filter_map(|a| a.parse().ok()).collect())
+                    }
+                    _ => Ok(Vec::new()),
+                },
+                Ok(None) => Ok(Vec::new()),
+                // Without roots to join, the directory is not where names are.
+                Err(_) if !expects_roots => Ok(Vec::new()),
+                Err(_) => Err(DirectoryUnreachable),
             }
         })
     }

@@ -99,8 +99,8 @@ struct Behaviour {
 
 enum Command {
     Register(SignedRecord, oneshot::Sender<Result<(), String>>),
-    Resolve(String, oneshot::Sender<Option<SignedRecord>>),
-    Revocation(String, oneshot::Sender<Option<SignedRecord>>),
+    Resolve(String, oneshot::Sender<Lookup>),
+    Revocation(String, oneshot::Sender<Lookup>),
     Zone(oneshot::Sender<Vec<SignedRecord>>),
     Enroll(SignedEnrollment, oneshot::Sender<Result<Enrolled, String>>),
     Authorities(oneshot::Sender<Vec<SignedRecord>>),
@@ -204,10 +204,15 @@ impl Host {
 
     /// Resolves a domain (verified, cached by TTL).
     pub async fn resolve(&self, domain: &str) -> Option<SignedRecord> {
+        self.lookup(domain).await.ok().flatten()
+    }
+
+    /// `domain`'s record; `Ok(None)` when the directory answered that it
+    /// holds none, `Err` when no root (or exchange) could be asked.
+    pub async fn lookup(&self, domain: &str) -> Lookup {
         self.ask(|tx| Command::Resolve(domain.to_string(), tx))
             .await
-            .ok()
-            .flatten()
+            .unwrap_or(Err(Unreachable))
     }
 
     /// The revocation a root holds for `domain`, if any (not cached).
@@ -215,6 +220,7 @@ impl Host {
         self.ask(|tx| Command::Revocation(domain.to_string(), tx))
             .await
             .ok()
+            .and_then(|l| l.ok())
             .flatten()
     }
 
@@ -454,7 +460,7 @@ enum Pending {
     },
     Resolve {
         domain: String,
-        reply: oneshot::Sender<Option<SignedRecord>>,
+        reply: oneshot::Sender<Lookup>,
         tried: Vec<PeerId>,
         revocation: bool,
     },
@@ -480,8 +486,17 @@ enum Pending {
 }
 
 /// What a node asks a delegated zone's exchanges.
+/// The directory could not be asked: no root (or exchange of a delegated
+/// zone) answered. Not the same as a name it does not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no root or exchange of the directory could be asked")]
+pub struct Unreachable;
+
+/// A lookup's answer: the record, none, or nobody to ask.
+pub type Lookup = Result<Option<SignedRecord>, Unreachable>;
+
 enum Delegated {
-    Resolve(oneshot::Sender<Option<SignedRecord>>),
+    Resolve(oneshot::Sender<Lookup>),
     Register(Box<SignedRecord>, oneshot::Sender<Result<(), String>>),
 }
 
@@ -611,14 +626,14 @@ impl State {
                             self.follow(domain, Delegated::Resolve(reply), &delegation, &exchanges)
                         }
                         _ => {
-                            let _ = reply.send(self.zone.get(&domain).cloned());
+                            let _ = reply.send(Ok(self.zone.get(&domain).cloned()));
                         }
                     }
                     return;
                 }
                 if let Some((r, until)) = self.cache.get(&domain) {
                     if *until > Instant::now() {
-                        let _ = reply.send(Some(r.clone()));
+                        let _ = reply.send(Ok(Some(r.clone())));
                         return;
                     }
                 }
@@ -626,7 +641,7 @@ impl State {
             }
             Command::Revocation(domain, reply) => {
                 if self.root {
-                    let _ = reply.send(self.zone.revocation(&domain).cloned());
+                    let _ = reply.send(Ok(self.zone.revocation(&domain).cloned()));
                     return;
                 }
                 self.send_resolve(domain, reply, Vec::new(), true);
@@ -752,7 +767,7 @@ impl State {
         if left.is_empty() {
             match ask {
                 Delegated::Resolve(reply) => {
-                    let _ = reply.send(None);
+                    let _ = reply.send(Err(Unreachable));
                 }
                 Delegated::Register(_, reply) => {
                     let _ = reply.send(Err(format!("no exchange of {domain}'s zone reachable")));
@@ -806,7 +821,7 @@ impl State {
     fn send_resolve(
         &mut self,
         domain: String,
-        reply: oneshot::Sender<Option<SignedRecord>>,
+        reply: oneshot::Sender<Lookup>,
         tried: Vec<PeerId>,
         revocation: bool,
     ) {
@@ -817,7 +832,7 @@ impl State {
         };
         match self.ask_root(req, tried) {
             None => {
-                let _ = reply.send(None);
+                let _ = reply.send(Err(Unreachable));
             }
             Some((id, tried)) => {
                 let p = Pending::Resolve {
@@ -1160,14 +1175,14 @@ impl State {
                 Some(r) if r.record.domain == domain && r.verify().is_ok() => {
                     let ttl = Duration::from_secs(r.record.ttl as u64);
                     self.cache.insert(domain, (r.clone(), Instant::now() + ttl));
-                    let _ = reply.send(Some(r));
+                    let _ = reply.send(Ok(Some(r)));
                 }
                 Some(_) => {
                     tracing::warn!(%peer, %domain, "an exchange answered with a record that does not verify");
                     self.ask_exchange(domain, Delegated::Resolve(reply), left);
                 }
                 None => {
-                    let _ = reply.send(None);
+                    let _ = reply.send(Ok(None));
                 }
             },
             (
@@ -1219,14 +1234,14 @@ impl State {
                         let ttl = Duration::from_secs(r.record.ttl as u64);
                         self.cache.insert(domain, (r.clone(), Instant::now() + ttl));
                     }
-                    let _ = reply.send(Some(r));
+                    let _ = reply.send(Ok(Some(r)));
                 }
                 Some(_) => {
                     tracing::warn!(%peer, %domain, "a root answered with a record that does not verify");
                     self.send_resolve(domain, reply, tried, revocation);
                 }
                 None => {
-                    let _ = reply.send(None);
+                    let _ = reply.send(Ok(None));
                 }
             },
             (Some(p @ (Pending::Sync | Pending::Summary)), Response::Sync { records, digest }) => {

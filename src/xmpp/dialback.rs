@@ -1,6 +1,7 @@
 //! XEP-0220 Server Dialback with XEP-0185 keys: HMAC-SHA256 over the two domains and the stream id.
 
 use intercloud_actors::credentials::{constant_time_eq, ScramHash};
+use intercloud_actors::element::{escape_into, Element, Node};
 
 pub const NS_DIALBACK: &str = "jabber:server:dialback";
 pub const NS_DIALBACK_FEATURE: &str = "urn:xmpp:features:dialback";
@@ -25,6 +26,39 @@ pub fn verify(
 ) -> bool {
     let want = key(secret, receiving, originating, stream_id);
     constant_time_eq(want.as_bytes(), given.trim().as_bytes())
+}
+
+/// A dialback element (`result`, `verify`) as it goes on the wire: with the
+/// `db:` prefix the stream header declares (XEP-0220 §2). Some servers —
+/// ejabberd among them — match these elements by their prefixed name and
+/// ignore `<result xmlns='jabber:server:dialback'>`. Children (the error
+/// of a `type='error'` answer) are in the stream's default namespace.
+pub fn wire(e: &Element) -> String {
+    let mut out = String::with_capacity(160);
+    out.push_str("<db:");
+    out.push_str(&e.name);
+    for a in e.attrs.iter().filter(|a| a.ns.is_none()) {
+        out.push(' ');
+        out.push_str(&a.name);
+        out.push_str("='");
+        escape_into(&mut out, &a.value);
+        out.push('\'');
+    }
+    if e.children.is_empty() {
+        out.push_str("/>");
+        return out;
+    }
+    out.push('>');
+    for c in &e.children {
+        match c {
+            Node::Element(c) => c.write_to(&mut out, &e.ns),
+            Node::Text(t) => escape_into(&mut out, t),
+        }
+    }
+    out.push_str("</db:");
+    out.push_str(&e.name);
+    out.push('>');
+    out
 }
 
 fn hex(b: &[u8]) -> String {

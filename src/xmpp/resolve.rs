@@ -13,8 +13,12 @@ use std::time::Duration;
 
 /// The Intercloud directory's answer for a domain (plugged in by the directory).
 pub trait DirectoryLookup: Send + Sync + 'static {
-    /// The s2s endpoints the directory holds for `domain`, if any.
-    fn s2s_endpoints(&self, domain: &str) -> Pin<Box<dyn Future<Output = Vec<SocketAddr>> + Send>>;
+    /// The s2s endpoints the directory holds for `domain` (empty: it holds
+    /// none), or `Err` when the directory could not be asked.
+    fn s2s_endpoints(
+        &self,
+        domain: &str,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<SocketAddr>, DirectoryUnreachable>> + Send>>;
 
     /// Whether a root revoked the certificate (SHA-256 of its DER, hex) `domain` presents.
     fn revoked(
@@ -32,6 +36,23 @@ pub struct Resolver {
     /// Port used with an A/AAAA answer when there is no SRV record.
     pub default_port: u16,
     dns: Option<TokioResolver>,
+}
+
+/// No root of the directory could be asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the Intercloud directory could not be asked")]
+pub struct DirectoryUnreachable;
+
+/// Why a domain has no address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unresolved {
+    /// Nobody knows it (no route, no record, no DNS answer).
+    #[error("no address")]
+    Unknown,
+    /// The directory, which might know it, could not be asked (and DNS did
+    /// not know it): worth asking again.
+    #[error("no address: the Intercloud directory could not be asked")]
+    DirectoryUnreachable,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,33 +106,38 @@ impl Resolver {
         })
     }
 
-    /// Candidate addresses in the order to try them; empty when nothing is known.
-    pub async fn resolve(&self, domain: &str) -> Vec<SocketAddr> {
+    /// Candidate addresses in the order to try them (never empty), or why
+    /// there is none.
+    pub async fn resolve(&self, domain: &str) -> Result<Vec<SocketAddr>, Unresolved> {
+        let found =
+            |a: Vec<SocketAddr>, why: Unresolved| if a.is_empty() { Err(why) } else { Ok(a) };
         if let Some(r) = self.routes.get(domain) {
             return match tokio::net::lookup_host(r.as_str()).await {
-                Ok(a) => a.collect(),
+                Ok(a) => found(a.collect(), Unresolved::Unknown),
                 Err(e) => {
                     tracing::warn!(%domain, route = %r, error = %e, "static route does not resolve");
-                    Vec::new()
+                    Err(Unresolved::Unknown)
                 }
             };
         }
+        let mut why = Unresolved::Unknown;
         if let Some(d) = &self.directory {
-            let a = d.s2s_endpoints(domain).await;
-            if !a.is_empty() {
-                return a;
+            match d.s2s_endpoints(domain).await {
+                Ok(a) if !a.is_empty() => return Ok(a),
+                Ok(_) => {}
+                Err(DirectoryUnreachable) => why = Unresolved::DirectoryUnreachable,
             }
         }
         match self.srv(domain).await {
-            Srv::Found(a) => return a,
-            Srv::NoService => return Vec::new(),
+            Srv::Found(a) => return found(a, why),
+            Srv::NoService => return Err(Unresolved::Unknown),
             Srv::None => {}
         }
         // No SRV record: A/AAAA (system resolver, so /etc/hosts counts) on
         // the default port, as RFC 6120 §3.2.1 prescribes.
         match tokio::net::lookup_host((domain, self.default_port)).await {
-            Ok(a) => a.collect(),
-            Err(_) => Vec::new(),
+            Ok(a) => found(a.collect(), why),
+            Err(_) => Err(why),
         }
     }
 

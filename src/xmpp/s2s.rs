@@ -35,6 +35,8 @@ pub struct S2sMetrics {
     pub stanzas_out: AtomicU64,
     pub stanzas_in: AtomicU64,
     pub refused_stanzas: AtomicU64,
+    /// Stanzas a peer resent after a cut that had already arrived (dropped).
+    pub duplicates: AtomicU64,
 }
 
 /// Federation settings and shared state of one node.
@@ -60,6 +62,8 @@ pub struct S2s {
     /// Where links are dialed (TCP, or the in-process network) and under which faults.
     pub net: Net,
     conns: AtomicUsize,
+    /// What peers sent lately, to drop what a link resends after a cut.
+    dedup: std::sync::Mutex<intercloud_actors::dedup::Dedup>,
 }
 
 /// Counts an inbound connection while it lives.
@@ -154,6 +158,7 @@ impl S2s {
             link_metrics: Default::default(),
             net,
             conns: AtomicUsize::new(0),
+            dedup: std::sync::Mutex::new(intercloud_actors::dedup::Dedup::new(l.s2s_dedup_ids)),
         }))
     }
 
@@ -527,7 +532,7 @@ async fn authenticated_loop<S>(
                             .attr("type", "cancel")
                             .child(Element::new("not-allowed", stanza::NS_STANZAS)),
                     );
-                let _ = s.send(&r.to_xml_in(NS_SERVER)).await;
+                let _ = s.send(&dialback::wire(&r)).await;
                 continue;
             }
             if !to.eq_ignore_ascii_case(&s2s.domain) {
@@ -540,7 +545,7 @@ async fn authenticated_loop<S>(
                             .attr("type", "cancel")
                             .child(Element::new("item-not-found", stanza::NS_STANZAS)),
                     );
-                let _ = s.send(&r.to_xml_in(NS_SERVER)).await;
+                let _ = s.send(&dialback::wire(&r)).await;
                 continue;
             }
             let key = e.text_content();
@@ -549,7 +554,7 @@ async fn authenticated_loop<S>(
                 .attr("from", s2s.domain.clone())
                 .attr("to", from.clone())
                 .attr("type", if valid { "valid" } else { "invalid" });
-            if s.send(&r.to_xml_in(NS_SERVER)).await.is_err() {
+            if s.send(&dialback::wire(&r)).await.is_err() {
                 break;
             }
             if valid {
@@ -585,7 +590,7 @@ async fn authenticated_loop<S>(
                 .attr("to", from.to_string())
                 .attr("id", id.to_string())
                 .attr("type", if valid { "valid" } else { "invalid" });
-            if s.send(&r.to_xml_in(NS_SERVER)).await.is_err() {
+            if s.send(&dialback::wire(&r)).await.is_err() {
                 break;
             }
             continue;
@@ -663,6 +668,17 @@ async fn authenticated_loop<S>(
         let mut e = e;
         to_internal_ns(&mut e);
         s2s.metrics.stanzas_in.fetch_add(1, Ordering::Relaxed);
+        let first = s2s.dedup.lock().map(|mut d| d.first(&e)).unwrap_or(true);
+        if !first {
+            // Resent by the peer after a cut: handled already, counted again
+            // so the peer's acknowledgements stay right.
+            s2s.metrics.duplicates.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(from = %from, id = ?e.get_attr("id"), "duplicate stanza from a resend dropped");
+            if let Some(h) = &mut handled {
+                *h = h.wrapping_add(1);
+            }
+            continue;
+        }
         // Test-only faults of the fault table, on messages.
         let faults = s2s.net.faults().filter(|_| e.name == "message");
         let lose = faults.is_some_and(|f| f.loses_acked(&s2s.domain));
@@ -714,7 +730,7 @@ async fn verify_with_authoritative(
             .attr("to", originating.to_string())
             .attr("id", stream_id.to_string())
             .text(key.trim());
-        s.send(&v.to_xml_in(NS_SERVER)).await.ok()?;
+        s.send(&dialback::wire(&v)).await.ok()?;
         loop {
             match s.next_event(s2s.connect_timeout).await.ok()? {
                 Event::Stanza(r) if r.ns == NS_DIALBACK && r.name == "verify" => {
@@ -736,6 +752,73 @@ async fn verify_with_authoritative(
 
 type TlsOut = tokio_rustls::client::TlsStream<Stream>;
 
+/// A write that failed while negotiating: the connection broke under us
+/// (worth another dial), not a refusal.
+fn broke(what: &str, e: impl std::fmt::Display) -> DialError {
+    DialError::Broken(format!("{what}: {e}"))
+}
+
+/// Not the answer expected while negotiating: a read that failed (the
+/// connection broke or timed out) or something else the peer sent (its
+/// refusal, which another dial would meet again).
+fn unexpected(what: &str, got: Result<Event, WireError>) -> DialError {
+    match got {
+        Err(WireError::Timeout) => DialError::Timeout(format!("{what}: no answer")),
+        Err(e) => broke(what, e),
+        // The peer could not read what the network did to our bytes, or
+        // is going away: the stream broke, nobody refused us.
+        Ok(Event::Stanza(e))
+            if e.is("error", super::codec::NS_STREAM)
+                && e.elements().any(|c| {
+                    matches!(
+                        c.name.as_str(),
+                        "not-well-formed"
+                            | "bad-format"
+                            | "connection-timeout"
+                            | "reset"
+                            | "system-shutdown"
+                            | "internal-server-error"
+                            | "remote-connection-failed"
+                    )
+                }) =>
+        {
+            broke(what, format!("stream error {}", e.to_xml()))
+        }
+        Ok(other) => DialError::NotFound(format!("{what}: got {other:?}")),
+    }
+}
+
+/// A TLS handshake that failed: a certificate refused (by either side) is a
+/// refusal; anything else is a broken connection.
+fn tls_failed(e: std::io::Error) -> DialError {
+    use rustls::AlertDescription as A;
+    let refused = e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| match r {
+            rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => true,
+            rustls::Error::AlertReceived(a) => matches!(
+                a,
+                A::BadCertificate
+                    | A::UnsupportedCertificate
+                    | A::CertificateRevoked
+                    | A::CertificateExpired
+                    | A::CertificateUnknown
+                    | A::UnknownCA
+                    | A::AccessDenied
+                    | A::CertificateRequired
+                    | A::HandshakeFailure
+                    | A::ProtocolVersion
+            ),
+            _ => false,
+        });
+    if refused {
+        DialError::NotFound(format!("TLS: {e}"))
+    } else {
+        broke("TLS", e)
+    }
+}
+
 /// Connects to `remote`, does STARTTLS; returns the stream, the peer's stream
 /// header and its features. With `authenticate`, also authenticates us.
 async fn open_out(
@@ -743,10 +826,15 @@ async fn open_out(
     remote: &str,
     authenticate: bool,
 ) -> Result<(XmlStream<TlsOut>, StreamHeader, Element), DialError> {
-    let addrs = s2s.resolver.resolve(remote).await;
-    if addrs.is_empty() {
-        return Err(DialError::NotFound(format!("no address for {remote}")));
-    }
+    let addrs = match s2s.resolver.resolve(remote).await {
+        Ok(a) => a,
+        Err(super::resolve::Unresolved::DirectoryUnreachable) => {
+            return Err(DialError::Broken(format!(
+                "no address for {remote}: the Intercloud directory could not be asked"
+            )))
+        }
+        Err(e) => return Err(DialError::NotFound(format!("{e} for {remote}"))),
+    };
     let mut last = String::new();
     let mut tcp = None;
     for a in &addrs {
@@ -764,17 +852,17 @@ async fn open_out(
     let mut s = XmlStream::new(tcp, s2s.limits);
     s.send(&header(&local, Some(remote), None))
         .await
-        .map_err(|e| nf(e.to_string()))?;
+        .map_err(|e| broke("writing", e))?;
     let (_, f) = read_header_features(&mut s, s2s).await?;
     if f.get_child("starttls", NS_TLS).is_none() {
         return Err(nf(format!("{remote} does not offer STARTTLS")));
     }
     s.send(&Element::new("starttls", NS_TLS).to_xml())
         .await
-        .map_err(|e| nf(e.to_string()))?;
+        .map_err(|e| broke("writing", e))?;
     match s.next_event(s2s.negotiation_timeout).await {
         Ok(Event::Stanza(p)) if p.name == "proceed" => {}
-        other => return Err(nf(format!("STARTTLS refused: {other:?}"))),
+        other => return Err(unexpected("STARTTLS", other)),
     }
     let (tcp, _) = s.into_parts();
     let name = ServerName::try_from(remote.to_string()).map_err(|e| nf(e.to_string()))?;
@@ -782,13 +870,13 @@ async fn open_out(
         .client_tls
         .connect(name, tcp)
         .await
-        .map_err(|e| nf(format!("TLS: {e}")))?;
+        .map_err(tls_failed)?;
     let server_certs: Option<Vec<CertificateDer<'static>>> =
         tls.get_ref().1.peer_certificates().map(|c| c.to_vec());
     let mut s = XmlStream::new(tls, s2s.limits);
     s.send(&header(&local, Some(remote), None))
         .await
-        .map_err(|e| nf(e.to_string()))?;
+        .map_err(|e| broke("writing", e))?;
     let (h, f) = read_header_features(&mut s, s2s).await?;
     if !authenticate {
         return Ok((s, h, f));
@@ -807,15 +895,15 @@ async fn open_out(
             .text(B64.encode(local.as_bytes()));
         s.send(&auth.to_xml())
             .await
-            .map_err(|e| nf(e.to_string()))?;
+            .map_err(|e| broke("writing", e))?;
         match s.next_event(s2s.negotiation_timeout).await {
             Ok(Event::Stanza(r)) if r.is("success", NS_SASL) => {}
-            other => return Err(nf(format!("SASL EXTERNAL refused by {remote}: {other:?}"))),
+            other => return Err(unexpected(&format!("SASL EXTERNAL with {remote}"), other)),
         }
         s.decoder.reset();
         s.send(&header(&local, Some(remote), None))
             .await
-            .map_err(|e| nf(e.to_string()))?;
+            .map_err(|e| broke("writing", e))?;
         let (h, f) = read_header_features(&mut s, s2s).await?;
         tracing::info!(%remote, "authenticated to peer with SASL EXTERNAL");
         return Ok((s, h, f));
@@ -829,9 +917,9 @@ async fn open_out(
             .attr("from", local.clone())
             .attr("to", remote.to_string())
             .text(key);
-        s.send(&r.to_xml_in(NS_SERVER))
+        s.send(&dialback::wire(&r))
             .await
-            .map_err(|e| nf(e.to_string()))?;
+            .map_err(|e| broke("writing", e))?;
         loop {
             match s.next_event(s2s.connect_timeout).await {
                 Ok(Event::Stanza(r)) if r.ns == NS_DIALBACK && r.name == "result" => {
@@ -845,7 +933,7 @@ async fn open_out(
                 Err(WireError::Timeout) => {
                     return Err(DialError::Timeout(format!("{remote}: dialback")))
                 }
-                other => return Err(nf(format!("dialback with {remote}: {other:?}"))),
+                other => return Err(unexpected(&format!("dialback with {remote}"), other)),
             }
         }
     }
@@ -862,7 +950,7 @@ async fn read_header_features<S: AsyncRead + AsyncWrite + Unpin>(
     let h = match s.next_event(s2s.negotiation_timeout).await {
         Ok(Event::StreamStart(h)) => h,
         Err(WireError::Timeout) => return Err(DialError::Timeout("no stream header".into())),
-        other => return Err(nf(format!("expected a stream header, got {other:?}"))),
+        other => return Err(unexpected("expected a stream header", other)),
     };
     if h.default_ns != NS_SERVER {
         return Err(nf("peer does not speak jabber:server".into()));
@@ -870,24 +958,24 @@ async fn read_header_features<S: AsyncRead + AsyncWrite + Unpin>(
     match s.next_event(s2s.negotiation_timeout).await {
         Ok(Event::Stanza(f)) if f.name == "features" => Ok((h, f)),
         Err(WireError::Timeout) => Err(DialError::Timeout("no stream features".into())),
-        other => Err(nf(format!("expected stream features, got {other:?}"))),
+        other => Err(unexpected("expected stream features", other)),
     }
 }
 
-/// Turns on XEP-0198 acknowledgements on an outgoing stream.
-async fn enable_sm(s: &mut XmlStream<TlsOut>, s2s: &S2s) -> bool {
-    if s.send(&Element::new("enable", NS_SM).to_xml())
+/// Turns on XEP-0198 acknowledgements on an outgoing stream: true when
+/// enabled, false when the peer refused. A stream that breaks meanwhile is a
+/// failed dial — not a link without acknowledgements, on which whatever is
+/// written could vanish unnoticed.
+async fn enable_sm(s: &mut XmlStream<TlsOut>, s2s: &S2s) -> Result<bool, DialError> {
+    s.send(&Element::new("enable", NS_SM).to_xml())
         .await
-        .is_err()
-    {
-        return false;
-    }
+        .map_err(|e| broke("enabling stream management", e))?;
     loop {
         match s.next_event(s2s.negotiation_timeout).await {
-            Ok(Event::Stanza(e)) if e.is("enabled", NS_SM) => return true,
-            Ok(Event::Stanza(e)) if e.is("failed", NS_SM) => return false,
+            Ok(Event::Stanza(e)) if e.is("enabled", NS_SM) => return Ok(true),
+            Ok(Event::Stanza(e)) if e.is("failed", NS_SM) => return Ok(false),
             Ok(Event::Stanza(_)) => {}
-            _ => return false,
+            other => return Err(unexpected("enabling stream management", other)),
         }
     }
 }
@@ -922,8 +1010,17 @@ impl Dialer for S2sDialer {
                     )));
                 }
             };
-            let managed = features.get_child("sm", NS_SM).is_some()
-                && enable_sm(&mut s, &s2s).instrument(span.clone()).await;
+            let managed = if features.get_child("sm", NS_SM).is_some() {
+                match enable_sm(&mut s, &s2s).instrument(span.clone()).await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        s2s.metrics.dial_failures.fetch_add(1, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+            } else {
+                false
+            };
             let (tx, rx) = mpsc::channel(1024);
             let (closed_tx, closed_rx) = oneshot::channel();
             s2s.metrics.links_up.fetch_add(1, Ordering::Relaxed);
