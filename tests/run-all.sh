@@ -2,7 +2,8 @@
 # Runs every test of intercloud on a fresh Debian machine: installs what the
 # tests need (Debian packages, Rust components), then checks formatting,
 # clippy, and runs the unit and integration tests (including interop with
-# the stock slixmpp client).
+# the stock slixmpp client and both stock servers people run, Prosody and
+# ejabberd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,14 +12,15 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 need_apt=()
 /usr/bin/python3 -c 'import slixmpp' 2>/dev/null || need_apt+=(python3-slixmpp)
 [ -x /usr/bin/prosody ] || need_apt+=(prosody)
+[ -x /usr/sbin/ejabberdctl ] || need_apt+=(ejabberd)
 [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
 command -v cc >/dev/null || need_apt+=(gcc)
 command -v setpriv >/dev/null || need_apt+=(util-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   as_root apt-get update -q
-  # Keep Debian from starting its own Prosody service: the interop test runs
-  # one of its own on loopback ports.
+  # Keep Debian from starting its own Prosody and ejabberd services: the
+  # interop tests run ones of their own on loopback addresses.
   started_policy=
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
@@ -31,6 +33,7 @@ fi
 # Interop tests must fail, never silently skip, when their peer is missing.
 /usr/bin/python3 -c 'import slixmpp'
 [ -x /usr/bin/prosody ]
+[ -x /usr/sbin/ejabberdctl ]
 [ -x /usr/sbin/dnsmasq ]
 
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt

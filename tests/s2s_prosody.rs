@@ -16,35 +16,12 @@ const OUR_ADDR: &str = "127.0.0.2";
 const PROSODY_DOMAIN: &str = "prosody.test";
 const PROSODY_ADDR: &str = "127.0.0.3";
 
-/// Gives each test domain its own loopback address in /etc/hosts.
 fn hosts() {
-    let text = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
-    let mut add = String::new();
-    for (addr, name) in [(OUR_ADDR, OUR_DOMAIN), (PROSODY_ADDR, PROSODY_DOMAIN)] {
-        let present = text.lines().any(|l| {
-            let mut w = l.split_whitespace();
-            w.next() == Some(addr) && w.any(|n| n == name)
-        });
-        if !present {
-            add.push_str(&format!("{addr} {name}\n"));
-        }
-    }
-    if !add.is_empty() {
-        let mut t = text;
-        if !t.ends_with('\n') && !t.is_empty() {
-            t.push('\n');
-        }
-        t.push_str(&add);
-        std::fs::write("/etc/hosts", t)
-            .expect("this test needs root to add its domains to /etc/hosts");
-    }
+    common::etc_hosts(&[(OUR_ADDR, OUR_DOMAIN), (PROSODY_ADDR, PROSODY_DOMAIN)]);
 }
 
 fn run_as_prosody(args: &[&str]) -> Command {
-    let mut c = Command::new("setpriv");
-    c.args(["--reuid=prosody", "--regid=prosody", "--init-groups", "--"]);
-    c.args(args);
-    c
+    common::as_user("prosody", args)
 }
 
 /// A Prosody of our own, on PROSODY_ADDR, stopped by PID on drop.
@@ -131,20 +108,14 @@ VirtualHost "{dom}"
             c2s_port,
             child: Some(child),
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect((PROSODY_ADDR, c2s_port)).is_err()
-            || std::net::TcpStream::connect((PROSODY_ADDR, 5269)).is_err()
-        {
-            if let Some(st) = p.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("prosody exited with {st}: {}", p.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prosody did not listen: {}",
-                p.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let log = p.dir.join("prosody.log");
+        common::wait_listening(
+            p.child.as_mut().unwrap(),
+            &[(PROSODY_ADDR, c2s_port), (PROSODY_ADDR, 5269)],
+            20,
+            "prosody",
+            &|| std::fs::read_to_string(&log).unwrap_or_default(),
+        );
         p
     }
 

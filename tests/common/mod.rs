@@ -451,3 +451,82 @@ pub async fn bounced(c: &mut Client, condition: &str) -> intercloud_actors::elem
     );
     e
 }
+
+/// The whole number `n` in a report detail's "… n LABEL …" (after ": ",
+/// ", " or "; "), so that "0 delivered" is never read from "10 delivered".
+pub fn count_of(detail: &str, label: &str) -> Option<u64> {
+    detail
+        .split([',', ';', ':', '('])
+        .map(str::trim)
+        .find_map(|part| part.strip_suffix(label)?.trim_end().parse().ok())
+}
+
+/// `text` with `from` replaced by `to`; `from` must occur in it (a
+/// replacement that no longer matches anything fails instead of silently
+/// testing something else).
+pub fn replaced(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "{from:?} is not in the text any more");
+    text.replace(from, to)
+}
+
+/// Gives each test domain its own loopback address in /etc/hosts (stock
+/// servers reach a peer on port 5269 of the address its name resolves to).
+/// Needs root.
+pub fn etc_hosts(entries: &[(&str, &str)]) {
+    let text = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    let mut add = String::new();
+    for (addr, name) in entries {
+        let present = text.lines().any(|l| {
+            let mut w = l.split_whitespace();
+            w.next() == Some(*addr) && w.any(|n| n == *name)
+        });
+        if !present {
+            add.push_str(&format!("{addr} {name}\n"));
+        }
+    }
+    if !add.is_empty() {
+        let mut t = text;
+        if !t.ends_with('\n') && !t.is_empty() {
+            t.push('\n');
+        }
+        t.push_str(&add);
+        std::fs::write("/etc/hosts", t)
+            .expect("this test needs root to add its domains to /etc/hosts");
+    }
+}
+
+/// A command run as the system user `user` (and its group).
+pub fn as_user(user: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("setpriv");
+    c.arg(format!("--reuid={user}"))
+        .arg(format!("--regid={user}"))
+        .args(["--init-groups", "--"]);
+    c.args(args);
+    c
+}
+
+/// Waits (at most `secs`) until `child`, a stock server we started, listens
+/// on every one of `ports`; panics with its log if it exits or never does.
+pub fn wait_listening(
+    child: &mut Child,
+    ports: &[(&str, u16)],
+    secs: u64,
+    what: &str,
+    log: &dyn Fn() -> String,
+) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while ports
+        .iter()
+        .any(|(a, p)| TcpStream::connect((*a, *p)).is_err())
+    {
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("{what} exited with {st}: {}", log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen: {}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
