@@ -325,17 +325,17 @@ async fn a_long_query_answers_executing_then_stops_at_its_time_limit() {
         })
         .await
         .unwrap();
+    // Not before the limit (how late it may be is the wait's bound, T).
     let took = t0.elapsed();
-    assert!(
-        took >= Duration::from_millis(2900) && took < Duration::from_secs(10),
-        "{took:?}"
-    );
+    assert!(took >= Duration::from_millis(2900), "{took:?}");
     let x = m.to_xml();
-    assert!(
-        x.contains("completed") && x.contains("type='error'") || x.contains("type=\"error\""),
-        "{x}"
-    );
-    assert!(x.contains("time limit"), "{x}");
+    let cmd = m.get_child("command", NS_COMMANDS).unwrap();
+    assert_eq!(cmd.get_attr("status"), Some("completed"), "{x}");
+    let note = cmd
+        .get_child("note", NS_COMMANDS)
+        .unwrap_or_else(|| panic!("no note: {x}"));
+    assert_eq!(note.get_attr("type"), Some("error"), "{x}");
+    assert!(note.text_content().contains("time limit"), "{x}");
     let o = command(
         &mut c,
         "h4",

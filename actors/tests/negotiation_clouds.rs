@@ -4,6 +4,7 @@ use actix::prelude::*;
 use intercloud_actors::element::Element;
 use intercloud_actors::gateway::{
     Gateway, GatewayHandler, GatewaySettings, InboundMessage, MessageBuilder, MessageType,
+    SubscriptionKind,
 };
 use intercloud_actors::jid::Jid;
 use intercloud_actors::link::{DialError, DialFuture, Dialer, LinkSettings, LinkSink};
@@ -12,7 +13,7 @@ use intercloud_actors::negotiation::protocol::{Payload, Step, Terms};
 use intercloud_actors::negotiation::{
     Agreements, Free, Negotiation, NegotiationSettings, Propose, Verdict,
 };
-use intercloud_actors::router::{Route, Router, SetDialer};
+use intercloud_actors::router::{CountSessions, Route, Router, SetDialer};
 use intercloud_actors::store::Store;
 use intercloud_actors::{Cloud, Settings};
 use std::collections::HashMap;
@@ -62,7 +63,7 @@ fn cloud(net: &MemDialer, domain: &str) -> Arc<Cloud> {
         Arc::new(net.clone()),
         LinkSettings {
             queue: 1000,
-            redials: 3,
+            redial_window: Duration::from_secs(30),
             idle: Duration::from_secs(600),
             metrics: Default::default(),
         },
@@ -72,6 +73,32 @@ fn cloud(net: &MemDialer, domain: &str) -> Arc<Cloud> {
         .unwrap()
         .insert(domain.to_string(), c.router.clone());
     c
+}
+
+/// Waits (at most 20 s) until `f` holds, asking again every 20 ms.
+async fn until<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !f().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until each cloud has `n` sessions bound (its gateways logged in).
+async fn logged_in(clouds: &[&Arc<Cloud>], n: usize) {
+    for c in clouds {
+        until("the gateways to log in", || async {
+            c.router.send(CountSessions).await.unwrap() >= n
+        })
+        .await;
+    }
 }
 
 fn gateway(c: &Arc<Cloud>) -> Gateway {
@@ -138,13 +165,14 @@ async fn fifty_proposals_for_ten_slots_make_exactly_ten_agreements() {
     let pgw = gateway(&p);
     let provider = Negotiation::start(settings(10), p.store.clone(), pgw);
     let mut consumers = Vec::new();
+    let mut clouds = vec![p.clone()];
     for i in 0..50 {
         let c = cloud(&net, &format!("c{i}.test"));
         let gw = gateway(&c);
         consumers.push(Negotiation::start(settings(0), c.store.clone(), gw));
+        clouds.push(c);
     }
-    // Everyone logged in.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    logged_in(&clouds.iter().collect::<Vec<_>>(), 1).await;
     let mut waits = Vec::new();
     for n in &consumers {
         let rx = n
@@ -181,14 +209,11 @@ async fn fifty_proposals_for_ten_slots_make_exactly_ten_agreements() {
         "{reasons:?}"
     );
     // The provider confirms after the consumer: wait for the last confirms.
-    let mut held = Vec::new();
-    for _ in 0..100 {
-        held = provider.send(Agreements).await.unwrap();
-        if held.len() == 10 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until("the provider's ten confirms", || async {
+        provider.send(Agreements).await.unwrap().len() >= 10
+    })
+    .await;
+    let held = provider.send(Agreements).await.unwrap();
     assert_eq!(held.len(), 10, "{held:?}");
     assert!(held.iter().all(|a| a.role == "provider" && a.amount == 1));
     assert_eq!(held.iter().map(|a| a.amount).sum::<u64>(), 10);
@@ -219,7 +244,7 @@ async fn a_counter_offer_fills_what_is_left() {
     let na = Negotiation::start(settings(0), a.store.clone(), gateway(&a));
     let b = cloud(&net, "b.test");
     let nb = Negotiation::start(settings(0), b.store.clone(), gateway(&b));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    logged_in(&[&p, &a, &b], 1).await;
     let first = na
         .send(Propose {
             peer: provider_jid(),
@@ -256,12 +281,10 @@ async fn a_counter_offer_fills_what_is_left() {
         "{:?}",
         second.lines
     );
-    for _ in 0..100 {
-        if provider.send(Agreements).await.unwrap().len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until("the provider's two confirms", || async {
+        provider.send(Agreements).await.unwrap().len() >= 2
+    })
+    .await;
     let held = provider.send(Agreements).await.unwrap();
     assert_eq!(held.iter().map(|a| a.amount).sum::<u64>(), 10, "{held:?}");
 }
@@ -275,6 +298,16 @@ impl GatewayHandler for Recorder {
     }
 }
 
+/// A gateway handler that approves nothing and reports subscription stanzas.
+struct Subscriptions(mpsc::UnboundedSender<(Jid, SubscriptionKind)>);
+
+impl GatewayHandler for Subscriptions {
+    fn on_subscription(&mut self, _gw: &Gateway, from: &Jid, kind: SubscriptionKind) -> bool {
+        let _ = self.0.send((from.clone(), kind));
+        false
+    }
+}
+
 fn raw(gw: &Gateway, to: &Jid, p: &Payload) {
     gw.post_message(
         MessageBuilder::new()
@@ -284,6 +317,27 @@ fn raw(gw: &Gateway, to: &Jid, p: &Payload) {
             .with_raw_xml(p.element())
             .build(),
     );
+}
+
+/// Waits for a negotiation message about negotiation `id` (of `step`, or any
+/// that is not an error).
+async fn answer_for(
+    rx: &mut mpsc::UnboundedReceiver<InboundMessage>,
+    id: &str,
+    step: Option<Step>,
+) -> InboundMessage {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {step:?} for {id}"))
+            .unwrap();
+        let fits = |p: Payload| p.id == id && step.as_ref().map(|s| *s == p.step).unwrap_or(true);
+        if m.message_type != MessageType::Error
+            && Payload::parse(&m.stanza).map(fits).unwrap_or(false)
+        {
+            return m;
+        }
+    }
 }
 
 async fn error_for(rx: &mut mpsc::UnboundedReceiver<InboundMessage>, id: &str) -> InboundMessage {
@@ -314,7 +368,7 @@ async fn unknown_ids_replays_and_strangers_change_nothing() {
     let sgw = gateway(&s);
     let (tx, mut seen) = mpsc::unbounded_channel();
     sgw.set_handler(Box::new(Recorder(tx)));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    logged_in(&[&p, &c, &s], 1).await;
     let o = consumer
         .send(Propose {
             peer: provider_jid(),
@@ -329,7 +383,10 @@ async fn unknown_ids_replays_and_strangers_change_nothing() {
     let Verdict::Agreed(agreement) = o.result else {
         panic!("{o:?}")
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until("the provider's confirm", || async {
+        provider.send(Agreements).await.unwrap().len() == 1
+    })
+    .await;
     let before_p = provider.send(Agreements).await.unwrap();
     let before_c = consumer.send(Agreements).await.unwrap();
     assert_eq!(before_p.len(), 1);
@@ -370,13 +427,17 @@ async fn unknown_ids_replays_and_strangers_change_nothing() {
         ..accept.clone()
     };
     raw(&sgw, &provider_jid(), &propose);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The provider answers it (to the stranger) like any proposal.
+    answer_for(&mut seen, &agreement.id, None).await;
 
     // 3. The real provider's accept, replayed: the consumer confirms again, nothing new.
     let pgw_probe = gateway_as(&p, "probe");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (ptx, mut probe_seen) = mpsc::unbounded_channel();
+    pgw_probe.set_handler(Box::new(Recorder(ptx)));
+    logged_in(&[&p], 2).await;
     raw(&pgw_probe, &consumer_jid, &accept);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let again = answer_for(&mut probe_seen, &agreement.id, Some(Step::Confirm)).await;
+    assert_eq!(again.from.to_bare(), consumer_jid);
 
     let after_c = consumer.send(Agreements).await.unwrap();
     assert_eq!(after_c, before_c, "the consumer's agreements changed");
@@ -404,7 +465,7 @@ async fn the_app_engine_like_api_reports_per_recipient_and_sees_presence() {
     let gb = gateway(&b);
     let (tx, mut seen) = mpsc::unbounded_channel();
     gb.set_handler(Box::new(Recorder(tx)));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    logged_in(&[&a, &b], 1).await;
     let jb = gb.jid().clone();
     assert!(!ga.get_presence(&jb).await.is_available());
     let msg = MessageBuilder::new()
@@ -440,33 +501,38 @@ async fn the_app_engine_like_api_reports_per_recipient_and_sees_presence() {
         Some(intercloud_actors::gateway::SendStatus::OtherError)
     );
     // A subscription the other gateway does not approve (no handler says yes): still unavailable.
+    // b declines (it has no handler that approves): once a has the answer,
+    // a still sees b unavailable.
+    let (stx, mut subs) = mpsc::unbounded_channel();
+    ga.set_handler(Box::new(Subscriptions(stx)));
     ga.send_invite(&jb);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    loop {
+        let (from, kind) = tokio::time::timeout(Duration::from_secs(20), subs.recv())
+            .await
+            .expect("b's answer to the invitation")
+            .unwrap();
+        if from.to_bare() == jb && kind == SubscriptionKind::Unsubscribed {
+            break;
+        }
+    }
     assert!(!ga.get_presence(&jb).await.is_available());
     // With a negotiation actor (it approves partners), presence flows both ways.
     let c = cloud(&net, "c.test");
     let gc = gateway(&c);
     Negotiation::start(settings(5), c.store.clone(), gc.clone());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    logged_in(&[&c], 1).await;
     ga.send_invite(gc.jid());
-    let mut p = ga.get_presence(gc.jid()).await;
-    for _ in 0..100 {
-        if p.is_available() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        p = ga.get_presence(gc.jid()).await;
-    }
-    assert!(p.is_available());
+    until("c's presence at a", || async {
+        ga.get_presence(gc.jid()).await.is_available()
+    })
+    .await;
+    let p = ga.get_presence(gc.jid()).await;
     let cap = p.capacity.expect("capacity in the presence");
     assert!(cap.to_xml().contains("free='5'"), "{}", cap.to_xml());
     // The node stops (its gateway logs out): unavailable.
     gc.stop();
-    for _ in 0..100 {
-        if !ga.get_presence(gc.jid()).await.is_available() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("c's gateway still available after it stopped");
+    until("c's gateway to become unavailable at a", || async {
+        !ga.get_presence(gc.jid()).await.is_available()
+    })
+    .await;
 }

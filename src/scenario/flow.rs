@@ -24,6 +24,10 @@ pub struct Outcome {
     pub no_match: usize,
     /// Clouds whose flow failed although matches existed, with why.
     pub failed: Vec<String>,
+    /// Clouds every match refused (domain, matches): right exactly when no
+    /// match had the amount free — the caller holds that against the
+    /// providers' capacity.
+    pub refused: Vec<(String, Vec<String>)>,
     /// Answers that differ from the oracle.
     pub mismatched: Vec<String>,
     /// Per-cloud time of the whole flow, sorted.
@@ -102,6 +106,7 @@ pub fn run(net: &Net, jobs: Vec<Job>, ask: &Ask, constraints: &str, concurrency:
                     "agreed" => o.agreed += 1,
                     "offline" => o.offline += 1,
                     _ if names.is_empty() => o.no_match += 1,
+                    "failed" => o.refused.push((domain, names)),
                     other => o
                         .failed
                         .push(format!("{domain}: ended {other} with matches {names:?}")),

@@ -39,6 +39,46 @@ impl Tally {
             .filter(|i| !self.delivered.contains(i) && !self.bounced.contains(i))
             .collect()
     }
+
+    /// What breaks the delivery promise: acknowledged messages lost, a
+    /// delivery with another `from`, a message delivered more than once.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let lost = self.lost();
+        if !lost.is_empty() {
+            out.push(format!(
+                "{} of {} acknowledged messages neither delivered nor bounced, e.g. sequence numbers {:?}",
+                lost.len(),
+                self.acked,
+                &lost[..lost.len().min(10)]
+            ));
+        }
+        if !self.bad_from.is_empty() {
+            out.push(format!(
+                "delivered with a from other than the sender: {:?}",
+                &self.bad_from[..self.bad_from.len().min(10)]
+            ));
+        }
+        if self.duplicates > 0 {
+            out.push(format!(
+                "{} deliveries of a message already delivered",
+                self.duplicates
+            ));
+        }
+        out
+    }
+
+    /// One line for the report.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} sent, {} acknowledged, {} delivered, {} bounced, {} duplicates",
+            self.sent,
+            self.acked,
+            self.delivered.len(),
+            self.bounced.len(),
+            self.duplicates
+        )
+    }
 }
 
 pub(crate) fn addr(m: &Member) -> SocketAddr {
@@ -226,4 +266,43 @@ pub async fn stream(
     tokio::join!(sender, receiver);
     let t = tally.lock().unwrap_or_else(|p| p.into_inner()).clone();
     Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tally(acked: u64, delivered: &[u64], bounced: &[u64]) -> Tally {
+        Tally {
+            sent: acked,
+            acked,
+            delivered: delivered.iter().copied().collect(),
+            bounced: bounced.iter().copied().collect(),
+            ..Tally::default()
+        }
+    }
+
+    #[test]
+    fn every_acknowledged_message_delivered_or_bounced_once_is_fine() {
+        assert_eq!(tally(4, &[0, 1, 3], &[2]).problems(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_lost_message_a_forged_from_and_a_duplicate_each_break_the_promise() {
+        let t = tally(4, &[0, 3], &[2]);
+        assert_eq!(t.lost(), vec![1]);
+        assert_eq!(
+            t.problems(),
+            vec!["1 of 4 acknowledged messages neither delivered nor bounced, e.g. sequence numbers [1]"]
+        );
+        let mut t = tally(2, &[0, 1], &[]);
+        t.bad_from.push("1 claims Some(\"x@y/z\")".into());
+        assert_eq!(t.problems().len(), 1);
+        let mut t = tally(2, &[0, 1], &[]);
+        t.duplicates = 1;
+        assert_eq!(
+            t.problems(),
+            vec!["1 deliveries of a message already delivered"]
+        );
+    }
 }
