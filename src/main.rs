@@ -149,6 +149,30 @@ enum ScenarioCmd {
         #[arg(long)]
         mode: Option<String>,
     },
+    /// Seeded random scenarios: for each seed from --seed, a federation and
+    /// a timeline of steps and faults drawn from it, run with every
+    /// invariant checked; a failing seed is printed with the TOML that
+    /// replays it. Exits non-zero when any seed fails.
+    Fuzz {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// How many seeds (seed, seed+1, …).
+        #[arg(long, default_value_t = 1)]
+        runs: u64,
+        /// Steps drawn per scenario (before the closing heal and converge).
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        #[arg(long, default_value = "in-process")]
+        mode: String,
+        /// Where each seed's scenario, report and logs go (default: a
+        /// temporary directory; failing seeds are kept there).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Test only: the drawn scenarios lose acknowledged messages on
+        /// purpose, so every seed must fail (shows how failures are reported).
+        #[arg(long, hide = true)]
+        test_faults: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -544,6 +568,17 @@ fn run(cli: Cli) -> Result<(), String> {
                     mode,
                 },
         } => scenario(&file, report, seed, &mode),
+        Cmd::Scenario {
+            cmd:
+                ScenarioCmd::Fuzz {
+                    seed,
+                    runs,
+                    steps,
+                    mode,
+                    report,
+                    test_faults,
+                },
+        } => fuzz(seed, runs, steps, &mode, report, test_faults),
         Cmd::Agreements {
             cmd: AgreementsCmd::List { config, json },
         } => {
@@ -826,6 +861,94 @@ fn scenario(
         Ok(())
     } else {
         Err(format!("scenario {} failed", s.name))
+    }
+}
+
+fn fuzz(
+    seed: u64,
+    runs: u64,
+    steps: usize,
+    mode: &str,
+    report: Option<PathBuf>,
+    test_faults: bool,
+) -> Result<(), String> {
+    use intercloud::scenario::{fleet::Mode, fuzz, model::Scenario, run};
+    let mode = Mode::parse(mode)?;
+    let work = report.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("intercloud-fuzz-{}", std::process::id()))
+    });
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    if mode == Mode::InProcess {
+        init_tracing_file(&work.join("nodes.log"), "info")?;
+    }
+    // The shipped data, by absolute path, so a drawn file replays anywhere.
+    let data = std::env::current_dir()
+        .map_err(|e| e.to_string())?
+        .join("scenarios/data");
+    if !data.join("paper_request.xml").exists() {
+        return Err(format!(
+            "{}: run the fuzzer from the repository (it uses scenarios/data)",
+            data.display()
+        ));
+    }
+    let mut failed = Vec::new();
+    for s in seed..seed.saturating_add(runs) {
+        let spec = fuzz::FuzzSpec {
+            seed: s,
+            steps,
+            test_faults,
+        };
+        let toml = fuzz::generate(&spec, &data);
+        let dir = work.join(format!("seed-{s}"));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let file = dir.join("scenario.toml");
+        std::fs::write(&file, &toml).map_err(|e| format!("{}: {e}", file.display()))?;
+        let sc = Scenario::load(&file).map_err(|e| format!("seed {s}: {e}"))?;
+        let o = run::RunOptions {
+            work_dir: dir.join("run"),
+            bin: std::env::current_exe().map_err(|e| e.to_string())?,
+            seed: s,
+            mode,
+            progress: Box::new(move |l: &str| eprintln!("[seed {s}] {l}")),
+        };
+        let r = run::run(&sc, &o).map_err(|e| format!("seed {s}: {e}"))?;
+        r.write(&dir).map_err(|e| e.to_string())?;
+        if r.passed {
+            println!("seed {s}: passed ({} steps)", sc.steps.len());
+            let _ = std::fs::remove_dir_all(&dir);
+        } else {
+            println!("seed {s}: FAILED\n{}", r.text());
+            println!("--- the scenario ({}):\n{toml}---", file.display());
+            println!(
+                "replay: intercloud scenario run {} --mode {}",
+                file.display(),
+                if mode == Mode::InProcess {
+                    "in-process"
+                } else {
+                    "processes"
+                }
+            );
+            failed.push(s);
+        }
+    }
+    println!(
+        "fuzz: {} seeds from {seed}, {} failed{}",
+        runs,
+        failed.len(),
+        if failed.is_empty() {
+            String::new()
+        } else {
+            format!(": {failed:?}")
+        }
+    );
+    if failed.is_empty() {
+        let _ = std::fs::remove_dir_all(&work);
+        Ok(())
+    } else {
+        Err(format!(
+            "fuzz: seeds {failed:?} failed; kept in {}",
+            work.display()
+        ))
     }
 }
 

@@ -1,4 +1,4 @@
-//! `intercloud scenario run` in both modes: the shipped paper.toml, root-failover.toml and partition-heal.toml pass (every step, every invariant) with node processes and in-process, and leave no node behind; chaos-soak.toml gives the same faults and verdicts for the same seed; a republished description replaces the old one in the answers (and one about another cloud is refused); presence churn is followed, and fails with evidence when a partition hides a user; a scenario whose oracle disagrees with the catalog fails, and so do ones where test-only faults drop acknowledged messages or forge the from of delivered ones — each with the evidence in its report.
+//! `intercloud scenario run` in both modes: the shipped paper.toml, root-failover.toml, partition-heal.toml and lossy-links.toml pass (every step, every invariant) with node processes and in-process, and leave no node behind; chaos-soak.toml gives the same faults and verdicts for the same seed; a republished description replaces the old one in the answers (and one about another cloud is refused); presence churn is followed, and fails with evidence when a partition hides a user; a scenario whose oracle disagrees with the catalog fails, and so do ones where test-only faults drop acknowledged messages or forge the from of delivered ones — each with the evidence in its report.
 
 mod common;
 
@@ -61,7 +61,11 @@ fn paper(mode: &str) {
     let (dir, text, r) = shipped("paper", mode);
     assert_eq!(r["mode"], mode, "{text}");
     let steps = r["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 7, "{text}");
+    assert_eq!(steps.len(), 10, "{text}");
+    // The closing stream over lossy links: all acknowledged, none twice.
+    let last = steps[8]["detail"].as_str().unwrap();
+    assert_eq!(common::count_of(last, "acknowledged"), Some(50), "{text}");
+    assert_eq!(common::count_of(last, "duplicates"), Some(0), "{text}");
     assert!(steps.iter().all(|s| s["ok"] == true), "{text}");
     assert!(
         text.contains("negotiate cloud1.test: ended cloud2.test"),
@@ -150,6 +154,40 @@ fn a_partition_heals_with_processes() {
 #[test]
 fn a_partition_heals_in_process() {
     partition_heal("in-process");
+}
+
+fn lossy_links(mode: &str) {
+    let (dir, text, r) = shipped("lossy-links", mode);
+    let steps = r["steps"].as_array().unwrap();
+    let n = |i: usize, label: &str| common::count_of(steps[i]["detail"].as_str().unwrap(), label);
+    // Through the bad links: every message acknowledged (and accounted for,
+    // or the step would have failed), none twice.
+    assert_eq!(n(3, "acknowledged"), Some(300), "{text}");
+    assert_eq!(n(4, "acknowledged"), Some(100), "{text}");
+    for i in [3, 4, 6] {
+        assert_eq!(n(i, "duplicates"), Some(0), "{text}");
+        assert!(
+            n(i, "delivered").unwrap() + n(i, "bounced").unwrap() >= n(i, "acknowledged").unwrap(),
+            "{text}"
+        );
+    }
+    // The faults did happen: chunks were lost and duplicated.
+    let f = &r["faults_injected"];
+    assert!(f["lost"].as_u64().unwrap() > 0, "{text}");
+    assert!(f["duplicated"].as_u64().unwrap() > 0, "{text}");
+    // Once the links are good again, everything arrives.
+    assert_eq!(n(6, "delivered"), Some(50), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn lossy_duplicating_links_lose_nothing_acknowledged_with_processes() {
+    lossy_links("processes");
+}
+
+#[test]
+fn lossy_duplicating_links_lose_nothing_acknowledged_in_process() {
+    lossy_links("in-process");
 }
 
 /// Runs two clouds through a message stream, the test-only `fault` on
@@ -551,4 +589,78 @@ fn counts_in_report_details_are_read_whole() {
 #[should_panic(expected = "is not in the text any more")]
 fn a_replacement_that_matches_nothing_fails() {
     common::replaced("join_wave = 40", "join_wave = 100", "join_wave = 20");
+}
+
+/// `intercloud scenario fuzz` from the repository, with `args`: whether it
+/// passed and its output.
+fn fuzz(args: &[&str]) -> (bool, String) {
+    let out = Command::new(common::BIN)
+        .args(["scenario", "fuzz", "--mode", "in-process"])
+        .args(args)
+        .current_dir(common::repo())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn seeded_random_scenarios_pass_in_process() {
+    let dir = common::temp_dir("fuzz-ok");
+    let (ok, text) = fuzz(&[
+        "--seed",
+        "1",
+        "--runs",
+        "2",
+        "--steps",
+        "6",
+        "--report",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("seed 1: passed"), "{text}");
+    assert!(text.contains("seed 2: passed"), "{text}");
+    assert!(text.contains("fuzz: 2 seeds from 1, 0 failed"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A seed that fails is printed with the TOML that replays it, and the
+/// replay fails the same way.
+#[test]
+fn a_failing_seed_is_reported_with_the_scenario_that_replays_it() {
+    let dir = common::temp_dir("fuzz-fail");
+    let (ok, text) = fuzz(&[
+        "--seed",
+        "5",
+        "--steps",
+        "3",
+        "--test-faults",
+        "--report",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("seed 5: FAILED"), "{text}");
+    assert!(text.contains("action = \"lose_acked\""), "{text}");
+    assert!(
+        text.contains("acknowledged messages neither delivered nor bounced"),
+        "{text}"
+    );
+    let file = dir.join("seed-5/scenario.toml");
+    assert!(
+        text.contains(&format!(
+            "replay: intercloud scenario run {}",
+            file.display()
+        )),
+        "{text}"
+    );
+    let (ok, replay, r) = run_mode(&file, &dir.join("replay"), "in-process");
+    assert!(!ok, "{replay}");
+    assert_eq!(r["passed"], false, "{replay}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,6 +3,7 @@
 pub mod churn;
 pub mod fleet;
 pub mod flow;
+pub mod fuzz;
 pub mod generate;
 pub mod model;
 pub mod report;
