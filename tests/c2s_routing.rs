@@ -299,8 +299,27 @@ async fn connection_flood_is_limited_per_address() {
     .await;
     assert!(got.contains("<policy-violation"), "{got}\n{}", node.log());
     drop(held);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    // Slots are given back when connections close.
+    // Slots are given back when connections close: a new connection is
+    // offered stream features again (the node notices the closes soon).
+    let t0 = std::time::Instant::now();
+    loop {
+        let mut c = tokio::net::TcpStream::connect(node.addr()).await.unwrap();
+        let mut got = String::new();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        c.write_all(b"<?xml version='1.0'?><stream:stream to='route.test' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>").await.unwrap();
+        let mut buf = [0u8; 1024];
+        while !got.contains("</stream:features>") && !got.contains("policy-violation") {
+            match tokio::time::timeout(T, c.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => got.push_str(&String::from_utf8_lossy(&buf[..n])),
+                _ => break,
+            }
+        }
+        if got.contains("</stream:features>") {
+            break;
+        }
+        assert!(t0.elapsed() < T, "no slot came back: {got}\n{}", node.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     node.login("alice", "pw", None).await;
 }
 

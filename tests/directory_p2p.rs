@@ -126,13 +126,26 @@ async fn three_roots_ten_clouds_register_resolve_and_survive_a_dead_root() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitioned_roots_converge_after_the_heal() {
     let (roots, root_addrs) = roots(3, &[]).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    within(Duration::from_secs(20), || async {
+        for r in &roots {
+            if r.roots().await.len() < 2 {
+                return false;
+            }
+        }
+        true
+    })
+    .await
+    .expect("the roots did not connect to each other");
     let ids: Vec<_> = roots.iter().map(|r| r.peer_id).collect();
     // {root0} | {root1, root2}
     roots[0].block(HashSet::from([ids[1], ids[2]])).await;
     roots[1].block(HashSet::from([ids[0]])).await;
     roots[2].block(HashSet::from([ids[0]])).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    within(Duration::from_secs(20), || async {
+        roots[0].roots().await.is_empty()
+    })
+    .await
+    .expect("root0 is still connected across the partition");
     // Different registrations on each side, straight to the roots.
     let a = SigningKey::from_bytes(&[1; 32]);
     let b = SigningKey::from_bytes(&[2; 32]);
@@ -151,13 +164,14 @@ async fn partitioned_roots_converge_after_the_heal() {
     let mut right = record("both.test", &b, 60).record;
     right.serial = 3;
     roots[1].register(right.sign(&b)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // root2, on root1's side, gets both of root1's records by gossip; by
+    // then root0 would have them too, had the partition leaked.
+    within(Duration::from_secs(20), || async {
+        roots[2].zone().await.len() == 2
+    })
+    .await
+    .expect("root2 did not get right.test and both.test");
     assert_eq!(roots[0].zone().await.len(), 2, "the partition leaked");
-    assert_eq!(
-        roots[2].zone().await.len(),
-        2,
-        "root2 did not get right.test"
-    );
     // Heal.
     for r in &roots {
         r.block(HashSet::new()).await;

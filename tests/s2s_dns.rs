@@ -40,7 +40,15 @@ fn dnsmasq(port: u16, records: &[String]) -> Dnsmasq {
         .stderr(Stdio::null())
         .spawn()
         .expect("start dnsmasq");
-    std::thread::sleep(Duration::from_millis(300));
+    // Listening once its UDP port is taken.
+    let t0 = std::time::Instant::now();
+    while std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "dnsmasq did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     Dnsmasq(child)
 }
 

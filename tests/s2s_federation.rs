@@ -110,17 +110,15 @@ async fn messages_iq_and_presence_cross_domains() {
 async fn unreachable_domain_bounces_remote_server_not_found() {
     let (_ca, a, _b) = pair("unreach");
     let mut alice = a.login("alice", "pw", Some("a")).await;
-    let t0 = std::time::Instant::now();
     alice
         .send(&msg("x@nowhere.invalid", "anyone?"))
         .await
         .unwrap();
+    // A domain with no address bounces at once (no redials): the wait is bounded by bounced().
     common::bounced(&mut alice, "remote-server-not-found").await;
-    assert!(
-        t0.elapsed() < Duration::from_secs(11),
-        "took {:?}",
-        t0.elapsed()
-    );
+    assert!(!a
+        .log()
+        .contains("s2s dial failed remote=nowhere.invalid error=connection broke"));
 }
 
 #[test]
@@ -171,8 +169,15 @@ async fn idle_link_closes_and_the_next_stanza_redials() {
     let mut alice = a.login("alice", "pw", None).await;
     alice.send(&msg("bob@cloud2.test", "one")).await.unwrap();
     bob.wait_for(T, |e| e.name == "message").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(a.log().contains("s2s link idle: closing"), "{}", a.log());
+    let t0 = std::time::Instant::now();
+    while !a.log().contains("s2s link idle: closing") {
+        assert!(
+            t0.elapsed() < T,
+            "the idle link was not closed: {}",
+            a.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     alice.send(&msg("bob@cloud2.test", "two")).await.unwrap();
     let m = bob.wait_for(T, |e| e.name == "message").await.unwrap();
     assert_eq!(m.child_text("body", NS_CLIENT).as_deref(), Some("two"));
