@@ -269,6 +269,9 @@ impl rustls::client::ResolvesClientCert for Identity {
 pub struct Anchors {
     fixed: Vec<CertificateDer<'static>>,
     current: std::sync::RwLock<Arc<rustls::RootCertStore>>,
+    /// Woken when a peer's certificate did not chain to what we trust: the
+    /// directory may know a trust authority we have not learnt yet.
+    refresh: tokio::sync::Notify,
 }
 
 impl Anchors {
@@ -280,6 +283,7 @@ impl Anchors {
         let a = Anchors {
             fixed,
             current: std::sync::RwLock::new(Arc::new(rustls::RootCertStore::empty())),
+            refresh: tokio::sync::Notify::new(),
         };
         a.set_learnt(&[]);
         Ok(Arc::new(a))
@@ -301,6 +305,16 @@ impl Anchors {
         let n = roots.len();
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(roots);
         n
+    }
+
+    /// Asks whoever keeps the learnt anchors to fetch them again soon.
+    pub fn want_refresh(&self) {
+        self.refresh.notify_one();
+    }
+
+    /// Returns when a refresh was asked for (since the last call).
+    pub async fn refresh_wanted(&self) {
+        self.refresh.notified().await
     }
 
     pub fn current(&self) -> Arc<rustls::RootCertStore> {

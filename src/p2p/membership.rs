@@ -140,6 +140,7 @@ pub fn spawn(config: Config, host: Host, identity: Arc<Identity>, anchors: Arc<A
         let mut anchors_every = every;
         let mut anchors_next = tokio::time::Instant::now();
         let mut authorities_seen: Vec<String> = Vec::new();
+        let mut last_forced = tokio::time::Instant::now();
         loop {
             if config.p2p.enroll && due.map(|t| t <= now()).unwrap_or(true) {
                 match enroll(&config, &host, &secret, &identity, &anchors, &roots).await {
@@ -188,7 +189,19 @@ pub fn spawn(config: Config, host: Host, identity: Arc<Identity>, anchors: Arc<A
                 let left = Duration::from_secs(t.saturating_sub(now()));
                 next = next.min(left.max(Duration::from_millis(500)));
             }
-            tokio::time::sleep(next).await;
+            tokio::select! {
+                _ = tokio::time::sleep(next) => {}
+                // A peer's certificate did not chain to what we trust: ask
+                // for the trust authorities now (at most once a second).
+                _ = anchors.refresh_wanted() => {
+                    let soon = last_forced + Duration::from_secs(1);
+                    let now_i = tokio::time::Instant::now();
+                    anchors_next = if now_i >= soon { now_i } else { soon };
+                    last_forced = anchors_next;
+                    anchors_every = every;
+                    tokio::time::sleep_until(anchors_next).await;
+                }
+            }
         }
     });
 }

@@ -192,6 +192,9 @@ impl S2s {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::info!(peer = %domain, error = %e, "peer certificate not accepted");
+                    // Its issuer may be a trust authority the directory
+                    // knows and we have not learnt yet.
+                    self.anchors.want_refresh();
                     false
                 }
             },
@@ -937,9 +940,13 @@ async fn open_out(
             }
         }
     }
-    Err(nf(format!(
-        "no authentication method in common with {remote}"
-    )))
+    // Most often, in a federation that is enrolling, one side does not yet
+    // trust the other's new certificate (it asks the directory for the
+    // trust authorities again): worth another dial, not a refusal.
+    Err(broke(
+        "authentication",
+        format!("no authentication method in common with {remote} (yet)"),
+    ))
 }
 
 async fn read_header_features<S: AsyncRead + AsyncWrite + Unpin>(

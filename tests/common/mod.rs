@@ -267,7 +267,10 @@ impl Node {
             .unwrap();
         let child = Command::new(BIN)
             .args(["node", "--config", &self.config()])
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("NODE_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
