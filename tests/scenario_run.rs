@@ -613,20 +613,23 @@ fn fuzz(args: &[&str]) -> (bool, String) {
 #[test]
 fn seeded_random_scenarios_pass_in_process() {
     let dir = common::temp_dir("fuzz-ok");
+    // Seed 12 found that a cloud enrolled at one root refused, at start, a
+    // cloud enrolled at another (their trust authorities not yet learnt),
+    // and the bounced subscription left a watcher blind; it stays here.
     let (ok, text) = fuzz(&[
         "--seed",
-        "1",
+        "11",
         "--runs",
         "2",
         "--steps",
-        "6",
+        "12",
         "--report",
         dir.to_str().unwrap(),
     ]);
     assert!(ok, "{text}");
-    assert!(text.contains("seed 1: passed"), "{text}");
-    assert!(text.contains("seed 2: passed"), "{text}");
-    assert!(text.contains("fuzz: 2 seeds from 1, 0 failed"), "{text}");
+    assert!(text.contains("seed 11: passed"), "{text}");
+    assert!(text.contains("seed 12: passed"), "{text}");
+    assert!(text.contains("fuzz: 2 seeds from 11, 0 failed"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
