@@ -586,26 +586,17 @@ fn run_step(
                 // fallback (or of the provider).
                 let mut full = 0;
                 for (domain, names) in std::mem::take(&mut o.refused) {
-                    let roomy: Vec<String> = names
-                        .iter()
-                        .filter_map(|n| {
-                            let m = r.members.iter().find(|m| {
-                                m.domain == *n || m.domain.strip_suffix(".test") == Some(n)
-                            })?;
-                            match free_capacity(m, service) {
-                                Ok(free) if free >= *amount => Some(format!("{n} has {free} free")),
-                                Ok(_) => None,
-                                Err(e) => Some(format!("{n}: {e}")),
-                            }
-                        })
-                        .collect();
-                    if roomy.is_empty() {
-                        full += 1;
-                    } else {
-                        o.failed.push(format!(
-                            "{domain}: refused by every match although {}",
-                            roomy.join(", ")
-                        ));
+                    let free = |n: &str| {
+                        let m = r
+                            .members
+                            .iter()
+                            .find(|m| m.domain == n || m.domain.strip_suffix(".test") == Some(n))
+                            .ok_or_else(|| "not a node of this run".to_string())?;
+                        free_capacity(m, service)
+                    };
+                    match refusal_verdict(&names, *amount, free) {
+                        Ok(()) => full += 1,
+                        Err(e) => o.failed.push(format!("{domain}: {e}")),
                     }
                 }
                 let mut d = format!(
@@ -1137,6 +1128,33 @@ fn chaos(
     out
 }
 
+/// Whether every match refusing `amount` was right: no match may have the
+/// amount free (`free` tells what a match has free now, after the step;
+/// capacity only shrinks during a step, so room now means room then). A
+/// match whose capacity cannot be read makes the refusal unproven.
+fn refusal_verdict(
+    names: &[String],
+    amount: u64,
+    free: impl Fn(&str) -> Result<u64, String>,
+) -> Result<(), String> {
+    let roomy: Vec<String> = names
+        .iter()
+        .filter_map(|n| match free(n) {
+            Ok(f) if f >= amount => Some(format!("{n} has {f} free")),
+            Ok(_) => None,
+            Err(e) => Some(format!("{n}: {e}")),
+        })
+        .collect();
+    if roomy.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "refused by every match although {}",
+            roomy.join(", ")
+        ))
+    }
+}
+
 /// What `m` offers of `service` and has not promised now.
 fn free_capacity(m: &Member, service: &str) -> Result<u64, String> {
     let now = std::time::SystemTime::now()
@@ -1286,6 +1304,20 @@ mod tests {
             capacity_verdict(nothing, 1001),
             Err("no offer to check".into())
         );
+    }
+
+    #[test]
+    fn a_refusal_is_right_only_when_every_match_is_full() {
+        let names = vec!["cloud2".to_string(), "cloud5".to_string()];
+        let full = |_: &str| Ok(3);
+        assert_eq!(refusal_verdict(&names, 5, full), Ok(()));
+        let one_roomy = |n: &str| Ok(if n == "cloud5" { 8 } else { 0 });
+        assert_eq!(
+            refusal_verdict(&names, 5, one_roomy),
+            Err("refused by every match although cloud5 has 8 free".into())
+        );
+        let unreadable = |_: &str| Err("store: locked".to_string());
+        assert!(refusal_verdict(&names, 5, unreadable).is_err());
     }
 
     #[test]
