@@ -20,9 +20,9 @@ pub struct FuzzSpec {
     pub seed: u64,
     /// Steps drawn before the closing heal / start / converge / messages.
     pub steps: usize,
-    /// Test only: put the `lose_acked` fault on the receiver of the first
-    /// messages step, so the run must fail (shows a failing seed is
-    /// reported with its TOML).
+    /// Test only: the timeline starts with a stream, the `lose_acked` fault
+    /// on its receiver and a second stream, so the run must fail (shows a
+    /// failing seed is reported with its TOML).
     pub test_faults: bool,
 }
 
@@ -59,6 +59,11 @@ impl Draw {
         let pair: Vec<&String> = up.choose_multiple(&mut self.rng, 2).collect();
         let (from, to) = (pair[0].clone(), pair[1].clone());
         if self.test_faults && !self.sent {
+            // A first stream brings the link up (so the next one is not
+            // simply bounced by a link that never came up), then the fault.
+            self.step(&format!(
+                "action = \"messages\"\nfrom = \"{from}\"\nto = \"{to}\"\ncount = 5\nwithin_secs = 60\n"
+            ));
             self.step(&format!("action = \"lose_acked\"\nnode = \"{to}\"\n"));
         }
         self.sent = true;
@@ -203,6 +208,11 @@ pub fn generate(spec: &FuzzSpec, data: &Path) -> String {
         test_faults: spec.test_faults,
         sent: false,
     };
+    if spec.test_faults {
+        // First, on the healthy federation: warm-up stream, the fault, the
+        // stream it must break (before any drawn fault can bounce it).
+        d.messages();
+    }
     for _ in 0..spec.steps {
         let kind = d.rng.gen_range(0..100);
         match kind {
@@ -272,7 +282,7 @@ mod tests {
     }
 
     #[test]
-    fn test_faults_put_lose_acked_before_the_first_stream() {
+    fn test_faults_put_lose_acked_between_a_warm_up_stream_and_the_next() {
         let data = Path::new("/d");
         let t = generate(
             &FuzzSpec {
@@ -281,7 +291,12 @@ mod tests {
             },
             data,
         );
+        // Warm-up stream, the fault, then the stream it breaks.
         let lose = t.find("lose_acked").expect("a lose_acked step");
-        assert!(lose < t.find("action = \"messages\"").unwrap(), "{t}");
+        let streams: Vec<usize> = t
+            .match_indices("action = \"messages\"")
+            .map(|(i, _)| i)
+            .collect();
+        assert!(streams[0] < lose && lose < streams[1], "{t}");
     }
 }
