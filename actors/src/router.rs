@@ -162,14 +162,24 @@ impl Router {
         }
     }
 
-    fn deliver(&self, to: &Jid, mut st: Element) -> bool {
+    fn deliver(&self, to: &Jid, st: Element) -> bool {
+        self.deliver_with(to, st, |addr, st| addr.do_send(Deliver(st)))
+    }
+
+    /// Hands `st`, addressed to the full JID `to`, to that session with `send`.
+    fn deliver_with(
+        &self,
+        to: &Jid,
+        mut st: Element,
+        send: impl FnOnce(&Addr<crate::session::Session>, Element),
+    ) -> bool {
         let Some(res) = to.resource() else {
             return false;
         };
         match self.sessions.get(&to.to_bare()).and_then(|m| m.get(res)) {
             Some(e) => {
                 st.set_attr("to", to.to_string());
-                e.addr.do_send(Deliver(st));
+                send(&e.addr, st);
                 true
             }
             None => false,
@@ -325,14 +335,11 @@ impl Router {
         }
         // Several resources: one group of copies, so that sessions ending
         // unacknowledged route the message again once, not once each.
-        let sessions = self.sessions.get(&bare);
         for (r, copy) in targets.iter().zip(crate::copies::copies(targets.len())) {
-            if let (Some(entry), Ok(full)) =
-                (sessions.and_then(|m| m.get(r)), bare.with_resource(r))
-            {
-                let mut st = st.clone();
-                st.set_attr("to", full.to_string());
-                entry.addr.do_send(crate::session::DeliverCopy(st, copy));
+            if let Ok(full) = bare.with_resource(r) {
+                self.deliver_with(&full, st.clone(), |addr, st| {
+                    addr.do_send(crate::session::DeliverCopy(st, copy))
+                });
             }
         }
     }
