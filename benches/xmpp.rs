@@ -6,12 +6,12 @@ use intercloud::xmpp::codec::{Decoder, Event, Limits};
 use intercloud::xmpp::sasl::{Authenticator, Step};
 use intercloud_actors::credentials::ScramHash;
 use intercloud_actors::element::{Element, NS_CLIENT};
+use intercloud_actors::outbox::{outbox, OutboxReader};
 use intercloud_actors::session::{Inbound, Outbound, Session};
 use intercloud_actors::stanza::NS_BIND;
 use intercloud_actors::store::Store;
 use intercloud_actors::{Cloud, Settings};
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 /// What a busy client stream carries: chats, presence with caps, roster and ping iqs, receipts.
 const MIX: &[&str] = &[
@@ -89,6 +89,7 @@ fn scram(c: &mut Criterion) {
         store,
         domain: "cloud1.test".into(),
         iterations: 4096,
+        throttle: None,
     };
     let mut g = c.benchmark_group("scram");
     g.sample_size(20);
@@ -115,9 +116,9 @@ fn scram(c: &mut Criterion) {
 }
 
 /// A bound, available session fed by a channel (no socket).
-fn session(cloud: &Arc<Cloud>, user: &str) -> (actix::Addr<Session>, mpsc::Receiver<Outbound>) {
+fn session(cloud: &Arc<Cloud>, user: &str) -> (actix::Addr<Session>, OutboxReader) {
     use actix::Actor;
-    let (tx, rx) = mpsc::channel(1 << 16);
+    let (tx, rx) = outbox(1 << 16, usize::MAX);
     let bare = format!("{user}@bench.test").parse().unwrap();
     let s = Session::new(cloud.clone(), bare, false, tx, 1).start();
     let bind = Element::new("iq", NS_CLIENT)
@@ -153,8 +154,8 @@ fn routing(c: &mut Criterion) {
         let (a, mut arx) = session(&cloud, "a");
         let (b, mut brx) = session(&cloud, "b");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        while arx.try_recv().is_ok() {}
-        while brx.try_recv().is_ok() {}
+        while arx.try_recv().is_some() {}
+        while brx.try_recv().is_some() {}
         std::mem::forget(arx);
         std::mem::forget(b);
         (a, brx)

@@ -253,6 +253,9 @@ pub struct CatalogSection {
     pub match_limit: usize,
     /// Seconds a command session and a finished job's output are kept.
     pub session_timeout_secs: u64,
+    /// Command sessions kept at once, in all and for one requester.
+    pub max_command_sessions: usize,
+    pub max_command_sessions_per_jid: usize,
 }
 
 /// The cloud's gateway JID: an in-process client of the node, available while it runs.
@@ -357,6 +360,8 @@ impl Default for CatalogSection {
             max_running_queries: 4,
             match_limit: 100,
             session_timeout_secs: 600,
+            max_command_sessions: 10_000,
+            max_command_sessions_per_jid: 32,
         }
     }
 }
@@ -369,17 +374,28 @@ pub struct Limits {
     pub max_depth: usize,
     pub max_offline_per_user: usize,
     pub max_roster_items: usize,
+    pub max_roster_item_bytes: usize,
     pub session_queue: usize,
+    pub session_queue_bytes: usize,
+    pub max_sessions_per_account: usize,
     pub negotiation_timeout_secs: u64,
     pub idle_timeout_secs: u64,
     pub keepalive_secs: u64,
     pub max_auth_attempts: u32,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    pub auth_failures_per_address: u32,
+    pub auth_failures_per_account: u32,
+    pub auth_window_secs: u64,
+    pub auth_throttle_entries: usize,
     pub scram_iterations: u32,
     pub s2s_connect_timeout_secs: u64,
     pub s2s_idle_timeout_secs: u64,
     pub s2s_queue: usize,
+    pub s2s_queue_bytes: usize,
+    pub s2s_max_domains: usize,
+    pub s2s_max_pending: usize,
+    pub s2s_max_pending_per_sender: usize,
     pub s2s_redial_secs: u64,
     pub s2s_dedup_ids: usize,
     pub max_s2s_connections: usize,
@@ -394,17 +410,28 @@ impl Default for Limits {
             max_depth: 64,
             max_offline_per_user: 1000,
             max_roster_items: 1000,
+            max_roster_item_bytes: 4096,
             session_queue: 10_000,
+            session_queue_bytes: 4 << 20,
+            max_sessions_per_account: 10,
             negotiation_timeout_secs: 30,
             idle_timeout_secs: 900,
             keepalive_secs: 60,
             max_auth_attempts: 3,
             max_connections: 10_000,
             max_connections_per_ip: 1000,
+            auth_failures_per_address: 20,
+            auth_failures_per_account: 10,
+            auth_window_secs: 300,
+            auth_throttle_entries: 100_000,
             scram_iterations: 4096,
             s2s_connect_timeout_secs: 10,
             s2s_idle_timeout_secs: 600,
             s2s_queue: 10_000,
+            s2s_queue_bytes: 4 << 20,
+            s2s_max_domains: 1000,
+            s2s_max_pending: 64,
+            s2s_max_pending_per_sender: 8,
             s2s_redial_secs: 15,
             s2s_dedup_ids: 65_536,
             max_s2s_connections: 1000,
@@ -493,6 +520,20 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "limits too small (max_stanza_bytes >= 4096, max_depth >= 4, session_queue >= 1)"
                     .into(),
+            ));
+        }
+        if l.session_queue_bytes < l.max_stanza_bytes || l.s2s_queue_bytes < l.max_stanza_bytes {
+            return Err(ConfigError::Invalid(
+                "limits.session_queue_bytes and limits.s2s_queue_bytes must hold at least one stanza of max_stanza_bytes".into(),
+            ));
+        }
+        if l.max_sessions_per_account == 0
+            || l.s2s_max_domains == 0
+            || l.s2s_max_pending == 0
+            || l.s2s_max_pending_per_sender == 0
+        {
+            return Err(ConfigError::Invalid(
+                "limits.max_sessions_per_account, s2s_max_domains, s2s_max_pending and s2s_max_pending_per_sender must be at least 1".into(),
             ));
         }
         Ok(())
@@ -698,6 +739,9 @@ max_running_queries = 4
 match_limit = 100
 # Seconds a command session, and a finished job's output, are kept.
 session_timeout_secs = 600
+# Command sessions kept at once, in all and for one requester; more get <resource-constraint/>.
+max_command_sessions = 10000
+max_command_sessions_per_jid = 32
 
 [gateway]
 # The cloud's gateway JID (empty = gateway@<domain>): available while the node runs, with its
@@ -750,8 +794,16 @@ max_depth = {}
 max_offline_per_user = {}
 # Roster items per account.
 max_roster_items = {}
+# Bytes of one roster item's name and groups; longer ones get <not-acceptable/>.
+max_roster_item_bytes = {}
 # Stanzas queued towards one client before it is disconnected as too slow.
 session_queue = {}
+# Bytes queued towards one client, or held for it unacknowledged (XEP-0198), before it is
+# disconnected with <policy-violation/>.
+session_queue_bytes = {}
+# Sessions of one account at once, waiting-to-resume ones included: a new one first ends the
+# one detached longest; when all are connected, binding fails with <resource-constraint/>.
+max_sessions_per_account = {}
 # Seconds a client has to finish STARTTLS, SASL and binding.
 negotiation_timeout_secs = {}
 # Seconds of silence from a client before its stream is closed (<connection-timeout/>).
@@ -763,6 +815,13 @@ max_auth_attempts = {}
 # Open client connections in all, and from one IP address.
 max_connections = {}
 max_connections_per_ip = {}
+# Failed logins from one address (an IPv6 /64), and for one account name, within auth_window_secs;
+# beyond them logins from there, or for it, get <temporary-auth-failure/> until the window ends.
+auth_failures_per_address = {}
+auth_failures_per_account = {}
+auth_window_secs = {}
+# Addresses and account names whose failures are counted at once (each).
+auth_throttle_entries = {}
 # PBKDF2 iterations for new SCRAM credentials.
 scram_iterations = {}
 # Seconds to reach and authenticate a remote server before senders get <remote-server-timeout/>.
@@ -771,6 +830,13 @@ s2s_connect_timeout_secs = {}
 s2s_idle_timeout_secs = {}
 # Stanzas held per remote domain while its link connects.
 s2s_queue = {}
+# Bytes held per remote domain while its link connects or is slow; more bounce with <resource-constraint/>.
+s2s_queue_bytes = {}
+# Remote domains with a link at once (idle and unreachable ones are let go); more bounce.
+s2s_max_domains = {}
+# Remote domains being dialed for the first time at once, in all and for one sender; more bounce.
+s2s_max_pending = {}
+s2s_max_pending_per_sender = {}
 # Failed s2s dials to a domain reached before, and dials whose connection broke while negotiating,
 # are retried (backing off from 200 ms to 2 s) for this many seconds before what is queued bounces.
 s2s_redial_secs = {}
@@ -787,17 +853,28 @@ sm_ack_every = {}
         l.max_depth,
         l.max_offline_per_user,
         l.max_roster_items,
+        l.max_roster_item_bytes,
         l.session_queue,
+        l.session_queue_bytes,
+        l.max_sessions_per_account,
         l.negotiation_timeout_secs,
         l.idle_timeout_secs,
         l.keepalive_secs,
         l.max_auth_attempts,
         l.max_connections,
         l.max_connections_per_ip,
+        l.auth_failures_per_address,
+        l.auth_failures_per_account,
+        l.auth_window_secs,
+        l.auth_throttle_entries,
         l.scram_iterations,
         l.s2s_connect_timeout_secs,
         l.s2s_idle_timeout_secs,
         l.s2s_queue,
+        l.s2s_queue_bytes,
+        l.s2s_max_domains,
+        l.s2s_max_pending,
+        l.s2s_max_pending_per_sender,
         l.s2s_redial_secs,
         l.s2s_dedup_ids,
         l.max_s2s_connections,

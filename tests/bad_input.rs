@@ -293,3 +293,122 @@ async fn oversized_stanza_after_login_ends_only_that_session() {
     assert!(seen.contains("policy-violation"), "{seen}");
     ping_ok(&mut bob, "after").await;
 }
+
+/// The error condition of the first error `c` is sent, within 20 s.
+async fn next_error_condition(c: &mut Client) -> String {
+    let e = c
+        .wait_for(Duration::from_secs(20), |e| {
+            e.get_attr("type") == Some("error")
+        })
+        .await
+        .unwrap();
+    e.get_child("error", NS_CLIENT)
+        .and_then(|er| er.elements().next())
+        .map(|c| c.name.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_iq_and_presence_get_bad_request() {
+    let node = node();
+    let mut carol = node.login("carol", "carol-pw", Some("c")).await;
+    // RFC 6120 §8.2.3: a get carries exactly one payload.
+    carol
+        .send_raw("<iq type='get' id='two'><ping xmlns='urn:xmpp:ping'/><query xmlns='jabber:iq:version'/></iq>")
+        .await
+        .unwrap();
+    assert_eq!(next_error_condition(&mut carol).await, "bad-request");
+    carol.send_raw("<iq type='get' id='none'/>").await.unwrap();
+    assert_eq!(next_error_condition(&mut carol).await, "bad-request");
+    // RFC 6121 §4.7.1: a presence type that does not exist.
+    carol
+        .send_raw("<presence type='bogus' id='p1'/>")
+        .await
+        .unwrap();
+    assert_eq!(next_error_condition(&mut carol).await, "bad-request");
+    // RFC 6121 §2.3.3: a roster item longer than the server takes.
+    let long = "n".repeat(5000);
+    carol
+        .send_raw(&format!("<iq type='set' id='r1'><query xmlns='jabber:iq:roster'><item jid='x@bad.test' name='{long}'/></query></iq>"))
+        .await
+        .unwrap();
+    assert_eq!(next_error_condition(&mut carol).await, "not-acceptable");
+    carol
+        .send_raw("<iq type='set' id='r2'><query xmlns='jabber:iq:roster'><item jid='x@bad.test' name='short'/></query></iq>")
+        .await
+        .unwrap();
+    carol
+        .wait_for(Duration::from_secs(20), |e| e.get_attr("id") == Some("r2"))
+        .await
+        .map(|e| assert_eq!(e.get_attr("type"), Some("result"), "{}", e.to_xml()))
+        .unwrap();
+    // One payload is still answered.
+    ping_ok(&mut carol, "one").await;
+}
+
+/// The SASL failure condition of one login (or "success").
+async fn login_result(node: &Node, user: &str, password: &str) -> String {
+    match Client::login(node.addr(), &node.domain, node.cert(), user, password, None).await {
+        Ok(_) => "success".into(),
+        Err(intercloud::xmpp::client::ClientError::Auth(c)) => c,
+        Err(e) => panic!("login {user}: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_are_throttled_per_account_and_per_address() {
+    let mut n = Node::init(
+        "bad-brute",
+        "bad.test",
+        &[
+            (
+                "auth_failures_per_address = 20",
+                "auth_failures_per_address = 6",
+            ),
+            (
+                "auth_failures_per_account = 10",
+                "auth_failures_per_account = 3",
+            ),
+        ],
+    );
+    for u in ["alice", "carol"] {
+        n.add_user(u, &format!("{u}-pw"));
+    }
+    n.start();
+    // Three wrong passwords for alice, each on a connection of its own.
+    for _ in 0..3 {
+        assert_eq!(login_result(&n, "alice", "guess").await, "not-authorized");
+    }
+    // Now alice's account is refused for the rest of the window, even with
+    // her password; carol's is not.
+    assert_eq!(
+        login_result(&n, "alice", "alice-pw").await,
+        "temporary-auth-failure"
+    );
+    assert_eq!(login_result(&n, "carol", "carol-pw").await, "success");
+    // Unknown names are counted as known ones are (a lockout tells nothing).
+    for _ in 0..3 {
+        assert_eq!(login_result(&n, "nobody", "x").await, "not-authorized");
+    }
+    assert_eq!(
+        login_result(&n, "nobody", "x").await,
+        "temporary-auth-failure"
+    );
+    // Six failures from this address: it is refused whatever it tries.
+    assert_eq!(
+        login_result(&n, "carol", "carol-pw").await,
+        "temporary-auth-failure"
+    );
+    let log = n.log();
+    assert_eq!(
+        log.matches("too many failed logins for an account").count(),
+        2,
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("too many failed logins from an address")
+            .count(),
+        1,
+        "{log}"
+    );
+}

@@ -488,3 +488,63 @@ fn the_cli_client_runs_the_papers_request() {
     let c5 = out.find("cloud5<").expect(&out);
     assert!(c2 < c5, "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_sessions_are_bounded_per_requester() {
+    let mut node = exchange(
+        "cat-sessions",
+        &[(
+            "max_command_sessions_per_jid = 32",
+            "max_command_sessions_per_jid = 3",
+        )],
+    );
+    node.add_user("other", "pw");
+    node.start();
+    let schemata = format!("<iodata xmlns='{NS_IODATA}' type='io-schemata-get'/>");
+    let mut c = node.login("user", "pw", None).await;
+    let mut sids = Vec::new();
+    for i in 0..3 {
+        let r = command(
+            &mut c,
+            &format!("s{i}"),
+            "constraint_catalog_resources",
+            "",
+            &schemata,
+        )
+        .await;
+        sids.push(cmd_of(&r).get_attr("sessionid").unwrap().to_string());
+    }
+    // A fourth session of the same requester is refused; its open ones go on.
+    let r = command(&mut c, "s3", "constraint_catalog_resources", "", &schemata).await;
+    assert!(
+        error_of(&r).contains("<resource-constraint"),
+        "{}",
+        r.to_xml()
+    );
+    let r = command(
+        &mut c,
+        "in0",
+        "constraint_catalog_resources",
+        &format!("sessionid='{}' action='execute'", sids[0]),
+        &format!(
+            "<iodata xmlns='{NS_IODATA}' type='input'><in><constraints xmlns=''>{}</constraints></in></iodata>",
+            constraint("storageCapacity", "60000 GB")
+        ),
+    )
+    .await;
+    assert_eq!(
+        cmd_of(&r).get_attr("status"),
+        Some("completed"),
+        "{}",
+        r.to_xml()
+    );
+    // Another requester is served.
+    let mut o = node.login("other", "pw", None).await;
+    let r = command(&mut o, "o1", "constraint_catalog_resources", "", &schemata).await;
+    assert_eq!(
+        cmd_of(&r).get_attr("status"),
+        Some("executing"),
+        "{}",
+        r.to_xml()
+    );
+}

@@ -40,6 +40,23 @@ impl Element {
         }
     }
 
+    /// About the bytes this element holds and takes when written: its
+    /// names, attribute values and text, with a little for the markup. What
+    /// queues bounded by bytes count.
+    pub fn weight(&self) -> usize {
+        let mut n = 2 * self.name.len() + 5;
+        for a in &self.attrs {
+            n += a.name.len() + a.value.len() + 4;
+        }
+        for c in &self.children {
+            n += match c {
+                Node::Element(e) => e.weight(),
+                Node::Text(t) => t.len(),
+            };
+        }
+        n
+    }
+
     /// Builder: sets an unqualified attribute.
     pub fn attr(mut self, name: &str, value: impl Into<String>) -> Element {
         self.set_attr(name, value);

@@ -24,7 +24,7 @@ use actix::prelude::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// Namespace of the capacity a gateway announces in its presence.
 pub const NS_CAPACITY: &str = "urn:intercloud:capacity:0";
@@ -411,7 +411,10 @@ impl GatewayActor {
     fn login(&mut self, ctx: &mut Context<Self>) {
         self.conn += 1;
         let conn = self.conn;
-        let (tx, mut rx) = mpsc::channel::<Outbound>(self.cloud.settings.session_queue.max(16));
+        let (tx, mut rx) = crate::outbox::outbox(
+            self.cloud.settings.session_queue.max(16),
+            self.cloud.settings.session_queue_bytes,
+        );
         let session = Session::new(
             self.cloud.clone(),
             self.settings.jid.clone(),
@@ -423,6 +426,7 @@ impl GatewayActor {
         let me = ctx.address();
         actix::spawn(async move {
             while let Some(o) = rx.recv().await {
+                rx.written(o.weight());
                 me.do_send(FromSession { conn, out: o });
             }
             me.do_send(SessionEnded { conn });

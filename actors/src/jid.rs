@@ -16,12 +16,19 @@ pub enum JidError {
     TooLong,
     #[error("forbidden character {0:?} in localpart")]
     BadLocalChar(char),
-    #[error("forbidden character {0:?} in domainpart")]
-    BadDomainChar(char),
+    #[error("localpart is not a PRECIS username")]
+    BadLocal,
+    #[error("resourcepart is not a PRECIS opaque string")]
+    BadResource,
+    #[error("domainpart is not a domain name or IP literal")]
+    BadDomain,
 }
 
-/// A JID: `[local@]domain[/resource]`. Local and domain parts are stored
-/// case-folded (a simplified PRECIS mapping), the resource as given.
+/// A JID: `[local@]domain[/resource]`, each part prepared and enforced as
+/// RFC 7622 says: the localpart by the PRECIS UsernameCaseMapped profile
+/// (case-folded, width-mapped, NFC), the resourcepart by OpaqueString, the
+/// domainpart by IDNA (UTS #46: full stops such as U+3002 map to `.`,
+/// letters case-fold) to its ASCII form, or an IP literal.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Jid {
     local: Option<String>,
@@ -29,50 +36,102 @@ pub struct Jid {
     resource: Option<String>,
 }
 
+/// RFC 7622 §3.3.1: characters a localpart may not hold even though the
+/// PRECIS IdentifierClass allows them.
 const LOCAL_FORBIDDEN: &[char] = &['"', '&', '\'', '/', ':', '<', '>', '@'];
 
+/// The most bytes of each part (RFC 7622 §3.1).
+const MAX_PART: usize = 1023;
+
+/// The domainpart in its comparable form: an IP literal, or a DNS name
+/// through UTS #46 with the STD3 rules (letters, digits, hyphen), no hyphen
+/// first or last in a label, labels of 1..=63 and names of at most 253
+/// octets. One trailing dot is dropped (RFC 7622 §3.2).
+pub fn domainpart(domain: &str) -> Result<String, JidError> {
+    if domain.is_empty() {
+        return Err(JidError::EmptyDomain);
+    }
+    if domain.len() > MAX_PART {
+        return Err(JidError::TooLong);
+    }
+    if let Some(v6) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
+        return v6
+            .parse::<std::net::Ipv6Addr>()
+            .map(|a| format!("[{a}]"))
+            .map_err(|_| JidError::BadDomain);
+    }
+    if let Ok(v4) = domain.parse::<std::net::Ipv4Addr>() {
+        return Ok(v4.to_string());
+    }
+    let ascii = idna::uts46::Uts46::new()
+        .to_ascii(
+            domain.as_bytes(),
+            idna::uts46::AsciiDenyList::STD3,
+            idna::uts46::Hyphens::CheckFirstLast,
+            idna::uts46::DnsLength::VerifyAllowRootDot,
+        )
+        .map_err(|_| JidError::BadDomain)?;
+    let ascii = ascii.strip_suffix('.').unwrap_or(&ascii);
+    if ascii.is_empty() {
+        return Err(JidError::EmptyDomain);
+    }
+    Ok(ascii.to_string())
+}
+
+/// The localpart enforced by the UsernameCaseMapped profile (RFC 8265 §3.3).
+pub fn localpart(local: &str) -> Result<String, JidError> {
+    if local.is_empty() {
+        return Err(JidError::EmptyLocal);
+    }
+    if local.len() > MAX_PART {
+        return Err(JidError::TooLong);
+    }
+    if let Some(c) = local.chars().find(|c| LOCAL_FORBIDDEN.contains(c)) {
+        return Err(JidError::BadLocalChar(c));
+    }
+    // Printable ASCII but space is what IdentifierClass allows of ASCII,
+    // and case mapping is all the profile does to it.
+    if local.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+        return Ok(local.to_ascii_lowercase());
+    }
+    use precis_core::profile::PrecisFastInvocation;
+    let l = precis_profiles::UsernameCaseMapped::enforce(local).map_err(|_| JidError::BadLocal)?;
+    if l.len() > MAX_PART {
+        return Err(JidError::TooLong);
+    }
+    if let Some(c) = l.chars().find(|c| LOCAL_FORBIDDEN.contains(c)) {
+        return Err(JidError::BadLocalChar(c));
+    }
+    Ok(l.into_owned())
+}
+
+/// The resourcepart enforced by the OpaqueString profile (RFC 8265 §4.2).
+pub fn resourcepart(resource: &str) -> Result<String, JidError> {
+    if resource.is_empty() {
+        return Err(JidError::EmptyResource);
+    }
+    if resource.len() > MAX_PART {
+        return Err(JidError::TooLong);
+    }
+    // Printable ASCII (space included) is kept as it is by the profile.
+    if resource.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Ok(resource.to_string());
+    }
+    use precis_core::profile::PrecisFastInvocation;
+    let r = precis_profiles::OpaqueString::enforce(resource).map_err(|_| JidError::BadResource)?;
+    if r.len() > MAX_PART {
+        return Err(JidError::TooLong);
+    }
+    Ok(r.into_owned())
+}
+
 impl Jid {
-    /// Builds a JID from its parts, validating each.
+    /// Builds a JID from its parts, preparing and enforcing each.
     pub fn new(local: Option<&str>, domain: &str, resource: Option<&str>) -> Result<Jid, JidError> {
-        let domain = domain.trim_end_matches('.').to_lowercase();
-        if domain.is_empty() {
-            return Err(JidError::EmptyDomain);
-        }
-        if domain.len() > 1023 {
-            return Err(JidError::TooLong);
-        }
-        if let Some(c) = domain
-            .chars()
-            .find(|c| c.is_whitespace() || c.is_control() || "@/\"'<>&\\".contains(*c))
-        {
-            return Err(JidError::BadDomainChar(c));
-        }
-        let local = match local {
-            None => None,
-            Some("") => return Err(JidError::EmptyLocal),
-            Some(l) => {
-                if l.len() > 1023 {
-                    return Err(JidError::TooLong);
-                }
-                if let Some(c) = l
-                    .chars()
-                    .find(|c| LOCAL_FORBIDDEN.contains(c) || c.is_whitespace() || c.is_control())
-                {
-                    return Err(JidError::BadLocalChar(c));
-                }
-                Some(l.to_lowercase())
-            }
-        };
-        let resource = match resource {
-            None => None,
-            Some("") => return Err(JidError::EmptyResource),
-            Some(r) if r.len() > 1023 => return Err(JidError::TooLong),
-            Some(r) => Some(r.to_string()),
-        };
         Ok(Jid {
-            local,
-            domain,
-            resource,
+            local: local.map(localpart).transpose()?,
+            domain: domainpart(domain)?,
+            resource: resource.map(resourcepart).transpose()?,
         })
     }
 
@@ -174,5 +233,65 @@ mod tests {
         assert_eq!("a@x/".parse::<Jid>(), Err(JidError::EmptyResource));
         assert!("a b@x".parse::<Jid>().is_err());
         assert!("a@x y".parse::<Jid>().is_err());
+    }
+
+    /// What the hostile-input campaign had dialed: none is a domain.
+    #[test]
+    fn rejects_what_is_not_a_domain() {
+        let long_label = format!("{}.test", "a".repeat(1019));
+        for d in [
+            "fuzz..test",
+            "host:port",
+            "-x",
+            "x-.test",
+            "x_y",
+            "urn:xmpp:ping",
+            "a.64chars-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.test",
+            long_label.as_str(),
+            "[::1",
+            "[nonsense]",
+            ".",
+        ] {
+            assert!(Jid::domain_jid(d).is_err(), "{d:?} was taken as a domain");
+        }
+        // Each label of 63 octets and the name of 253 still are.
+        let l63 = "b".repeat(63);
+        let max = format!("{l63}.{l63}.{l63}.{}", "c".repeat(61));
+        assert_eq!(max.len(), 253);
+        assert_eq!(Jid::domain_jid(&max).unwrap().domain(), max);
+        assert!(Jid::domain_jid(&format!("{max}d")).is_err());
+    }
+
+    #[test]
+    fn domains_map_as_idna_says() {
+        // The ideographic full stop is a label separator.
+        assert_eq!(
+            Jid::domain_jid("cloud1\u{3002}test").unwrap().domain(),
+            "cloud1.test"
+        );
+        assert_eq!(
+            Jid::domain_jid("B\u{fc}cher.Test.").unwrap().domain(),
+            "xn--bcher-kva.test"
+        );
+        assert_eq!(Jid::domain_jid("127.0.0.1").unwrap().domain(), "127.0.0.1");
+        assert_eq!(Jid::domain_jid("[0::1]").unwrap().domain(), "[::1]");
+        assert_eq!(Jid::domain_jid("localhost").unwrap().domain(), "localhost");
+    }
+
+    #[test]
+    fn localparts_and_resources_follow_precis() {
+        // Fullwidth letters map to their narrow forms, then case-fold.
+        let j: Jid = "\u{ff21}lice@x.test".parse().unwrap();
+        assert_eq!(j.local(), Some("alice"));
+        // Composed and decomposed forms are one account (NFC).
+        let a: Jid = "re\u{301}sume\u{301}@x.test".parse().unwrap();
+        let b: Jid = "r\u{e9}sum\u{e9}@x.test".parse().unwrap();
+        assert_eq!(a, b);
+        // Symbols and spaces are no usernames; controls no resources.
+        assert_eq!("\u{2603}@x.test".parse::<Jid>(), Err(JidError::BadLocal));
+        assert_eq!("a@x.test/r\u{7}".parse::<Jid>(), Err(JidError::BadResource));
+        // A resource keeps its case and spaces.
+        let r: Jid = "a@x.test/My Phone \u{2603}".parse().unwrap();
+        assert_eq!(r.resource(), Some("My Phone \u{2603}"));
     }
 }

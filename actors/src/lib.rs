@@ -18,6 +18,7 @@ pub mod jid;
 pub mod link;
 pub mod negotiation;
 pub mod offline;
+pub mod outbox;
 pub mod ping;
 pub mod presence;
 pub mod roster;
@@ -40,9 +41,18 @@ pub struct Settings {
     pub max_offline_per_user: usize,
     /// Roster items per account.
     pub max_roster_items: usize,
+    /// Bytes of one roster item's name and groups (more: `not-acceptable`).
+    pub max_roster_item_bytes: usize,
     /// Stanzas queued towards one client before it is disconnected as too slow
     /// (also the most it may leave unacknowledged under XEP-0198).
     pub session_queue: usize,
+    /// Bytes queued towards one client, or held for it unacknowledged,
+    /// before it is disconnected as too slow (`policy-violation`).
+    pub session_queue_bytes: usize,
+    /// Sessions of one account at once, detached (resumable) ones included.
+    /// A new one first ends the account's longest-detached session; when
+    /// all are connected, binding fails with `resource-constraint`.
+    pub max_sessions_per_account: usize,
     /// How long a resumable session waits for its client (XEP-0198).
     pub sm_resume_timeout: std::time::Duration,
     /// Ask for an acknowledgement after this many stanzas.
@@ -55,7 +65,10 @@ impl Default for Settings {
             domain: "localhost".into(),
             max_offline_per_user: 1000,
             max_roster_items: 1000,
+            max_roster_item_bytes: 4096,
             session_queue: 10_000,
+            session_queue_bytes: 4 << 20,
+            max_sessions_per_account: 10,
             sm_resume_timeout: std::time::Duration::from_secs(300),
             sm_ack_every: 5,
         }
@@ -68,6 +81,9 @@ pub struct Cloud {
     pub store: Arc<store::Store>,
     pub router: actix::Addr<router::Router>,
     pub presence: actix::Addr<presence::Presence>,
+    /// Sessions waiting for their client to resume them (XEP-0198); they
+    /// count against the connection limit.
+    pub detached: Arc<std::sync::atomic::AtomicUsize>,
     /// Sessions that can be resumed (XEP-0198), by stream id.
     resumable: std::sync::Mutex<ResumableMap>,
 }
@@ -81,16 +97,20 @@ impl Cloud {
         let s2 = settings.clone();
         let st2 = store.clone();
         let mut presence_addr = None;
+        let mut detached = None;
         let router = router::Router::create(|ctx| {
             let presence = presence::Presence::new(s2.clone(), st2.clone(), ctx.address()).start();
             presence_addr = Some(presence.clone());
-            router::Router::new(s2, st2, presence)
+            let r = router::Router::new(s2, st2, presence);
+            detached = Some(r.detached.clone());
+            r
         });
         Arc::new(Cloud {
             settings,
             store,
             router,
             presence: presence_addr.expect("presence started"),
+            detached: detached.expect("router started"),
             resumable: Default::default(),
         })
     }

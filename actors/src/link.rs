@@ -44,6 +44,10 @@ impl DialError {
 pub struct LinkSink {
     /// Stanzas to write.
     pub tx: mpsc::Sender<Element>,
+    /// Bytes handed to the writer and not yet written (or, with stream
+    /// management, not yet acknowledged): the link adds, the writer takes
+    /// off. The link hands over no more while it holds `queue_bytes`.
+    pub inflight: Arc<std::sync::atomic::AtomicUsize>,
     /// Fires when the stream ends, with the stanzas the peer did not acknowledge.
     pub closed: oneshot::Receiver<Vec<Element>>,
 }
@@ -71,6 +75,14 @@ pub struct LinkMetrics {
 pub struct LinkSettings {
     /// Stanzas held while connecting; more are bounced.
     pub queue: usize,
+    /// Bytes held while connecting (and, again, handed to the writer and
+    /// not yet acknowledged); more are bounced with `resource-constraint`.
+    pub queue_bytes: usize,
+    /// Remote domains with a link at once (the router's bound).
+    pub max_domains: usize,
+    /// Domains dialed for the first time at once, in all and per sender.
+    pub max_pending: usize,
+    pub max_pending_per_sender: usize,
     /// Failed dials taken as transient — any failure once the domain has
     /// been reached, and a connection that broke while negotiating always —
     /// are tried again (backing off from 200 ms to 2 s) for this long after
@@ -87,7 +99,7 @@ enum State {
     Connecting,
     /// Backing off before the next dial.
     Waiting,
-    Up(mpsc::Sender<Element>),
+    Up(mpsc::Sender<Element>, Arc<std::sync::atomic::AtomicUsize>),
 }
 
 /// The longest wait between two dials of a failing domain.
@@ -102,6 +114,12 @@ pub struct Link {
     settings: LinkSettings,
     state: State,
     queue: VecDeque<Element>,
+    /// The weight of `queue`.
+    queue_bytes: usize,
+    /// Links whose close notice has not come yet.
+    open: u32,
+    /// The router let this link go: it stops once nothing is in flight.
+    retiring: bool,
     last_use: Instant,
     /// Counts links, so a late close notice of an old one is ignored.
     generation: u64,
@@ -141,6 +159,9 @@ impl Link {
             settings,
             state: State::Idle,
             queue: VecDeque::new(),
+            queue_bytes: 0,
+            open: 0,
+            retiring: false,
             last_use: Instant::now(),
             generation: 0,
             failures: 0,
@@ -148,6 +169,27 @@ impl Link {
             reached: false,
             failing_since: None,
         }
+    }
+
+    fn push_back(&mut self, st: Element) {
+        self.queue_bytes += st.weight();
+        self.queue.push_back(st);
+    }
+
+    fn push_front(&mut self, st: Element) {
+        self.queue_bytes += st.weight();
+        self.queue.push_front(st);
+    }
+
+    fn pop_front(&mut self) -> Option<Element> {
+        let st = self.queue.pop_front()?;
+        self.queue_bytes -= st.weight();
+        Some(st)
+    }
+
+    fn take_queue(&mut self) -> VecDeque<Element> {
+        self.queue_bytes = 0;
+        std::mem::take(&mut self.queue)
     }
 
     /// Reports the queue length to the shared gauge.
@@ -185,10 +227,11 @@ impl Link {
                 act.reached = true;
                 act.failing_since = None;
                 tracing::info!(remote = %act.remote, micros = started.elapsed().as_micros() as u64, "s2s link up");
-                act.state = State::Up(sink.tx);
+                act.state = State::Up(sink.tx, sink.inflight);
                 act.router
                     .do_send(crate::router::DomainReachable(act.remote.clone()));
                 act.flush(ctx);
+                act.open += 1;
                 ctx.spawn(
                     sink.closed
                         .into_actor(act)
@@ -206,17 +249,21 @@ impl Link {
     /// acknowledged.
     fn closed(&mut self, generation: u64, unacked: Vec<Element>, ctx: &mut Context<Self>) {
         let current = self.generation == generation;
+        self.open = self.open.saturating_sub(1);
         tracing::info!(remote = %self.remote, unacked = unacked.len(), current, "s2s link down");
         for st in unacked.into_iter().rev() {
-            self.queue.push_front(st);
+            self.push_front(st);
         }
         if current {
             self.state = State::Idle;
         }
+        if self.retiring && matches!(self.state, State::Idle) {
+            return self.try_retire(ctx);
+        }
         if !self.queue.is_empty() {
             match self.state {
                 State::Idle => self.dial(ctx),
-                State::Up(_) => self.flush_queue(ctx),
+                State::Up(..) => self.flush_queue(ctx),
                 State::Connecting | State::Waiting => {}
             }
         }
@@ -232,7 +279,11 @@ impl Link {
         tracing::warn!(remote = %self.remote, error = %e, failures = self.failures, "s2s dial failed");
         if self.queue.is_empty() {
             self.state = State::Idle;
-            return;
+            self.router.do_send(crate::router::LinkIdle {
+                domain: self.remote.clone(),
+                link: ctx.address(),
+            });
+            return self.try_retire(ctx);
         }
         let since = *self.failing_since.get_or_insert_with(Instant::now);
         let transient = match e {
@@ -254,15 +305,21 @@ impl Link {
             return;
         }
         tracing::warn!(remote = %self.remote, queued = self.queue.len(), error = %e, "s2s domain unreachable: bouncing what is queued");
+        // Nothing left to do: the router may let this link go.
+        self.router.do_send(crate::router::LinkIdle {
+            domain: self.remote.clone(),
+            link: ctx.address(),
+        });
         self.failing_since = None;
         self.router
             .do_send(crate::router::DomainUnreachable(self.remote.clone()));
         self.state = State::Idle;
         let cond = e.condition();
-        for st in std::mem::take(&mut self.queue) {
+        for st in self.take_queue() {
             self.bounce(&st, cond);
         }
         self.gauge();
+        self.try_retire(ctx);
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
@@ -271,20 +328,33 @@ impl Link {
     }
 
     fn flush_queue(&mut self, ctx: &mut Context<Self>) {
-        let State::Up(tx) = &self.state else {
+        use std::sync::atomic::Ordering::Relaxed;
+        let State::Up(tx, inflight) = &self.state else {
             return;
         };
-        while let Some(st) = self.queue.pop_front() {
+        let (tx, inflight) = (tx.clone(), inflight.clone());
+        while let Some(st) = self.pop_front() {
+            let w = st.weight();
+            // The writer holds its share of the byte bound: wait for it.
+            let busy = inflight.load(Relaxed);
+            if busy > 0 && busy + w > self.settings.queue_bytes {
+                self.push_front(st);
+                ctx.run_later(Duration::from_millis(5), |act, ctx| act.flush(ctx));
+                return;
+            }
+            inflight.fetch_add(w, Relaxed);
             match tx.try_send(st) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(st)) => {
-                    self.queue.push_front(st);
+                    inflight.fetch_sub(w, Relaxed);
+                    self.push_front(st);
                     // Try again shortly; the writer is busy.
                     ctx.run_later(Duration::from_millis(5), |act, ctx| act.flush(ctx));
                     return;
                 }
                 Err(mpsc::error::TrySendError::Closed(st)) => {
-                    self.queue.push_front(st);
+                    inflight.fetch_sub(w, Relaxed);
+                    self.push_front(st);
                     self.state = State::Idle;
                     self.dial(ctx);
                     return;
@@ -299,16 +369,21 @@ impl Actor for Link {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let every = (self.settings.idle / 4).max(Duration::from_millis(100));
-        ctx.run_interval(every, |act, _| {
+        ctx.run_interval(every, |act, ctx| {
             if act.queue.is_empty()
                 && !matches!(act.state, State::Connecting | State::Waiting)
                 && act.last_use.elapsed() >= act.settings.idle
             {
-                if let State::Up(_) = act.state {
+                if let State::Up(..) = act.state {
                     tracing::info!(remote = %act.remote, "s2s link idle: closing");
-                    // Dropping the sender ends the stream; the actor stays for the next stanza.
+                    // Dropping the sender ends the stream; the router lets
+                    // the actor go (a later stanza starts a new one).
                     act.state = State::Idle;
                     act.generation += 1;
+                    act.router.do_send(crate::router::LinkIdle {
+                        domain: act.remote.clone(),
+                        link: ctx.address(),
+                    });
                 }
             }
         });
@@ -319,15 +394,18 @@ impl Handler<Outgoing> for Link {
     type Result = ();
     fn handle(&mut self, msg: Outgoing, ctx: &mut Context<Self>) {
         self.last_use = Instant::now();
-        if self.queue.len() >= self.settings.queue {
-            tracing::warn!(remote = %self.remote, "s2s queue full");
+        let w = msg.0.weight();
+        if self.queue.len() >= self.settings.queue
+            || (!self.queue.is_empty() && self.queue_bytes + w > self.settings.queue_bytes)
+        {
+            tracing::warn!(remote = %self.remote, stanzas = self.queue.len(), bytes = self.queue_bytes, "s2s queue full");
             return self.bounce(&msg.0, "resource-constraint");
         }
-        self.queue.push_back(msg.0);
+        self.push_back(msg.0);
         match self.state {
             State::Idle => self.dial(ctx),
             State::Connecting | State::Waiting => {}
-            State::Up(_) => self.flush(ctx),
+            State::Up(..) => self.flush(ctx),
         }
         self.gauge();
     }
@@ -336,7 +414,40 @@ impl Handler<Outgoing> for Link {
 impl Handler<IsUp> for Link {
     type Result = bool;
     fn handle(&mut self, _: IsUp, _: &mut Context<Self>) -> bool {
-        matches!(self.state, State::Up(_))
+        matches!(self.state, State::Up(..))
+    }
+}
+
+/// The router let this link go (its domain was unreachable, or it was
+/// idle): what arrived since goes back to the router, and the actor stops.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
+impl Handler<Retire> for Link {
+    type Result = ();
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
+        self.retiring = true;
+        self.try_retire(ctx);
+    }
+}
+
+impl Link {
+    /// Stops a retiring link once no stream of it is open or being dialed
+    /// (its close notice may still hand back unacknowledged stanzas).
+    fn try_retire(&mut self, ctx: &mut Context<Self>) {
+        if !self.retiring || self.open > 0 || !matches!(self.state, State::Idle | State::Waiting) {
+            return;
+        }
+        let queued = self.take_queue();
+        if !queued.is_empty() {
+            tracing::debug!(remote = %self.remote, n = queued.len(), "retired link hands back its queue");
+        }
+        for st in queued {
+            self.router.do_send(Route(st));
+        }
+        self.gauge();
+        ctx.stop();
     }
 }
 
@@ -382,7 +493,11 @@ mod tests {
                         closed: closed_tx,
                     });
                 }
-                Ok(LinkSink { tx, closed })
+                Ok(LinkSink {
+                    tx,
+                    closed,
+                    inflight: Default::default(),
+                })
             })
         }
     }
@@ -415,6 +530,10 @@ mod tests {
             cloud.router.clone(),
             LinkSettings {
                 queue: 100,
+                queue_bytes: 1 << 20,
+                max_domains: 10,
+                max_pending: 10,
+                max_pending_per_sender: 10,
                 redial_window: window,
                 idle: Duration::from_secs(600),
                 metrics: metrics.clone(),

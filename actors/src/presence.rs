@@ -495,7 +495,7 @@ impl Presence {
                 self.router.do_send(SetInterested { full: from.clone() });
                 roster::get_result(&iq, &self.store, &owner.to_string())
             }
-            "set" => match roster::parse_set(&iq) {
+            "set" => match roster::parse_set(&iq, self.settings.max_roster_item_bytes) {
                 Err(e) => e,
                 Ok(RosterSet::Update {
                     contact,

@@ -51,7 +51,9 @@ pub enum RosterSet {
 
 /// Validates a roster set (RFC 6121 §2.3.3): exactly one item, a valid JID,
 /// no duplicate or empty groups. On failure, the error reply to send.
-pub fn parse_set(iq: &Element) -> Result<RosterSet, Element> {
+/// Parses a roster set; an item whose name and groups take more than
+/// `max_item_bytes` is refused with `<not-acceptable/>` (RFC 6121 §2.3.3).
+pub fn parse_set(iq: &Element, max_item_bytes: usize) -> Result<RosterSet, Element> {
     let q = iq
         .get_child("query", NS_ROSTER)
         .ok_or_else(|| error_reply(iq, "bad-request", None))?;
@@ -77,9 +79,18 @@ pub fn parse_set(iq: &Element) -> Result<RosterSet, Element> {
         }
         groups.push(t);
     }
+    let name = it.get_attr("name").map(String::from);
+    let size = name.as_ref().map_or(0, String::len) + groups.iter().map(String::len).sum::<usize>();
+    if size > max_item_bytes {
+        return Err(error_reply(
+            iq,
+            "not-acceptable",
+            Some("roster item name and groups too long"),
+        ));
+    }
     Ok(RosterSet::Update {
         contact,
-        name: it.get_attr("name").map(String::from),
+        name,
         groups,
     })
 }

@@ -18,6 +18,8 @@ struct Entry {
     priority: Option<i8>,
     /// The resource asked for its roster, so it gets roster pushes.
     interested: bool,
+    /// Since when the session waits for its client to resume (XEP-0198).
+    detached: Option<std::time::Instant>,
 }
 
 /// Routes stanzas between the sessions of one cloud.
@@ -30,10 +32,19 @@ pub struct Router {
     dialer: Option<(Arc<dyn Dialer>, LinkSettings)>,
     /// One link actor per remote domain.
     links: HashMap<String, Addr<Link>>,
+    /// Domains dialed for the first time, not yet up or given up: by
+    /// domain, the sender whose stanza made the link.
+    pending: HashMap<String, String>,
+    /// How many of `pending` each sender made.
+    pending_by_sender: HashMap<String, usize>,
     /// The catalog service at `service.<domain>` (exchanges and roots).
     service: Option<Addr<crate::service::Service>>,
     /// Publishes this cloud's resource description.
     publisher: Option<Addr<crate::catalog::publisher::Publisher>>,
+    /// New domains refused (the log says so at powers of two, not each time).
+    refused_dials: u64,
+    /// Sessions detached now (they count against the connection limit).
+    pub detached: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Actor for Router {
@@ -45,7 +56,32 @@ impl Actor for Router {
 pub enum BindError {
     #[error("bad resource")]
     BadRequest,
+    /// The account has as many connected sessions as it may have.
+    #[error("too many sessions of the account")]
+    ResourceConstraint,
 }
+
+/// The session of `full` lost its connection and waits to be resumed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Detached {
+    pub full: Jid,
+    pub session: Addr<Session>,
+}
+
+/// The session of `full` was resumed by a new connection.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Attached {
+    pub full: Jid,
+    pub session: Addr<Session>,
+}
+
+/// The connection limit is reached: the session detached longest ends (what
+/// it held unacknowledged is routed again). Answers whether there was one.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct EndOldestDetached;
 
 /// Binds a resource for an authenticated account (RFC 6120 §7).
 #[derive(Message)]
@@ -157,9 +193,75 @@ impl Router {
             sessions: HashMap::new(),
             dialer: None,
             links: HashMap::new(),
+            pending: HashMap::new(),
+            pending_by_sender: HashMap::new(),
             service: None,
             publisher: None,
+            refused_dials: 0,
+            detached: Default::default(),
         }
+    }
+
+    /// Marks a session detached or attached, keeping the gauge in step.
+    fn set_detached(&mut self, full: &Jid, session: &Addr<Session>, on: bool) {
+        let Some(res) = full.resource() else {
+            return;
+        };
+        let Some(e) = self
+            .sessions
+            .get_mut(&full.to_bare())
+            .and_then(|m| m.get_mut(res))
+            .filter(|e| e.addr == *session)
+        else {
+            return;
+        };
+        use std::sync::atomic::Ordering::Relaxed;
+        match (e.detached.is_some(), on) {
+            (false, true) => {
+                e.detached = Some(std::time::Instant::now());
+                self.detached.fetch_add(1, Relaxed);
+            }
+            (true, false) => {
+                e.detached = None;
+                self.detached.fetch_sub(1, Relaxed);
+            }
+            _ => {}
+        }
+    }
+
+    /// Ends a detached session and forgets it at once (its own unbind then
+    /// finds nothing): the one of `bare` detached longest, or of anyone.
+    fn end_oldest_detached(&mut self, bare: Option<&Jid>) -> bool {
+        let oldest = self
+            .sessions
+            .iter()
+            .filter(|(b, _)| bare.is_none_or(|x| x == *b))
+            .flat_map(|(b, m)| m.iter().map(move |(r, e)| (b, r, e)))
+            .filter_map(|(b, r, e)| e.detached.map(|t| (t, b.clone(), r.clone())))
+            .min_by_key(|(t, _, _)| *t);
+        let Some((_, b, r)) = oldest else {
+            return false;
+        };
+        let Some(m) = self.sessions.get_mut(&b) else {
+            return false;
+        };
+        let Some(e) = m.remove(&r) else {
+            return false;
+        };
+        if m.is_empty() {
+            self.sessions.remove(&b);
+        }
+        self.detached
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(account = %b, resource = %r, "ending a detached session to make room");
+        e.addr.do_send(Kick {
+            condition: "policy-violation",
+            text: Some("too many sessions".into()),
+        });
+        if let Ok(full) = b.with_resource(&r) {
+            self.presence.do_send(ResourceGone { full });
+        }
+        true
     }
 
     fn deliver(&self, to: &Jid, st: Element) -> bool {
@@ -196,20 +298,61 @@ impl Router {
     }
 
     fn route_remote(&mut self, domain: String, st: Element, ctx: &mut Context<Self>) {
-        let Some((dialer, settings)) = &self.dialer else {
+        let Some((dialer, settings)) = self.dialer.clone() else {
             return self.bounce(&st, "remote-server-not-found", ctx);
         };
-        let link = self.links.entry(domain.clone()).or_insert_with(|| {
-            Link::new(
-                self.settings.domain.clone(),
-                domain,
-                dialer.clone(),
-                ctx.address(),
-                settings.clone(),
-            )
-            .start()
-        });
+        if let Some(link) = self.links.get(&domain) {
+            return link.do_send(Outgoing(st));
+        }
+        // A new domain: bounded in all, in dials under way, and per sender,
+        // so that no one can make the node dial without end.
+        let sender = st
+            .get_attr("from")
+            .and_then(|f| f.parse::<Jid>().ok())
+            .map(|j| j.to_bare().to_string())
+            .unwrap_or_default();
+        let by_sender = self.pending_by_sender.get(&sender).copied().unwrap_or(0);
+        let refused = if self.links.len() >= settings.max_domains {
+            Some("remote domains")
+        } else if self.pending.len() >= settings.max_pending {
+            Some("new remote domains being dialed")
+        } else if by_sender >= settings.max_pending_per_sender {
+            Some("new remote domains being dialed for this sender")
+        } else {
+            None
+        };
+        if let Some(what) = refused {
+            self.refused_dials += 1;
+            if self.refused_dials.is_power_of_two() {
+                tracing::warn!(%domain, %sender, refused = self.refused_dials, "too many {what}: stanza bounced");
+            }
+            return self.bounce(&st, "resource-constraint", ctx);
+        }
+        let link = Link::new(
+            self.settings.domain.clone(),
+            domain.clone(),
+            dialer,
+            ctx.address(),
+            settings,
+        )
+        .start();
         link.do_send(Outgoing(st));
+        self.links.insert(domain.clone(), link);
+        *self.pending_by_sender.entry(sender.clone()).or_insert(0) += 1;
+        self.pending.insert(domain, sender);
+    }
+
+    /// The first dial to `domain` ended (up, or given up).
+    fn dialed(&mut self, domain: &str) {
+        let Some(sender) = self.pending.remove(domain) else {
+            return;
+        };
+        if let Some(n) = self.pending_by_sender.get_mut(&sender) {
+            *n -= 1;
+            if *n == 0 {
+                self.pending_by_sender.remove(&sender);
+            }
+        }
     }
 
     fn route(&mut self, st: Element, ctx: &mut Context<Self>) {
@@ -404,8 +547,24 @@ impl Handler<Bind> for Router {
             .bare
             .with_resource(&resource)
             .map_err(|_| BindError::BadRequest)?;
+        let replaces = self
+            .sessions
+            .get(&msg.bare)
+            .is_some_and(|m| m.contains_key(&resource));
+        let count = self.sessions.get(&msg.bare).map_or(0, HashMap::len);
+        if !replaces
+            && count >= self.settings.max_sessions_per_account
+            && !self.end_oldest_detached(Some(&msg.bare))
+        {
+            tracing::warn!(account = %msg.bare, count, "session limit of the account reached");
+            return Err(BindError::ResourceConstraint);
+        }
         let map = self.sessions.entry(msg.bare.clone()).or_default();
         if let Some(old) = map.remove(&resource) {
+            if old.detached.is_some() {
+                self.detached
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
             // RFC 6120 §7.7.2.2: the new session wins; the old one is told why it ends.
             tracing::info!(jid = %full, "resource conflict: replacing the older session");
             old.addr.do_send(Kick {
@@ -420,6 +579,7 @@ impl Handler<Bind> for Router {
                 addr: msg.session,
                 priority: None,
                 interested: false,
+                detached: None,
             },
         );
         Ok(full)
@@ -435,7 +595,10 @@ impl Handler<Unbind> for Router {
         };
         if let Some(map) = self.sessions.get_mut(&bare) {
             if map.get(res).map(|e| e.addr == msg.session).unwrap_or(false) {
-                map.remove(res);
+                if map.remove(res).is_some_and(|e| e.detached.is_some()) {
+                    self.detached
+                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 if map.is_empty() {
                     self.sessions.remove(&bare);
                 }
@@ -576,14 +739,56 @@ impl Handler<CountSessions> for Router {
     }
 }
 
+impl Handler<Detached> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: Detached, _: &mut Context<Self>) {
+        self.set_detached(&msg.full, &msg.session, true);
+    }
+}
+
+impl Handler<Attached> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: Attached, _: &mut Context<Self>) {
+        self.set_detached(&msg.full, &msg.session, false);
+    }
+}
+
+impl Handler<EndOldestDetached> for Router {
+    type Result = bool;
+    fn handle(&mut self, _: EndOldestDetached, _: &mut Context<Self>) -> bool {
+        self.end_oldest_detached(None)
+    }
+}
+
 /// A link to a domain came up.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct DomainReachable(pub String);
 
+/// A link has nothing to do (idle, or its domain unreachable and its queue
+/// bounced): the router lets it go.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LinkIdle {
+    pub domain: String,
+    pub link: Addr<Link>,
+}
+
+impl Handler<LinkIdle> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: LinkIdle, _: &mut Context<Self>) {
+        if self.links.get(&msg.domain) == Some(&msg.link) {
+            self.links.remove(&msg.domain);
+            self.dialed(&msg.domain);
+        }
+        msg.link.do_send(crate::link::Retire);
+    }
+}
+
 impl Handler<DomainReachable> for Router {
     type Result = ();
     fn handle(&mut self, msg: DomainReachable, _: &mut Context<Self>) {
+        self.dialed(&msg.0);
         self.presence.do_send(crate::presence::DomainUp(msg.0));
     }
 }

@@ -46,6 +46,10 @@ pub struct ServiceSettings {
     pub match_limit: usize,
     /// How long a command session (and a finished job's output) is kept.
     pub session_timeout: Duration,
+    /// Command sessions kept at once, in all and for one requester; a new
+    /// one beyond either is refused with `resource-constraint`.
+    pub max_sessions: usize,
+    pub max_sessions_per_jid: usize,
 }
 
 /// A stanza addressed to the service.
@@ -146,9 +150,21 @@ impl Service {
             .collect();
         for k in gone {
             self.sessions.remove(&k);
-            self.expired.insert(k, Instant::now());
+            if self.expired.len() < self.settings.max_sessions {
+                self.expired.insert(k, Instant::now());
+            }
         }
         self.expired.retain(|_, at| at.elapsed() < t * 4);
+    }
+
+    /// Why a new command session of `owner` cannot be kept, if it cannot.
+    fn no_room_for(&self, owner: &str) -> Option<&'static str> {
+        if self.sessions.len() >= self.settings.max_sessions {
+            return Some("too many command sessions; try again later");
+        }
+        let own = self.sessions.values().filter(|s| s.owner == owner).count();
+        (own >= self.settings.max_sessions_per_jid)
+            .then_some("too many command sessions of yours; let some finish or expire")
     }
 
     fn new_sid(&mut self) -> String {
@@ -274,6 +290,12 @@ impl Service {
                 ))
             }
             Action::Execute | Action::Complete => {}
+        }
+        if sid.is_none() {
+            if let Some(why) = self.no_room_for(&owner) {
+                tracing::warn!(%owner, sessions = self.sessions.len(), "{why}");
+                return self.send(error_reply(&iq, "resource-constraint", Some(why)));
+            }
         }
         let io = match iodata::request(cmd) {
             Ok(io) => io,

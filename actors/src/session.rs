@@ -10,29 +10,9 @@ use crate::Cloud;
 use actix::prelude::*;
 use std::collections::HashSet;
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
-/// What a session hands to the wire layer.
-#[derive(Debug)]
-pub enum Outbound {
-    /// Boxed: a session's queue holds many of these, most of them small.
-    Stanza(Box<Element>),
-    /// Already serialised stanza (e.g. from offline storage).
-    Raw(String),
-    /// Send this stream error, then close.
-    Error {
-        condition: &'static str,
-        text: Option<String>,
-    },
-    /// Close the stream normally.
-    Close,
-}
-
-impl Outbound {
-    pub fn stanza(e: Element) -> Outbound {
-        Outbound::Stanza(Box::new(e))
-    }
-}
+pub use crate::outbox::Outbound;
+use crate::outbox::{Outbox, Refused};
 
 /// A stanza the client sent on connection `conn`.
 #[derive(Message)]
@@ -85,7 +65,7 @@ pub struct Resume {
     pub account: Jid,
     pub h: u32,
     pub conn: u64,
-    pub tx: mpsc::Sender<Outbound>,
+    pub tx: Outbox,
 }
 
 /// One authenticated client stream.
@@ -96,7 +76,7 @@ pub struct Session {
     bound: bool,
     anonymous: bool,
     /// The writer of the current connection; None while detached.
-    tx: Option<mpsc::Sender<Outbound>>,
+    tx: Option<Outbox>,
     /// Which connection feeds us now.
     conn: u64,
     available: bool,
@@ -116,13 +96,7 @@ impl Actor for Session {
 
 impl Session {
     /// A session for the authenticated account `bare`; `tx` feeds the socket writer.
-    pub fn new(
-        cloud: Arc<Cloud>,
-        bare: Jid,
-        anonymous: bool,
-        tx: mpsc::Sender<Outbound>,
-        conn: u64,
-    ) -> Session {
+    pub fn new(cloud: Arc<Cloud>, bare: Jid, anonymous: bool, tx: Outbox, conn: u64) -> Session {
         Session {
             cloud,
             jid: bare,
@@ -146,11 +120,14 @@ impl Session {
         let every = self.cloud.settings.sm_ack_every;
         let request = match &mut self.sm {
             Some(sm) => {
-                if sm.unacked_len() >= self.cloud.settings.session_queue {
-                    tracing::warn!(jid = %self.jid, "client does not acknowledge; closing its session");
-                    self.ending = true;
-                    ctx.stop();
-                    return;
+                let s = &self.cloud.settings;
+                if sm.unacked_len() >= s.session_queue
+                    || sm.unacked_bytes() >= s.session_queue_bytes
+                {
+                    tracing::warn!(jid = %self.jid, stanzas = sm.unacked_len(), bytes = sm.unacked_bytes(), "client does not acknowledge; closing its session");
+                    // Kept: it goes back to the router with the rest.
+                    sm.sent(item, every);
+                    return self.too_slow(ctx, "too much unacknowledged");
                 }
                 sm.sent(item, every)
             }
@@ -177,16 +154,31 @@ impl Session {
         let Some(tx) = &self.tx else {
             return;
         };
-        if let Err(e) = tx.try_send(out) {
-            match e {
-                mpsc::error::TrySendError::Full(_) => {
-                    tracing::warn!(jid = %self.jid, "client is not reading; closing its session");
-                }
-                mpsc::error::TrySendError::Closed(_) => {}
+        match tx.try_send(out) {
+            Ok(()) => {}
+            Err(Refused::Closed) => {
+                self.ending = true;
+                ctx.stop();
             }
-            self.ending = true;
-            ctx.stop();
+            Err(e) => {
+                tracing::warn!(jid = %self.jid, queued = %e, "client is not reading; closing its session");
+                self.too_slow(ctx, "too much queued to the client");
+            }
         }
+    }
+
+    /// Ends a client that does not keep up (reading or acknowledging) with
+    /// `<policy-violation/>`; with stream management, what it did not
+    /// acknowledge is routed again when the session stops.
+    fn too_slow(&mut self, ctx: &mut Context<Self>, text: &str) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.try_send(Outbound::Error {
+                condition: "policy-violation",
+                text: Some(text.to_string()),
+            });
+        }
+        self.ending = true;
+        ctx.stop();
     }
 
     fn stream_error(&mut self, ctx: &mut Context<Self>, condition: &'static str, text: &str) {
@@ -325,6 +317,10 @@ impl Session {
         }
         tracing::info!(jid = %self.jid, "connection lost; session kept for resumption");
         self.tx = None;
+        self.cloud.router.do_send(crate::router::Detached {
+            full: self.jid.clone(),
+            session: ctx.address(),
+        });
         let conn = self.conn;
         ctx.run_later(self.cloud.settings.sm_resume_timeout, move |act, ctx| {
             if act.tx.is_none() && act.conn == conn {
@@ -370,6 +366,11 @@ impl Session {
                                 .child(Element::new("jid", NS_BIND).text(full.to_string())),
                         );
                         act.send(ctx, Outbound::stanza(r));
+                    }
+                    Ok(Err(crate::router::BindError::ResourceConstraint)) => {
+                        // RFC 6120 §7.6.2.1: the account has its most sessions.
+                        let e = error_reply(&iq, "resource-constraint", None);
+                        act.send(ctx, Outbound::stanza(e));
                     }
                     _ => {
                         let e = error_reply(&iq, "bad-request", None);
@@ -421,7 +422,25 @@ impl Session {
         };
         match kind {
             Kind::Iq => self.handle_iq(st, to, ctx),
-            Kind::Presence => self.handle_presence(st, to),
+            Kind::Presence => {
+                // RFC 6121 §4.7.1: the types there are; anything else is malformed.
+                let known = matches!(
+                    stanza::stype(&st),
+                    "" | "unavailable"
+                        | "subscribe"
+                        | "subscribed"
+                        | "unsubscribe"
+                        | "unsubscribed"
+                        | "probe"
+                        | "error"
+                );
+                if !known {
+                    tracing::debug!(jid = %self.jid, r#type = stanza::stype(&st), "presence of no known type");
+                    let e = error_reply(&st, "bad-request", None);
+                    return self.send(ctx, Outbound::stanza(e));
+                }
+                self.handle_presence(st, to)
+            }
             Kind::Message => {
                 if to.is_none() {
                     // A message with no `to` is for the account itself (RFC 6121 §8.5.1).
@@ -434,7 +453,11 @@ impl Session {
 
     fn handle_iq(&mut self, st: Element, to: Option<Jid>, ctx: &mut Context<Self>) {
         let ty = stanza::stype(&st);
-        if !matches!(ty, "get" | "set" | "result" | "error") || st.get_attr("id").is_none() {
+        // RFC 6120 §8.2.3: an id always; a get or set has exactly one payload.
+        if !matches!(ty, "get" | "set" | "result" | "error")
+            || st.get_attr("id").is_none()
+            || (matches!(ty, "get" | "set") && st.elements().count() != 1)
+        {
             let e = error_reply(&st, "bad-request", None);
             return self.send(ctx, Outbound::stanza(e));
         }
@@ -621,6 +644,10 @@ impl Handler<Resume> for Session {
         }
         self.tx = Some(msg.tx);
         self.conn = msg.conn;
+        self.cloud.router.do_send(crate::router::Attached {
+            full: self.jid.clone(),
+            session: ctx.address(),
+        });
         tracing::info!(jid = %self.jid, resent = resend.len(), "session resumed");
         self.send(
             ctx,

@@ -18,6 +18,16 @@ pub enum Unacked {
     },
 }
 
+impl Unacked {
+    /// About the bytes it holds (what the byte bound counts).
+    pub fn weight(&self) -> usize {
+        match self {
+            Unacked::Stanza(e) | Unacked::Copy(e, _) => e.weight(),
+            Unacked::Offline { xml, stored } => xml.len() + stored.len(),
+        }
+    }
+}
+
 /// Why an acknowledgement was refused.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("peer acknowledged {h} stanzas but only {sent} were sent")]
@@ -36,6 +46,8 @@ pub struct StreamManagement {
     /// Stanzas sent to the peer.
     h_out: u32,
     unacked: VecDeque<Unacked>,
+    /// The weight of what is unacknowledged.
+    unacked_bytes: usize,
     since_request: u32,
 }
 
@@ -47,6 +59,7 @@ impl StreamManagement {
             h_in: 0,
             h_out: 0,
             unacked: VecDeque::new(),
+            unacked_bytes: 0,
             since_request: 0,
         }
     }
@@ -54,6 +67,7 @@ impl StreamManagement {
     /// Records a stanza sent; true when it is time to ask for an ack.
     pub fn sent(&mut self, item: Unacked, every: u32) -> bool {
         self.h_out = self.h_out.wrapping_add(1);
+        self.unacked_bytes += item.weight();
         self.unacked.push_back(item);
         self.since_request += 1;
         if self.since_request >= every.max(1) {
@@ -85,7 +99,11 @@ impl StreamManagement {
             });
         }
         for _ in 0..newly {
-            if let Some(Unacked::Copy(_, c)) = self.unacked.pop_front() {
+            let Some(u) = self.unacked.pop_front() else {
+                break;
+            };
+            self.unacked_bytes -= u.weight();
+            if let Unacked::Copy(_, c) = u {
                 c.delivered();
             }
         }
@@ -100,7 +118,13 @@ impl StreamManagement {
         self.unacked.len()
     }
 
+    /// The bytes held for the peer until it acknowledges them.
+    pub fn unacked_bytes(&self) -> usize {
+        self.unacked_bytes
+    }
+
     pub fn take_unacked(&mut self) -> Vec<Unacked> {
+        self.unacked_bytes = 0;
         self.unacked.drain(..).collect()
     }
 
@@ -158,6 +182,8 @@ mod tests {
             sm.sent(st(i), 100);
         }
         assert_eq!(sm.unacked_len(), 4);
+        let one = st(0).weight();
+        assert_eq!(sm.unacked_bytes(), 4 * one);
         // h counts modulo 2^32: two acknowledged means h = MAX + 1 = 0... minus offsets.
         sm.ack(u32::MAX).unwrap();
         assert_eq!(sm.unacked_len(), 3);
@@ -166,6 +192,7 @@ mod tests {
         assert!(sm.ack(5).is_err());
         sm.ack(2).unwrap();
         assert_eq!(sm.unacked_len(), 0);
+        assert_eq!(sm.unacked_bytes(), 0);
         // Acking the same count again changes nothing.
         sm.ack(2).unwrap();
     }

@@ -161,6 +161,7 @@ CREATE TABLE IF NOT EXISTS agreements (id TEXT NOT NULL, peer TEXT NOT NULL, rol
     PRIMARY KEY (id, peer));
 CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, peer TEXT NOT NULL, xml TEXT NOT NULL,
     created INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 ";
 
 impl Store {
@@ -187,6 +188,26 @@ impl Store {
 
     fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The node's secret named `name`: 32 random bytes made the first time
+    /// it is asked for and kept from then on (restarts included).
+    pub fn secret(&self, name: &str) -> Result<[u8; 32], StoreError> {
+        let db = self.db();
+        let fresh: [u8; 32] = rand::random();
+        db.execute(
+            "INSERT OR IGNORE INTO secrets (name, value) VALUES (?1, ?2)",
+            rusqlite::params![name, fresh.as_slice()],
+        )?;
+        let v: Vec<u8> =
+            db.query_row("SELECT value FROM secrets WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })?;
+        let mut out = [0u8; 32];
+        if v.len() == 32 {
+            out.copy_from_slice(&v);
+        }
+        Ok(out)
     }
 
     /// Sets a new password for an existing account (roster and offline messages stay).

@@ -33,8 +33,11 @@ impl Dialer for MemDialer {
             let router = target.ok_or(DialError::NotFound(remote))?;
             let (tx, mut rx) = mpsc::channel::<Element>(4096);
             let (done_tx, done_rx) = oneshot::channel();
+            let inflight: Arc<std::sync::atomic::AtomicUsize> = Default::default();
+            let written = inflight.clone();
             actix::spawn(async move {
                 while let Some(e) = rx.recv().await {
+                    written.fetch_sub(e.weight(), std::sync::atomic::Ordering::Relaxed);
                     router.do_send(Route(e));
                 }
                 let _ = done_tx.send(Vec::new());
@@ -42,6 +45,7 @@ impl Dialer for MemDialer {
             Ok(LinkSink {
                 tx,
                 closed: done_rx,
+                inflight,
             })
         })
     }
@@ -63,6 +67,10 @@ fn cloud(net: &MemDialer, domain: &str) -> Arc<Cloud> {
         Arc::new(net.clone()),
         LinkSettings {
             queue: 1000,
+            queue_bytes: 4 << 20,
+            max_domains: 100,
+            max_pending: 100,
+            max_pending_per_sender: 100,
             redial_window: Duration::from_secs(30),
             idle: Duration::from_secs(600),
             metrics: Default::default(),

@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use intercloud_actors::element::{Element, NS_CLIENT};
 use intercloud_actors::jid::Jid;
+use intercloud_actors::outbox::{Outbox, OutboxReader};
 use intercloud_actors::session::{Closed, Inbound, Outbound, Resume, Session};
 use intercloud_actors::sm::{self, NS_SM};
 use intercloud_actors::stanza::{NS_BIND, NS_SESSION};
@@ -16,7 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tracing::Instrument;
 
 pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
@@ -36,6 +37,8 @@ pub struct C2s {
     pub max_connections_per_ip: usize,
     /// XEP-0077 in-band registration, when allowed.
     pub registration: Option<super::register::Registration>,
+    /// Failed logins per address and per account, across connections.
+    pub throttle: Arc<super::auth_throttle::AuthThrottle>,
     conns: Mutex<(usize, std::collections::HashMap<IpAddr, usize>)>,
 }
 
@@ -75,12 +78,22 @@ impl C2s {
                 cfg.registrations_per_minute,
             )
         });
+        let throttle = Arc::new(super::auth_throttle::AuthThrottle::new(
+            super::auth_throttle::ThrottleSettings {
+                per_address: limits.auth_failures_per_address.max(1),
+                per_account: limits.auth_failures_per_account.max(1),
+                window: Duration::from_secs(limits.auth_window_secs),
+                max_entries: limits.auth_throttle_entries.max(1),
+            },
+        ));
         Arc::new(C2s {
             auth: Authenticator {
                 store: cloud.store.clone(),
                 domain: cloud.settings.domain.clone(),
                 iterations: limits.scram_iterations,
+                throttle: Some(throttle.clone()),
             },
+            throttle,
             cloud,
             tls: tokio_rustls::TlsAcceptor::from(tls),
             limits: Limits {
@@ -100,11 +113,22 @@ impl C2s {
     }
 
     /// Takes a connection slot for `ip`, or None when a limit is reached.
+    /// Sessions waiting to be resumed hold slots too: when they fill the
+    /// node, the one detached longest ends to make room for the newcomer.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnSlot> {
         let mut g = self.conns.lock().unwrap_or_else(|p| p.into_inner());
         let per_ip = g.1.get(&ip).copied().unwrap_or(0);
         if g.0 >= self.max_connections || per_ip >= self.max_connections_per_ip {
             return None;
+        }
+        let detached = self
+            .cloud
+            .detached
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if g.0 + detached >= self.max_connections {
+            self.cloud
+                .router
+                .do_send(intercloud_actors::router::EndOldestDetached);
         }
         g.0 += 1;
         *g.1.entry(ip).or_insert(0) += 1;
@@ -209,7 +233,10 @@ async fn open_stream<S: AsyncRead + AsyncWrite + Unpin>(
 /// Serves one client connection from accept to close.
 pub async fn serve(tcp: Stream, peer: SocketAddr, c2s: Arc<C2s>, slot: ConnSlot) {
     let span = tracing::info_span!("c2s", domain = %c2s.domain(), peer = %peer);
-    let Some((s, jid, anonymous)) = negotiate(tcp, &c2s).instrument(span.clone()).await else {
+    let Some((s, jid, anonymous)) = negotiate(tcp, peer.ip(), &c2s)
+        .instrument(span.clone())
+        .await
+    else {
         return;
     };
     // The session runs as a task of its own: the negotiation's future (TLS
@@ -238,6 +265,7 @@ async fn fail_none<S: AsyncRead + AsyncWrite + Unpin, T>(
 /// Stream negotiation up to binding: the TLS stream and the authenticated account.
 async fn negotiate(
     tcp: Stream,
+    ip: IpAddr,
     c2s: &Arc<C2s>,
 ) -> Option<(
     XmlStream<tokio_rustls::server::TlsStream<Stream>>,
@@ -316,7 +344,7 @@ async fn negotiate(
         features.push(super::register::feature());
     }
     open_stream(&mut s, &c2s, &features).await?;
-    let (jid, anonymous) = authenticate(&mut s, &c2s).await?;
+    let (jid, anonymous) = authenticate(&mut s, ip, &c2s).await?;
     tracing::info!(jid = %jid, "authenticated");
     s.decoder.reset();
     let bind = Element::new("bind", NS_BIND);
@@ -329,6 +357,7 @@ async fn negotiate(
 /// The SASL exchange; Some((account, anonymous)) on success.
 async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut XmlStream<S>,
+    ip: IpAddr,
     c2s: &C2s,
 ) -> Option<(Jid, bool)> {
     let offered = sasl::offered(true, c2s.allow_anonymous);
@@ -364,7 +393,15 @@ async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
             fail(s, c2s, true, "not-authorized", "authenticate first").await;
             return None;
         }
+        let refused = (e.name == "auth")
+            .then(|| {
+                c2s.throttle
+                    .check(Some(ip), None, std::time::Instant::now())
+            })
+            .flatten();
         let step = match e.name.as_str() {
+            // Too many failed logins from this address: refused for now.
+            "auth" if refused.is_some() => Step::Failure("temporary-auth-failure"),
             "auth" => {
                 let name = e.get_attr("mechanism").unwrap_or("");
                 match offered
@@ -420,6 +457,10 @@ async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
             Step::Failure(cond) => {
                 mech = None;
                 failures += 1;
+                if cond == "not-authorized" {
+                    c2s.throttle
+                        .failed(Some(ip), None, std::time::Instant::now());
+                }
                 tracing::info!(condition = cond, failures, "SASL failure");
                 let el = Element::new("failure", NS_SASL).child(Element::new(cond, NS_SASL));
                 s.send(&el.to_xml()).await.ok()?;
@@ -459,7 +500,10 @@ where
     use actix::Actor;
     let (io, mut decoder) = s.into_parts();
     let (mut rd, wr) = tokio::io::split(io);
-    let (tx, rx) = mpsc::channel(c2s.cloud.settings.session_queue);
+    let (tx, rx) = intercloud_actors::outbox::outbox(
+        c2s.cloud.settings.session_queue,
+        c2s.cloud.settings.session_queue_bytes,
+    );
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
     let writer = tokio::spawn(write_loop(wr, rx, c2s.keepalive, stop_tx).in_current_span());
     let conn = NEXT_CONN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -566,7 +610,7 @@ async fn resume(
     account: &Jid,
     e: &Element,
     conn: u64,
-    tx: mpsc::Sender<Outbound>,
+    tx: Outbox,
 ) -> Option<actix::Addr<Session>> {
     let previd = e.get_attr("previd")?;
     let h = sm::h_of(e)?;
@@ -588,7 +632,7 @@ async fn resume(
 /// Writes what the session queues, batching, with whitespace keepalives when idle.
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut wr: W,
-    mut rx: mpsc::Receiver<Outbound>,
+    mut rx: OutboxReader,
     keepalive: Duration,
     stop: oneshot::Sender<()>,
 ) {
@@ -608,11 +652,17 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             }
         }
         .into_iter();
+        // A batch of up to 256 items or about 64 KiB: what is taken out of
+        // the queue stays counted against its byte bound until written.
         let mut batch: Vec<Outbound> = first.collect();
-        while batch.len() < 256 {
+        let mut weight: usize = batch.iter().map(Outbound::weight).sum();
+        while batch.len() < 256 && weight < 64 * 1024 {
             match rx.try_recv() {
-                Ok(o) => batch.push(o),
-                Err(_) => break,
+                Some(o) => {
+                    weight += o.weight();
+                    batch.push(o);
+                }
+                None => break,
             }
         }
         for o in batch {
@@ -636,6 +686,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             let r =
                 tokio::time::timeout(Duration::from_secs(30), wr.write_all(out.as_bytes())).await;
             out.clear();
+            rx.written(weight);
             // A burst may have grown the buffer: an idle session gives it back.
             if out.capacity() > 64 * 1024 && rx.is_empty() {
                 out.shrink_to(4096);
@@ -649,7 +700,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         if closing {
             let _ = tokio::time::timeout(Duration::from_secs(5), wr.shutdown()).await;
             let _ = stop.send(());
-            // Drain so the session's sends do not fail while it winds down.
+            // Refuse more so the session winds down; what is queued is
+            // dropped (and uncounted) with the reader.
             rx.close();
             return;
         }

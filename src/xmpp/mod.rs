@@ -1,5 +1,6 @@
 //! The XMPP wire: stream codec, STARTTLS, SASL, and the client-to-server listener. Knows sockets; routing is the actors' business.
 
+pub mod auth_throttle;
 pub mod c2s;
 pub mod client;
 pub mod codec;

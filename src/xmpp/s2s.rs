@@ -1031,10 +1031,14 @@ impl Dialer for S2sDialer {
             let (tx, rx) = mpsc::channel(1024);
             let (closed_tx, closed_rx) = oneshot::channel();
             s2s.metrics.links_up.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(run_out(s, rx, closed_tx, s2s.clone(), managed).instrument(span));
+            let inflight: Arc<std::sync::atomic::AtomicUsize> = Default::default();
+            tokio::spawn(
+                run_out(s, rx, closed_tx, s2s.clone(), managed, inflight.clone()).instrument(span),
+            );
             Ok(LinkSink {
                 tx,
                 closed: closed_rx,
+                inflight,
             })
         })
     }
@@ -1048,6 +1052,7 @@ async fn run_out(
     closed: oneshot::Sender<Vec<Element>>,
     s2s: Arc<S2s>,
     managed: bool,
+    inflight: Arc<std::sync::atomic::AtomicUsize>,
 ) {
     let (io, mut decoder) = s.into_parts();
     let (mut rd, mut wr) = tokio::io::split(io);
@@ -1083,6 +1088,10 @@ async fn run_out(
                 if managed {
                     sent = sent.wrapping_add(batch.len() as u32);
                     unacked.extend(batch);
+                } else {
+                    // Written is as far as it is known to go: its bytes are free.
+                    let w: usize = batch.iter().map(Element::weight).sum();
+                    inflight.fetch_sub(w, Ordering::Relaxed);
                 }
                 if wr.write_all(out.as_bytes()).await.is_err() || wr.flush().await.is_err() {
                     break;
@@ -1105,7 +1114,8 @@ async fn run_out(
                                         let acked_before = sent.wrapping_sub(unacked.len() as u32);
                                         let newly = h.wrapping_sub(acked_before) as usize;
                                         if newly <= unacked.len() {
-                                            unacked.drain(..newly);
+                                            let w: usize = unacked.drain(..newly).map(|e| e.weight()).sum();
+                                            inflight.fetch_sub(w, Ordering::Relaxed);
                                         } else {
                                             tracing::warn!(h, sent, "peer acknowledged more than was sent");
                                         }

@@ -4,7 +4,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use intercloud_actors::credentials::{constant_time_eq, ScramHash, ScramKeys};
 use intercloud_actors::jid::Jid;
-use intercloud_actors::store::Store;
+use intercloud_actors::store::{Store, StoreError};
 use std::sync::Arc;
 
 pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
@@ -55,6 +55,8 @@ enum ScramState {
 
 /// What the server remembers between its first message and the client's final one.
 struct SentFirst {
+    /// The name failures are counted under.
+    claimed: String,
     gs2_header: String,
     client_first_bare: String,
     server_first: String,
@@ -68,6 +70,8 @@ pub struct Authenticator {
     pub store: Arc<Store>,
     pub domain: String,
     pub iterations: u32,
+    /// Failed logins per account across connections (None: not counted).
+    pub throttle: Option<Arc<super::auth_throttle::AuthThrottle>>,
 }
 
 impl Authenticator {
@@ -98,6 +102,42 @@ impl Authenticator {
         Jid::new(Some(local), &self.domain, None).ok()
     }
 
+    /// The name failures of `authcid` are counted under: the account when
+    /// it is one of ours, else what was claimed (unknown names are counted
+    /// too, so a lockout does not tell which accounts exist).
+    fn claimed(&self, authcid: &str) -> String {
+        match self.account(authcid) {
+            Some(j) => j.to_string(),
+            None => authcid.chars().take(64).collect::<String>().to_lowercase(),
+        }
+    }
+
+    /// True when logins for `name` are refused for now (too many failures).
+    fn locked(&self, name: &str) -> bool {
+        let Some(t) = &self.throttle else {
+            return false;
+        };
+        match t.check(None, Some(name), std::time::Instant::now()) {
+            Some(r) => {
+                tracing::debug!(account = name, refusal = ?r, "login refused: too many failures");
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn failed(&self, name: &str) {
+        if let Some(t) = &self.throttle {
+            t.failed(None, Some(name), std::time::Instant::now());
+        }
+    }
+
+    fn succeeded(&self, name: &str) {
+        if let Some(t) = &self.throttle {
+            t.succeeded(name);
+        }
+    }
+
     /// Feeds the client's data (initial response or a response) to `mech`.
     pub fn step(&self, mech: &mut Mechanism, data: &[u8]) -> Step {
         match mech {
@@ -125,19 +165,30 @@ impl Authenticator {
         if parts.len() != 3 || parts[1].is_empty() {
             return Step::Failure("malformed-request");
         }
+        let name = self.claimed(parts[1]);
+        if self.locked(&name) {
+            return Step::Failure("temporary-auth-failure");
+        }
         let Some(jid) = self.account(parts[1]) else {
+            self.failed(&name);
             return Step::Failure("not-authorized");
         };
         if !parts[0].is_empty() && parts[0] != jid.to_string() {
             return Step::Failure("invalid-authzid");
         }
         match self.store.scram_keys(&jid.to_string(), ScramHash::Sha256) {
-            Ok(Some(k)) if k.verify_password(ScramHash::Sha256, parts[2]) => Step::Success {
-                jid,
-                additional: None,
-                anonymous: false,
-            },
-            Ok(_) => Step::Failure("not-authorized"),
+            Ok(Some(k)) if k.verify_password(ScramHash::Sha256, parts[2]) => {
+                self.succeeded(&name);
+                Step::Success {
+                    jid,
+                    additional: None,
+                    anonymous: false,
+                }
+            }
+            Ok(_) => {
+                self.failed(&name);
+                Step::Failure("not-authorized")
+            }
             Err(e) => {
                 tracing::error!(error = %e, "account lookup failed");
                 Step::Failure("temporary-auth-failure")
@@ -160,16 +211,26 @@ impl Authenticator {
                 if cb != "n" && cb != "y" {
                     return Step::Failure("malformed-request");
                 }
-                let fields = parse_fields(bare);
-                let (Some(user), Some(cnonce)) = (field(&fields, 'n'), field(&fields, 'r')) else {
+                // RFC 5802 §7: n=user,r=nonce[,ext…], each attribute once,
+                // the nonce printable ASCII but ','.
+                let Some(fields) = parse_fields(bare) else {
                     return Step::Failure("malformed-request");
                 };
-                if cnonce.is_empty() || bare.starts_with("m=") {
+                let (Some(('n', user)), Some(('r', cnonce))) =
+                    (fields.first().copied(), fields.get(1).copied())
+                else {
+                    return Step::Failure("malformed-request");
+                };
+                if !printable_nonce(cnonce) {
                     return Step::Failure("malformed-request");
                 }
                 let Some(user) = decode_saslname(user) else {
                     return Step::Failure("malformed-request");
                 };
+                let claimed = self.claimed(&user);
+                if self.locked(&claimed) {
+                    return Step::Failure("temporary-auth-failure");
+                }
                 let jid = self.account(&user);
                 if let (Some(j), Some(a)) = (&jid, authzid.strip_prefix("a=")) {
                     if decode_saslname(a).as_deref() != Some(&j.to_string()) {
@@ -186,13 +247,18 @@ impl Authenticator {
                     },
                     None => None,
                 };
-                // Unknown users get a made-up salt so they look like known ones.
+                // Unknown users get a made-up salt so they look like known
+                // ones: the same one at every attempt (a fresh one each time
+                // would tell them apart), from a secret of the node's.
                 let (user, keys) = match stored {
                     Some(k) => (jid, k),
-                    None => (
-                        None,
-                        ScramKeys::derive(s.hash, "", self.iterations.min(4096)),
-                    ),
+                    None => match self.unknown_user_keys(s.hash, &user) {
+                        Ok(k) => (None, k),
+                        Err(e) => {
+                            tracing::error!(error = %e, "node secret unavailable");
+                            return Step::Failure("temporary-auth-failure");
+                        }
+                    },
                 };
                 let snonce = B64.encode(rand::random::<[u8; 18]>());
                 let nonce = format!("{cnonce}{snonce}");
@@ -202,6 +268,7 @@ impl Authenticator {
                     keys.iterations
                 );
                 s.state = ScramState::SentFirst(Box::new(SentFirst {
+                    claimed,
                     gs2_header: format!("{cb},{authzid},"),
                     client_first_bare: bare.to_string(),
                     server_first: server_first.clone(),
@@ -213,6 +280,7 @@ impl Authenticator {
             }
             ScramState::SentFirst(first) => {
                 let SentFirst {
+                    claimed,
                     gs2_header,
                     client_first_bare,
                     server_first,
@@ -224,8 +292,12 @@ impl Authenticator {
                     return Step::Failure("malformed-request");
                 };
                 let without_proof = &msg[..i];
-                let fields = parse_fields(without_proof);
-                let (Some(c), Some(r)) = (field(&fields, 'c'), field(&fields, 'r')) else {
+                let Some(fields) = parse_fields(without_proof) else {
+                    return Step::Failure("malformed-request");
+                };
+                let (Some(('c', c)), Some(('r', r))) =
+                    (fields.first().copied(), fields.get(1).copied())
+                else {
                     return Step::Failure("malformed-request");
                 };
                 let Ok(proof) = B64.decode(&msg[i + 3..]) else {
@@ -241,11 +313,14 @@ impl Authenticator {
                 }
                 let client_key: Vec<u8> = proof.iter().zip(&sig).map(|(a, b)| a ^ b).collect();
                 let Some(jid) = user else {
+                    self.failed(&claimed);
                     return Step::Failure("not-authorized");
                 };
                 if !constant_time_eq(&s.hash.hash(&client_key), &keys.stored_key) {
+                    self.failed(&claimed);
                     return Step::Failure("not-authorized");
                 }
+                self.succeeded(&claimed);
                 let server_sig = s.hash.hmac(&keys.server_key, auth_message.as_bytes());
                 Step::Success {
                     jid,
@@ -258,19 +333,42 @@ impl Authenticator {
     }
 }
 
-fn parse_fields(s: &str) -> Vec<(char, &str)> {
-    s.split(',')
-        .filter_map(|kv| {
-            let mut c = kv.chars();
-            let k = c.next()?;
-            let rest = kv.get(1..)?;
-            rest.strip_prefix('=').map(|v| (k, v))
-        })
-        .collect()
+/// The `k=value` attributes of a SCRAM message, in order; None when one is
+/// not of that form (a letter, '=') or an attribute comes twice.
+fn parse_fields(s: &str) -> Option<Vec<(char, &str)>> {
+    let mut out: Vec<(char, &str)> = Vec::new();
+    for kv in s.split(',') {
+        let k = kv.chars().next().filter(char::is_ascii_alphabetic)?;
+        let v = kv.get(1..)?.strip_prefix('=')?;
+        if out.iter().any(|(c, _)| *c == k) {
+            return None;
+        }
+        out.push((k, v));
+    }
+    Some(out)
 }
 
-fn field<'a>(f: &[(char, &'a str)], k: char) -> Option<&'a str> {
-    f.iter().find(|(c, _)| *c == k).map(|(_, v)| *v)
+/// RFC 5802 §7: `printable = %x21-2B / %x2D-7E`, at least one.
+fn printable_nonce(n: &str) -> bool {
+    !n.is_empty() && n.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b',')
+}
+
+impl Authenticator {
+    /// What an unknown user is shown: a salt that is the same at every
+    /// attempt, and the iterations new accounts get. No key could match.
+    fn unknown_user_keys(&self, hash: ScramHash, user: &str) -> Result<ScramKeys, StoreError> {
+        let secret = self.store.secret("scram-unknown-user-salt")?;
+        let mut tag = hash.mechanism().as_bytes().to_vec();
+        tag.push(0);
+        tag.extend_from_slice(user.as_bytes());
+        let salt = ScramHash::Sha256.hmac(&secret, &tag)[..16].to_vec();
+        Ok(ScramKeys {
+            salt,
+            iterations: self.iterations,
+            stored_key: vec![0; hash.hash(b"").len()],
+            server_key: vec![0; hash.hash(b"").len()],
+        })
+    }
 }
 
 fn decode_saslname(s: &str) -> Option<String> {
@@ -293,6 +391,77 @@ fn decode_saslname(s: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    fn field<'a>(f: &[(char, &'a str)], k: char) -> Option<&'a str> {
+        f.iter().find(|(c, _)| *c == k).map(|(_, v)| *v)
+    }
+
+    /// The server-first message for `user`, as fields.
+    fn server_first(a: &Authenticator, mech: &str, first: &str) -> Step {
+        let mut m = a.start(mech).unwrap();
+        a.step(&mut m, first.as_bytes())
+    }
+
+    #[test]
+    fn unknown_users_look_like_known_ones() {
+        let a = auth();
+        let salt =
+            |user: &str| match server_first(&a, "SCRAM-SHA-256", &format!("n,,n={user},r=abc")) {
+                Step::Challenge(c) => {
+                    let c = String::from_utf8(c).unwrap();
+                    let f = parse_fields(&c).unwrap();
+                    (
+                        field(&f, 's').unwrap().to_string(),
+                        field(&f, 'i').unwrap().to_string(),
+                    )
+                }
+                other => panic!("{other:?}"),
+            };
+        let (s1, i1) = salt("nobody");
+        let (s2, i2) = salt("nobody");
+        let (real, ireal) = salt("user");
+        // The same salt at every attempt, as a real account's is.
+        assert_eq!(s1, s2);
+        assert_ne!(s1, salt("somebody").0);
+        assert_ne!(s1, real);
+        assert_eq!(
+            B64.decode(&s1).unwrap().len(),
+            B64.decode(&real).unwrap().len()
+        );
+        assert_eq!((i1.as_str(), i2.as_str()), (ireal.as_str(), ireal.as_str()));
+    }
+
+    #[test]
+    fn scram_messages_are_checked_strictly() {
+        let a = auth();
+        for bad in [
+            "n,,n=user,r=ab\u{1}cd",
+            "n,,n=user,r=",
+            "n,,n=user,r=abc,r=def",
+            "n,,n=user,n=other,r=abc",
+            "n,,r=abc,n=user",
+            "n,,n=user,r=abc,=x",
+            "n,,m=ext,n=user,r=abc",
+        ] {
+            assert_eq!(
+                server_first(&a, "SCRAM-SHA-256", bad),
+                Step::Failure("malformed-request"),
+                "{bad:?}"
+            );
+        }
+        // A final message with its attributes twice is refused too.
+        let mut m = a.start("SCRAM-SHA-256").unwrap();
+        let Step::Challenge(sf) = a.step(&mut m, b"n,,n=user,r=abc") else {
+            panic!()
+        };
+        let sf = String::from_utf8(sf).unwrap();
+        let nonce = field(&parse_fields(&sf).unwrap(), 'r').unwrap().to_string();
+        let fin = format!("c=biws,r={nonce},r={nonce},p=AAAA");
+        assert_eq!(
+            a.step(&mut m, fin.as_bytes()),
+            Step::Failure("malformed-request")
+        );
+    }
+
     fn auth() -> Authenticator {
         let store = Arc::new(Store::in_memory().unwrap());
         store.add_user("user@x.test", "pencil", 4096).unwrap();
@@ -300,6 +469,7 @@ mod tests {
             store,
             domain: "x.test".into(),
             iterations: 4096,
+            throttle: None,
         }
     }
 
@@ -310,7 +480,7 @@ mod tests {
         first_bare: &str,
         server_first: &str,
     ) -> (String, Vec<u8>) {
-        let f = parse_fields(server_first);
+        let f = parse_fields(server_first).unwrap();
         let salt = B64.decode(field(&f, 's').unwrap()).unwrap();
         let iters: u32 = field(&f, 'i').unwrap().parse().unwrap();
         let nonce = field(&f, 'r').unwrap();

@@ -476,6 +476,10 @@ pub fn replaced(text: &str, from: &str, to: &str) -> String {
 /// servers reach a peer on port 5269 of the address its name resolves to).
 /// Needs root.
 pub fn etc_hosts(entries: &[(&str, &str)]) {
+    // Tests of one binary run at once: without the lock, two read the file,
+    // each appends its own names, and the later write loses the other's.
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let text = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
     let mut add = String::new();
     for (addr, name) in entries {
