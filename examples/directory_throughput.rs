@@ -27,6 +27,8 @@ async fn host(root: bool, bootstrap: Vec<libp2p::Multiaddr>) -> Host {
         zones: Vec::new(),
         faults: None,
         gossip_queue: 64,
+        max_waiting_enrollments: 1000,
+        max_cached_records: 10_000,
     })
     .await
     .unwrap()

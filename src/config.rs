@@ -170,6 +170,11 @@ pub struct P2pSection {
     /// Outbound gossip messages a libp2p connection may queue (gossipsub
     /// allocates this many slots per connection up front).
     pub gossip_queue: usize,
+    /// Roots: enrollments waiting for approval at once (a peer can ask for
+    /// any name); more are refused until some are approved or dropped.
+    pub max_waiting_enrollments: usize,
+    /// Directory records cached from lookups at once.
+    pub max_cached_records: usize,
 }
 
 impl Default for P2pSection {
@@ -186,6 +191,8 @@ impl Default for P2pSection {
             renew_percent: 33,
             zones: Vec::new(),
             gossip_queue: 64,
+            max_waiting_enrollments: 1000,
+            max_cached_records: 10_000,
             anchors_refresh_secs: 60,
         }
     }
@@ -253,6 +260,8 @@ pub struct CatalogSection {
     pub match_limit: usize,
     /// Seconds a command session and a finished job's output are kept.
     pub session_timeout_secs: u64,
+    /// Memory of one SPARQL query worker process, in MiB (past it the query fails).
+    pub query_memory_mb: u64,
     /// Command sessions kept at once, in all and for one requester.
     pub max_command_sessions: usize,
     pub max_command_sessions_per_jid: usize,
@@ -360,6 +369,7 @@ impl Default for CatalogSection {
             max_running_queries: 4,
             match_limit: 100,
             session_timeout_secs: 600,
+            query_memory_mb: 512,
             max_command_sessions: 10_000,
             max_command_sessions_per_jid: 32,
         }
@@ -711,6 +721,10 @@ zones = []
 anchors_refresh_secs = 60
 # Outbound gossip messages one libp2p connection may queue (slots are allocated per connection).
 gossip_queue = 64
+# Roots: enrollments waiting for approval at once (any peer can ask for any name); more are refused.
+max_waiting_enrollments = 1000
+# Directory records cached from lookups at once.
+max_cached_records = 10000
 
 [authority]
 # Roots only: the trust authority's CA. Empty paths = data/ca/cert.pem and key.pem, created at first start.
@@ -739,6 +753,9 @@ max_running_queries = 4
 match_limit = 100
 # Seconds a command session, and a finished job's output, are kept.
 session_timeout_secs = 600
+# sparql_query runs in worker processes: each may use this many MiB (past it the query fails),
+# and is killed at query_time_ms.
+query_memory_mb = 512
 # Command sessions kept at once, in all and for one requester; more get <resource-constraint/>.
 max_command_sessions = 10000
 max_command_sessions_per_jid = 32

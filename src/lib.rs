@@ -13,5 +13,6 @@ pub mod net;
 pub mod node;
 pub mod p2p;
 pub mod scenario;
+pub mod sparql_worker;
 pub mod tls;
 pub mod xmpp;

@@ -34,6 +34,16 @@ enum Cmd {
         #[arg(long, default_value_t = 4001)]
         p2p_port: u16,
     },
+    /// Internal: a node's SPARQL query worker (frames on stdin and stdout).
+    #[command(name = "sparql-worker", hide = true)]
+    SparqlWorker {
+        #[arg(long)]
+        memory_mb: u64,
+        #[arg(long)]
+        max_results: usize,
+        #[arg(long)]
+        query_ms: u64,
+    },
     /// Run a node in the foreground (stops cleanly on SIGINT/SIGTERM).
     Node {
         #[arg(long)]
@@ -486,6 +496,15 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("wrote {}", cfg.display());
             Ok(())
         }
+        Cmd::SparqlWorker {
+            memory_mb,
+            max_results,
+            query_ms,
+        } => intercloud::sparql_worker::serve(
+            memory_mb,
+            max_results,
+            std::time::Duration::from_millis(query_ms),
+        ),
         Cmd::Node { config } => {
             let c = Config::load(&config).map_err(|e| e.to_string())?;
             init_tracing(&c.node.log);

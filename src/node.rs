@@ -183,6 +183,15 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
                 session_timeout: Duration::from_secs(c.session_timeout_secs.max(1)),
                 max_sessions: c.max_command_sessions.max(1),
                 max_sessions_per_jid: c.max_command_sessions_per_jid.max(1),
+                // Strangers' SPARQL runs where its time and memory can be cut off.
+                sparql: Arc::new(crate::sparql_worker::WorkerPool::new(
+                    crate::sparql_worker::WorkerSettings {
+                        memory_mb: c.query_memory_mb.max(16),
+                        max_results: c.max_results.max(1),
+                        query_time: Duration::from_millis(c.query_time_ms.max(1)),
+                        keep_idle: c.max_running_queries.max(1),
+                    },
+                )),
             },
             cloud.store.clone(),
             cloud.router.clone(),

@@ -548,3 +548,119 @@ async fn command_sessions_are_bounded_per_requester() {
         r.to_xml()
     );
 }
+
+/// RSS of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// The node's query worker processes: (pid, RSS in KiB).
+fn workers_of(node: u32) -> Vec<(u32, u64)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let ppid: Option<u32> = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok());
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if ppid == Some(node) && String::from_utf8_lossy(&cmd).contains("sparql-worker") {
+            out.push((pid, rss_kib(pid)));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_that_multiplies_inline_data_is_stopped_in_time_and_memory() {
+    let mut n = exchange(
+        "cat-values",
+        &[
+            ("query_time_ms = 10000", "query_time_ms = 3000"),
+            ("query_memory_mb = 512", "query_memory_mb = 256"),
+        ],
+    );
+    n.start();
+    let mut c = n.login("user", "pw", None).await;
+    // The hostile-input campaign's query: 200^3 rows made and sorted before
+    // the first one, without reading the store (so without a time check).
+    let values = |v: &str| {
+        let xs: Vec<String> = (0..200).map(|i| i.to_string()).collect();
+        format!("VALUES ?{v} {{ {} }}", xs.join(" "))
+    };
+    let q = format!(
+        "SELECT ?a ?b ?c WHERE {{ {} {} {} }} ORDER BY DESC(?a) DESC(?b) DESC(?c) LIMIT 1",
+        values("a"),
+        values("b"),
+        values("c")
+    );
+    let before = rss_kib(n.pid());
+    // Four at once (max_running_queries): each ends in an error.
+    for i in 0..4 {
+        c.send_raw(&format!(
+            "<iq type='set' to='{SVC}' id='v{i}'><command xmlns='{NS_COMMANDS}' node='sparql_query'>{}</command></iq>",
+            input(&format!("<query>{q}</query>"))
+        ))
+        .await
+        .unwrap();
+    }
+    let mut notes = Vec::new();
+    while notes.len() < 4 {
+        let e = c
+            .wait_for(Duration::from_secs(60), |e| {
+                e.get_child("command", NS_COMMANDS).is_some() || e.get_attr("type") == Some("error")
+            })
+            .await
+            .unwrap();
+        let x = e.to_xml();
+        let Some(cmd) = e.get_child("command", NS_COMMANDS) else {
+            panic!("{x}");
+        };
+        if cmd.get_attr("status") == Some("executing") {
+            continue;
+        }
+        let note = cmd
+            .get_child("note", NS_COMMANDS)
+            .unwrap_or_else(|| panic!("an answer to a query that cannot finish: {x}"));
+        assert_eq!(note.get_attr("type"), Some("error"), "{x}");
+        let text = note.text_content();
+        assert!(
+            text.contains("time limit") || text.contains("memory limit"),
+            "{x}"
+        );
+        notes.push(text);
+    }
+    // The work stopped: no worker is left holding what the queries made,
+    // and the node itself did not do it.
+    for (pid, rss) in workers_of(n.pid()) {
+        assert!(rss < 128 * 1024, "worker {pid} still holds {rss} KiB");
+    }
+    let grown = rss_kib(n.pid()).saturating_sub(before);
+    eprintln!("notes: {notes:?}; node grew {grown} KiB");
+    assert!(grown < 100 * 1024, "the node grew by {grown} KiB");
+    // And the service answers the next query.
+    let r = command(
+        &mut c,
+        "after",
+        "sparql_query",
+        "",
+        &input("<query>ASK { ?s ?p ?o }</query>"),
+    )
+    .await;
+    assert!(r.to_xml().contains(">true<"), "{}", r.to_xml());
+    let log = n.log();
+    assert!(
+        log.contains("SPARQL query past its time limit: its worker was killed")
+            || log.contains("SPARQL query worker ended (past its memory limit)"),
+        "{log}"
+    );
+}

@@ -174,3 +174,46 @@ async fn clouds_enroll_federate_renew_and_get_revoked() {
         c2.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrollments_waiting_for_approval_are_bounded() {
+    let mut root = Node::init("ta-wroot", "root.test", &[]);
+    root.make_root();
+    root.edit(
+        "max_waiting_enrollments = 1000",
+        "max_waiting_enrollments = 2",
+    );
+    let root_addr = root.p2p_addr();
+    let root_key = cli(&["directory", "key", "--config", &root.config()])
+        .trim()
+        .to_string();
+    let mut clouds: Vec<Node> = (1..=3)
+        .map(|i| Node::init(&format!("ta-w{i}"), &format!("wait{i}.test"), &[]))
+        .collect();
+    root.edit("root_keys = []", &format!("root_keys = [\"{root_key}\"]"));
+    root.start();
+    // Two ask to be enrolled and wait for approval: the root holds both.
+    for c in clouds.iter_mut().take(2) {
+        c.edit("root_keys = []", &format!("root_keys = [\"{root_key}\"]"));
+        c.bootstrap(std::slice::from_ref(&root_addr));
+        c.start();
+    }
+    wait_for("two enrollments waiting", || {
+        let p = cli(&["directory", "pending", "--config", &root.config()]);
+        p.contains("wait1.test") && p.contains("wait2.test")
+    });
+    // A third is refused, and says why; the two waiting are kept.
+    let c = &mut clouds[2];
+    c.edit("root_keys = []", &format!("root_keys = [\"{root_key}\"]"));
+    c.bootstrap(std::slice::from_ref(&root_addr));
+    c.start();
+    wait_for("the third refused", || {
+        c.log().contains("2 enrollments are waiting for approval")
+    });
+    let p = cli(&["directory", "pending", "--config", &root.config()]);
+    assert!(!p.contains("wait3.test"), "{p}");
+    assert!(p.contains("wait1.test") && p.contains("wait2.test"), "{p}");
+    assert!(root
+        .log()
+        .contains("enrollment refused: too many waiting for approval"));
+}

@@ -33,7 +33,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
 ];
 
 /// What the service needs from the node's configuration.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ServiceSettings {
     /// The node's domain; the service answers at `service.<domain>`.
     pub domain: String,
@@ -50,6 +50,8 @@ pub struct ServiceSettings {
     /// one beyond either is refused with `resource-constraint`.
     pub max_sessions: usize,
     pub max_sessions_per_jid: usize,
+    /// Where sparql_query runs (the node's query workers; in process in tests).
+    pub sparql: std::sync::Arc<dyn crate::catalog::runner::SparqlRunner>,
 }
 
 /// A stanza addressed to the service.
@@ -425,8 +427,10 @@ impl Service {
                     }
                 }
                 let token = cancel.clone();
+                let runner = self.settings.sparql.clone();
                 Box::new(move |c: &Catalog| {
-                    c.sparql_until(&text, &token)
+                    runner
+                        .run(c, &text, &token)
                         .map(|a| vec![sparql_results(&a)])
                         .map_err(|e| e.to_string())
                 })

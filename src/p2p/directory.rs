@@ -299,6 +299,8 @@ pub async fn start(
         authority,
         zones: config.p2p.zones.clone(),
         gossip_queue: config.p2p.gossip_queue,
+        max_waiting_enrollments: config.p2p.max_waiting_enrollments,
+        max_cached_records: config.p2p.max_cached_records,
     })
     .await?;
     tracing::info!(%peer_id, root, "directory host up");
@@ -492,6 +494,8 @@ async fn client(config: &Config) -> Result<Host, DirectoryError> {
         authority: None,
         zones: Vec::new(),
         gossip_queue: config.p2p.gossip_queue,
+        max_waiting_enrollments: config.p2p.max_waiting_enrollments,
+        max_cached_records: config.p2p.max_cached_records,
     })
     .await?)
 }

@@ -63,6 +63,10 @@ pub struct HostConfig {
     pub faults: Option<(Arc<crate::net::fault::Faults>, String)>,
     /// Outbound gossip messages one connection may queue.
     pub gossip_queue: usize,
+    /// Roots: enrollments waiting for approval at once.
+    pub max_waiting_enrollments: usize,
+    /// Records cached from lookups at once.
+    pub max_cached_records: usize,
 }
 
 /// What an enrollment request came to.
@@ -159,6 +163,8 @@ impl Host {
             zone,
             authority: cfg.authority,
             waiting: BTreeMap::new(),
+            max_waiting_enrollments: cfg.max_waiting_enrollments.max(1),
+            max_cached_records: cfg.max_cached_records.max(1),
             on_accept: cfg.on_accept,
             roots: Vec::new(),
             bootstrap,
@@ -518,6 +524,8 @@ struct State {
     authority: Option<Authority>,
     /// Enrollments waiting for approval: domain -> key.
     waiting: BTreeMap<String, String>,
+    max_waiting_enrollments: usize,
+    max_cached_records: usize,
     on_accept: Option<OnAccept>,
     /// Connected roots, in the order they were found.
     roots: Vec<PeerId>,
@@ -534,6 +542,26 @@ struct State {
 }
 
 impl State {
+    /// Caches a looked-up record, within `max_cached_records`: expired
+    /// entries go first, then the one expiring soonest.
+    fn cache_record(&mut self, domain: String, r: SignedRecord, ttl: Duration) {
+        if !self.cache.contains_key(&domain) && self.cache.len() >= self.max_cached_records {
+            let now = Instant::now();
+            self.cache.retain(|_, (_, until)| *until > now);
+            if self.cache.len() >= self.max_cached_records {
+                if let Some(k) = self
+                    .cache
+                    .iter()
+                    .min_by_key(|(_, (_, until))| *until)
+                    .map(|(k, _)| k.clone())
+                {
+                    self.cache.remove(&k);
+                }
+            }
+        }
+        self.cache.insert(domain, (r, Instant::now() + ttl));
+    }
+
     fn dial_bootstrap(&mut self) {
         let connected: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
         for (p, a) in self.bootstrap.clone() {
@@ -889,6 +917,15 @@ impl State {
             }
             Decision::Pending => {
                 tracing::info!(%domain, key = %req.enrollment.key, "enrollment waits for approval (intercloud directory approve)");
+                if !self.waiting.contains_key(&domain)
+                    && self.waiting.len() >= self.max_waiting_enrollments
+                {
+                    tracing::warn!(%domain, waiting = self.waiting.len(), "enrollment refused: too many waiting for approval");
+                    return Response::Refused(format!(
+                        "{} enrollments are waiting for approval; try again later",
+                        self.waiting.len()
+                    ));
+                }
                 self.waiting.insert(domain, req.enrollment.key);
                 return Response::Pending("waiting for an administrator's approval".into());
             }
@@ -1174,7 +1211,7 @@ impl State {
             ) => match r {
                 Some(r) if r.record.domain == domain && r.verify().is_ok() => {
                     let ttl = Duration::from_secs(r.record.ttl as u64);
-                    self.cache.insert(domain, (r.clone(), Instant::now() + ttl));
+                    self.cache_record(domain, r.clone(), ttl);
                     let _ = reply.send(Ok(Some(r)));
                 }
                 Some(_) => {
@@ -1232,7 +1269,7 @@ impl State {
                 Some(r) if r.record.domain == domain && r.verify().is_ok() => {
                     if !revocation {
                         let ttl = Duration::from_secs(r.record.ttl as u64);
-                        self.cache.insert(domain, (r.clone(), Instant::now() + ttl));
+                        self.cache_record(domain, r.clone(), ttl);
                     }
                     let _ = reply.send(Ok(Some(r)));
                 }

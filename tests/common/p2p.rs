@@ -34,6 +34,8 @@ pub async fn host_with(
         zones,
         faults: None,
         gossip_queue: 64,
+        max_waiting_enrollments: 1000,
+        max_cached_records: 10_000,
     })
     .await
     .unwrap()

@@ -2,6 +2,7 @@
 
 pub mod constraints;
 pub mod publisher;
+pub mod runner;
 
 use oxigraph::io::{RdfFormat, RdfParser};
 use oxigraph::model::{GraphName, GraphNameRef, NamedNode, NamedOrBlankNode, Quad, Term};
@@ -101,7 +102,7 @@ impl Default for CatalogLimits {
 }
 
 /// What a SPARQL query answered.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Answer {
     Boolean(bool),
     Rows {
@@ -113,7 +114,7 @@ pub enum Answer {
 }
 
 /// One bound value of a solution.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Value {
     Iri(String),
     Blank(String),
@@ -145,6 +146,8 @@ const CACHE_ENTRIES: usize = 1024;
 /// The store, loaded with the ontology.
 #[derive(Clone)]
 pub struct Catalog {
+    /// Counts changes, so copies elsewhere (query workers) know when to reload.
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
     store: Store,
     pub limits: CatalogLimits,
     cache: MatchCache,
@@ -171,6 +174,7 @@ impl Catalog {
         let quads = parse_turtle(ONTOLOGY, GraphName::NamedNode(g))?;
         store.extend(quads)?;
         Ok(Catalog {
+            generation: Default::default(),
             store,
             limits,
             cache: Default::default(),
@@ -332,7 +336,32 @@ impl Catalog {
 
     /// Drops cached answers (the catalog changed).
     fn forget(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Changes so far: a copy loaded at one generation is current while
+    /// this still says the same.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The whole store (descriptions, derived triples, ontology) as N-Quads.
+    pub fn dump(&self) -> Result<Vec<u8>, CatalogError> {
+        self.store
+            .dump_to_writer(RdfFormat::NQuads, Vec::new())
+            .map_err(|e| CatalogError::Evaluation(format!("dump: {e}")))
+    }
+
+    /// Replaces everything with a [`Catalog::dump`] of another catalog.
+    pub fn load_dump(&self, nquads: &[u8]) -> Result<(), CatalogError> {
+        self.store.clear()?;
+        self.store
+            .load_from_reader(RdfParser::from_format(RdfFormat::NQuads), nquads)
+            .map_err(|e| CatalogError::Turtle(e.to_string()))?;
+        self.forget();
+        Ok(())
     }
 
     /// The names of the clouds whose services meet every constraint, best
