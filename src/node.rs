@@ -3,12 +3,19 @@
 use crate::config::Config;
 use crate::xmpp::c2s::{self, C2s};
 use intercloud_actors::link::LinkSettings;
+use intercloud_actors::lograte::LogRate;
 use intercloud_actors::router::{SetDialer, Shutdown};
 use intercloud_actors::store::Store;
 use intercloud_actors::{Cloud, Settings};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// A flood of connections is refused line by line no faster than this
+/// (the rest are counted in the next line's `held_back`).
+static C2S_REFUSED: LogRate = LogRate::new(5, Duration::from_secs(10));
+static S2S_REFUSED: LogRate = LogRate::new(5, Duration::from_secs(10));
+static ACCEPT_FAILED: LogRate = LogRate::new(5, Duration::from_secs(10));
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -316,13 +323,17 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
                 let (tcp, peer) = match r {
                     Ok(x) => x,
                     Err(e) => {
-                        tracing::warn!(error = %e, "s2s accept failed");
+                        if let Some(held_back) = ACCEPT_FAILED.allow() {
+                            tracing::warn!(error = %e, held_back, "s2s accept failed");
+                        }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 };
                 let Some(slot) = s2s.admit() else {
-                    tracing::warn!(%peer, "s2s connection limit reached; refusing");
+                    if let Some(held_back) = S2S_REFUSED.allow() {
+                        tracing::warn!(%peer, held_back, "s2s connection limit reached; refusing");
+                    }
                     continue;
                 };
                 let s2s = s2s.clone();
@@ -332,13 +343,17 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
                 let (tcp, peer) = match r {
                     Ok(x) => x,
                     Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
+                        if let Some(held_back) = ACCEPT_FAILED.allow() {
+                            tracing::warn!(error = %e, held_back, "accept failed");
+                        }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 };
                 let Some(slot) = c2s.admit(peer.ip()) else {
-                    tracing::warn!(%peer, "connection limit reached; refusing");
+                    if let Some(held_back) = C2S_REFUSED.allow() {
+                        tracing::warn!(%peer, held_back, "connection limit reached; refusing");
+                    }
                     refuse(tcp.into_stream(), &domain);
                     continue;
                 };

@@ -336,3 +336,46 @@ async fn dials_to_new_domains_are_capped_and_bad_domains_never_dialed() {
     common::sync(&mut alice, "after-bad").await;
     assert_eq!(logged(&node, "s2s dial failed"), dials, "{}", node.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refused_connections_writes_few_log_lines() {
+    use tokio::io::AsyncReadExt;
+    let mut node = Node::init(
+        "lim-logflood",
+        "lim.test",
+        &[("max_connections = 10000", "max_connections = 2")],
+    );
+    node.add_user("alice", "pw");
+    node.start();
+    let mut alice = node.login("alice", "pw", None).await;
+    // The second slot: a connection that says nothing (yet).
+    let _idle = tokio::net::TcpStream::connect(node.addr()).await.unwrap();
+    common::wait_for("the idle connection to hold its slot", || {
+        std::net::TcpStream::connect(node.addr())
+            .map(|mut s| {
+                use std::io::Read;
+                let mut b = [0u8; 256];
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                matches!(s.read(&mut b), Ok(n) if n > 0 && String::from_utf8_lossy(&b[..n]).contains("policy-violation"))
+            })
+            .unwrap_or(false)
+    });
+    // 200 connections over the limit: each is refused with the stream error.
+    for _ in 0..200 {
+        let mut s = tokio::net::TcpStream::connect(node.addr()).await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(T, s.read_to_end(&mut got))
+            .await
+            .expect("refused in time")
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&got).contains("policy-violation"),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+    }
+    common::sync(&mut alice, "served").await;
+    // A few lines say so, the next one how many were held back; not 200.
+    let lines = logged(&node, "connection limit reached; refusing");
+    assert!((1..=10).contains(&lines), "{lines} lines for 200 refusals");
+}

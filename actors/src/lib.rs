@@ -16,6 +16,7 @@ pub mod gateway;
 pub mod iodata;
 pub mod jid;
 pub mod link;
+pub mod lograte;
 pub mod negotiation;
 pub mod offline;
 pub mod outbox;

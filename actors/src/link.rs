@@ -102,6 +102,14 @@ enum State {
     Up(mpsc::Sender<Element>, Arc<std::sync::atomic::AtomicUsize>),
 }
 
+/// Lines a burst of failing dials (made-up domains, a flood) would repeat.
+static DIAL_FAILED: crate::lograte::LogRate =
+    crate::lograte::LogRate::new(20, Duration::from_secs(10));
+static UNREACHABLE: crate::lograte::LogRate =
+    crate::lograte::LogRate::new(20, Duration::from_secs(10));
+static QUEUE_FULL: crate::lograte::LogRate =
+    crate::lograte::LogRate::new(5, Duration::from_secs(10));
+
 /// The longest wait between two dials of a failing domain.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -276,7 +284,9 @@ impl Link {
             .metrics
             .failures
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::warn!(remote = %self.remote, error = %e, failures = self.failures, "s2s dial failed");
+        if let Some(held_back) = DIAL_FAILED.allow() {
+            tracing::warn!(remote = %self.remote, error = %e, failures = self.failures, held_back, "s2s dial failed");
+        }
         if self.queue.is_empty() {
             self.state = State::Idle;
             self.router.do_send(crate::router::LinkIdle {
@@ -304,7 +314,9 @@ impl Link {
             });
             return;
         }
-        tracing::warn!(remote = %self.remote, queued = self.queue.len(), error = %e, "s2s domain unreachable: bouncing what is queued");
+        if let Some(held_back) = UNREACHABLE.allow() {
+            tracing::warn!(remote = %self.remote, queued = self.queue.len(), error = %e, held_back, "s2s domain unreachable: bouncing what is queued");
+        }
         // Nothing left to do: the router may let this link go.
         self.router.do_send(crate::router::LinkIdle {
             domain: self.remote.clone(),
@@ -398,7 +410,9 @@ impl Handler<Outgoing> for Link {
         if self.queue.len() >= self.settings.queue
             || (!self.queue.is_empty() && self.queue_bytes + w > self.settings.queue_bytes)
         {
-            tracing::warn!(remote = %self.remote, stanzas = self.queue.len(), bytes = self.queue_bytes, "s2s queue full");
+            if let Some(held_back) = QUEUE_FULL.allow() {
+                tracing::warn!(remote = %self.remote, stanzas = self.queue.len(), bytes = self.queue_bytes, held_back, "s2s queue full");
+            }
             return self.bounce(&msg.0, "resource-constraint");
         }
         self.push_back(msg.0);
