@@ -369,7 +369,7 @@ impl Default for CatalogSection {
             max_running_queries: 4,
             match_limit: 100,
             session_timeout_secs: 600,
-            query_memory_mb: 512,
+            query_memory_mb: 256,
             max_command_sessions: 10_000,
             max_command_sessions_per_jid: 32,
         }
@@ -755,7 +755,7 @@ match_limit = 100
 session_timeout_secs = 600
 # sparql_query runs in worker processes: each may use this many MiB (past it the query fails),
 # and is killed at query_time_ms.
-query_memory_mb = 512
+query_memory_mb = 256
 # Command sessions kept at once, in all and for one requester; more get <resource-constraint/>.
 max_command_sessions = 10000
 max_command_sessions_per_jid = 32

@@ -586,7 +586,7 @@ async fn a_query_that_multiplies_inline_data_is_stopped_in_time_and_memory() {
         "cat-values",
         &[
             ("query_time_ms = 10000", "query_time_ms = 3000"),
-            ("query_memory_mb = 512", "query_memory_mb = 256"),
+            ("query_memory_mb = 256", "query_memory_mb = 128"),
         ],
     );
     n.start();
