@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of intercloud on a fresh Debian machine: installs what the
-# tests need (Debian packages, Rust components), then checks formatting,
-# clippy, and runs the unit and integration tests (including interop with
-# the stock slixmpp client and both stock servers people run, Prosody and
-# ejabberd).
+# tests need (Debian packages, Rust components, cargo-fuzz), then checks
+# formatting, clippy, and runs the unit and integration tests (including
+# interop with the stock slixmpp client and both stock servers people run,
+# Prosody and ejabberd), then each fuzz target for 10 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,4 +57,9 @@ passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ p
 failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
 echo
 echo "all tests: $passed passed, $failed failed"
-exit "$rc"
+[ "$rc" -eq 0 ] || exit "$rc"
+
+# Every parser a peer feeds, fuzzed briefly (10 s each, a minute in all), so
+# that a regression surfaces; scripts/fuzz.sh SECONDS runs them longer.
+echo "== fuzz targets (scripts/fuzz.sh 10)"
+bash scripts/fuzz.sh 10
