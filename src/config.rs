@@ -385,6 +385,8 @@ pub struct Limits {
     pub max_offline_per_user: usize,
     pub max_roster_items: usize,
     pub max_roster_item_bytes: usize,
+    pub max_directed_presences: usize,
+    pub max_remote_presences: usize,
     pub session_queue: usize,
     pub session_queue_bytes: usize,
     pub max_sessions_per_account: usize,
@@ -421,6 +423,8 @@ impl Default for Limits {
             max_offline_per_user: 1000,
             max_roster_items: 1000,
             max_roster_item_bytes: 4096,
+            max_directed_presences: 1000,
+            max_remote_presences: 100_000,
             session_queue: 10_000,
             session_queue_bytes: 4 << 20,
             max_sessions_per_account: 10,
@@ -813,6 +817,11 @@ max_offline_per_user = {}
 max_roster_items = {}
 # Bytes of one roster item's name and groups; longer ones get <not-acceptable/>.
 max_roster_item_bytes = {}
+# Entities one session may have sent directed presence to at once; more get <resource-constraint/>.
+max_directed_presences = {}
+# Remote resources (with the local accounts they sent presence to) tracked to mark them
+# unavailable when their domain's link dies; past it presence passes untracked.
+max_remote_presences = {}
 # Stanzas queued towards one client before it is disconnected as too slow.
 session_queue = {}
 # Bytes queued towards one client, or held for it unacknowledged (XEP-0198), before it is
@@ -871,6 +880,8 @@ sm_ack_every = {}
         l.max_offline_per_user,
         l.max_roster_items,
         l.max_roster_item_bytes,
+        l.max_directed_presences,
+        l.max_remote_presences,
         l.session_queue,
         l.session_queue_bytes,
         l.max_sessions_per_account,

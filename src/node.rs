@@ -167,6 +167,8 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
         max_offline_per_user: l.max_offline_per_user,
         max_roster_items: l.max_roster_items,
         max_roster_item_bytes: l.max_roster_item_bytes,
+        max_directed_presences: l.max_directed_presences.max(1),
+        max_remote_presences: l.max_remote_presences,
         session_queue: l.session_queue,
         session_queue_bytes: l.session_queue_bytes,
         max_sessions_per_account: l.max_sessions_per_account,

@@ -412,3 +412,54 @@ async fn failed_logins_are_throttled_per_account_and_per_address() {
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directed_presences_of_a_session_are_bounded() {
+    let mut n = Node::init(
+        "bad-directed",
+        "bad.test",
+        &[(
+            "max_directed_presences = 1000",
+            "max_directed_presences = 3",
+        )],
+    );
+    n.add_user("carol", "carol-pw");
+    n.add_user("alice", "alice-pw");
+    n.start();
+    let mut carol = n.login("carol", "carol-pw", Some("c")).await;
+    for i in 0..3 {
+        carol
+            .send_raw(&format!("<presence to='alice@bad.test/r{i}' id='p{i}'/>"))
+            .await
+            .unwrap();
+    }
+    // The same one again is no new one; a fourth is refused.
+    carol
+        .send_raw("<presence to='alice@bad.test/r0' id='again'/>")
+        .await
+        .unwrap();
+    carol
+        .send_raw("<presence to='alice@bad.test/r3' id='p3'/>")
+        .await
+        .unwrap();
+    let e = carol
+        .wait_for(Duration::from_secs(20), |e| {
+            e.get_attr("type") == Some("error")
+        })
+        .await
+        .unwrap();
+    assert_eq!(e.get_attr("id"), Some("p3"), "{}", e.to_xml());
+    assert!(
+        e.to_xml().contains("<resource-constraint"),
+        "{}",
+        e.to_xml()
+    );
+    // Ending one makes room.
+    carol
+        .send_raw("<presence to='alice@bad.test/r1' type='unavailable'/><presence to='alice@bad.test/r3' id='p3b'/>")
+        .await
+        .unwrap();
+    ping_ok(&mut carol, "after").await;
+    let log = n.log();
+    assert_eq!(log.matches("directed presence refused").count(), 1, "{log}");
+}

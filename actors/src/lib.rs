@@ -44,6 +44,11 @@ pub struct Settings {
     pub max_roster_items: usize,
     /// Bytes of one roster item's name and groups (more: `not-acceptable`).
     pub max_roster_item_bytes: usize,
+    /// Remote presences (remote resource, local account) tracked to mark
+    /// them unavailable when their domain's link dies.
+    pub max_remote_presences: usize,
+    /// Entities one session may have sent directed presence to at once.
+    pub max_directed_presences: usize,
     /// Stanzas queued towards one client before it is disconnected as too slow
     /// (also the most it may leave unacknowledged under XEP-0198).
     pub session_queue: usize,
@@ -67,6 +72,8 @@ impl Default for Settings {
             max_offline_per_user: 1000,
             max_roster_items: 1000,
             max_roster_item_bytes: 4096,
+            max_remote_presences: 100_000,
+            max_directed_presences: 1000,
             session_queue: 10_000,
             session_queue_bytes: 4 << 20,
             max_sessions_per_account: 10,

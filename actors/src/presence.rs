@@ -12,6 +12,22 @@ use actix::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+/// A flood of presence past the bound logs a few lines, not one each.
+static REMOTE_FULL: crate::lograte::LogRate =
+    crate::lograte::LogRate::new(5, std::time::Duration::from_secs(10));
+
+/// Remote presences tracked now (tests, status).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CountRemote;
+
+impl Handler<CountRemote> for Presence {
+    type Result = usize;
+    fn handle(&mut self, _: CountRemote, _: &mut Context<Self>) -> usize {
+        self.remote_pairs
+    }
+}
+
 /// Tracks who is available and applies subscriptions to rosters.
 pub struct Presence {
     settings: Settings,
@@ -25,6 +41,10 @@ pub struct Presence {
     /// What a broken link made unavailable, by domain: (local account,
     /// remote bare JID) pairs to probe again when the domain is back.
     lost: HashMap<String, HashSet<(Jid, Jid)>>,
+    /// (remote resource, local account) pairs in `remote`: a remote server
+    /// may send presence from any resource of its domain, so this is bounded
+    /// by `max_remote_presences` (past it, presence is passed on untracked).
+    remote_pairs: usize,
 }
 
 impl Actor for Presence {
@@ -102,6 +122,7 @@ impl Presence {
             online: HashMap::new(),
             remote: HashMap::new(),
             lost: HashMap::new(),
+            remote_pairs: 0,
         }
     }
 
@@ -324,13 +345,28 @@ impl Presence {
     }
 
     fn track_remote(&mut self, from: &Jid, local: &Jid, available: bool) {
-        let d = self.remote.entry(from.domain().to_string()).or_default();
         if available {
-            d.entry(from.clone()).or_default().insert(local.clone());
-        } else if let Some(seen) = d.get_mut(from) {
-            seen.remove(local);
-            if seen.is_empty() {
-                d.remove(from);
+            if self.remote_pairs >= self.settings.max_remote_presences {
+                if let Some(held_back) = REMOTE_FULL.allow() {
+                    tracing::warn!(%from, pairs = self.remote_pairs, held_back, "remote presences at their bound: not tracked");
+                }
+                return;
+            }
+            let d = self.remote.entry(from.domain().to_string()).or_default();
+            if d.entry(from.clone()).or_default().insert(local.clone()) {
+                self.remote_pairs += 1;
+            }
+        } else if let Some(d) = self.remote.get_mut(from.domain()) {
+            if let Some(seen) = d.get_mut(from) {
+                if seen.remove(local) {
+                    self.remote_pairs -= 1;
+                }
+                if seen.is_empty() {
+                    d.remove(from);
+                }
+            }
+            if d.is_empty() {
+                self.remote.remove(from.domain());
             }
         }
     }
@@ -345,8 +381,11 @@ impl Presence {
         let mut lost = self.lost.remove(domain).unwrap_or_default();
         for (remote, locals) in seen {
             for local in locals {
+                self.remote_pairs -= 1;
                 let p = presence(Some("unavailable"), &remote, &local);
-                lost.insert((local.clone(), remote.to_bare()));
+                if lost.len() < self.settings.max_remote_presences {
+                    lost.insert((local.clone(), remote.to_bare()));
+                }
                 self.to_available(&local, &p);
             }
         }
@@ -617,5 +656,54 @@ impl Handler<DomainDown> for Presence {
     type Result = ();
     fn handle(&mut self, m: DomainDown, _: &mut Context<Self>) {
         self.domain_down(&m.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The presence actor's bookkeeping of remote presence, fed stanzas
+    //! directly (no sockets).
+    use super::*;
+    use crate::element::NS_CLIENT;
+    use crate::{Cloud, Settings};
+
+    fn available(from: &str) -> InboundPresence {
+        InboundPresence(
+            Element::new("presence", NS_CLIENT)
+                .attr("from", from)
+                .attr("to", "alice@local.test"),
+        )
+    }
+
+    #[actix_rt::test]
+    async fn remote_presences_tracked_are_bounded() {
+        let cloud = Cloud::start(
+            Settings {
+                domain: "local.test".into(),
+                max_remote_presences: 10,
+                ..Settings::default()
+            },
+            Arc::new(Store::in_memory().unwrap()),
+        );
+        // A remote server may send presence from any resource of its domain.
+        for i in 0..50 {
+            cloud
+                .presence
+                .send(available(&format!("u@remote.test/r{i}")))
+                .await
+                .unwrap();
+        }
+        assert_eq!(cloud.presence.send(CountRemote).await.unwrap(), 10);
+        // Unavailable from one tracked frees its place; the link dying frees all.
+        let mut gone = available("u@remote.test/r0");
+        gone.0.set_attr("type", "unavailable");
+        cloud.presence.send(gone).await.unwrap();
+        assert_eq!(cloud.presence.send(CountRemote).await.unwrap(), 9);
+        cloud
+            .presence
+            .send(DomainDown("remote.test".into()))
+            .await
+            .unwrap();
+        assert_eq!(cloud.presence.send(CountRemote).await.unwrap(), 0);
     }
 }

@@ -439,7 +439,7 @@ impl Session {
                     let e = error_reply(&st, "bad-request", None);
                     return self.send(ctx, Outbound::stanza(e));
                 }
-                self.handle_presence(st, to)
+                self.handle_presence(st, to, ctx)
             }
             Kind::Message => {
                 if to.is_none() {
@@ -498,7 +498,7 @@ impl Session {
         self.cloud.router.do_send(Route(st));
     }
 
-    fn handle_presence(&mut self, st: Element, to: Option<Jid>) {
+    fn handle_presence(&mut self, st: Element, to: Option<Jid>, ctx: &mut Context<Self>) {
         let ty = stanza::stype(&st).to_string();
         match (to, ty.as_str()) {
             (None, "" | "unavailable") => {
@@ -533,6 +533,18 @@ impl Session {
             }
             (Some(to), "" | "unavailable") => {
                 if ty.is_empty() {
+                    // Remembered to say goodbye at the end: bounded.
+                    if !self.directed.contains(&to)
+                        && self.directed.len() >= self.cloud.settings.max_directed_presences
+                    {
+                        tracing::warn!(jid = %self.jid, n = self.directed.len(), "directed presence refused: too many at once");
+                        let e = error_reply(
+                            &st,
+                            "resource-constraint",
+                            Some("too many directed presences"),
+                        );
+                        return self.send(ctx, Outbound::stanza(e));
+                    }
                     self.directed.insert(to);
                 } else {
                     self.directed.remove(&to);
