@@ -29,6 +29,8 @@ async fn host(root: bool, bootstrap: Vec<libp2p::Multiaddr>) -> Host {
         gossip_queue: 64,
         max_waiting_enrollments: 1000,
         max_cached_records: 10_000,
+        max_connections: 1000,
+        max_pending_connections: 128,
     })
     .await
     .unwrap()

@@ -175,6 +175,9 @@ pub struct P2pSection {
     pub max_waiting_enrollments: usize,
     /// Directory records cached from lookups at once.
     pub max_cached_records: usize,
+    /// Incoming libp2p connections established, and being set up, at once.
+    pub max_peer_connections: u32,
+    pub max_pending_peer_connections: u32,
 }
 
 impl Default for P2pSection {
@@ -193,6 +196,8 @@ impl Default for P2pSection {
             gossip_queue: 64,
             max_waiting_enrollments: 1000,
             max_cached_records: 10_000,
+            max_peer_connections: 1000,
+            max_pending_peer_connections: 128,
             anchors_refresh_secs: 60,
         }
     }
@@ -729,6 +734,9 @@ gossip_queue = 64
 max_waiting_enrollments = 1000
 # Directory records cached from lookups at once.
 max_cached_records = 10000
+# Incoming libp2p connections established, and being set up (handshakes), at once.
+max_peer_connections = 1000
+max_pending_peer_connections = 128
 
 [authority]
 # Roots only: the trust authority's CA. Empty paths = data/ca/cert.pem and key.pem, created at first start.

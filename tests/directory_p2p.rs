@@ -326,3 +326,54 @@ async fn a_delegated_zone_is_held_and_answered_by_its_exchange() {
         .unwrap_err()
         .contains("held by another key"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_holds_no_more_peer_connections_than_its_bound() {
+    use intercloud::p2p::host::{Host, HostConfig, TransportKind};
+    let listen = common::p2p::mem_addr();
+    let root = Host::start(HostConfig {
+        keypair: libp2p::identity::Keypair::generate_ed25519(),
+        root: true,
+        root_keys: Vec::new(),
+        listen: vec![listen.clone()],
+        bootstrap: Vec::new(),
+        transport: TransportKind::Memory,
+        anti_entropy: Duration::from_millis(300),
+        request_timeout: Duration::from_secs(2),
+        initial: Vec::new(),
+        on_accept: None,
+        authority: None,
+        zones: Vec::new(),
+        faults: None,
+        gossip_queue: 64,
+        max_waiting_enrollments: 1000,
+        max_cached_records: 10_000,
+        max_connections: 3,
+        max_pending_connections: 8,
+    })
+    .await
+    .unwrap();
+    let _ = listen;
+    let addrs = root.listen_addrs().await;
+    // Eight peers (fresh identities each) join it; three are let in.
+    let mut peers = Vec::new();
+    for _ in 0..8 {
+        peers.push(host(false, addrs.clone(), &[]).await);
+    }
+    assert!(
+        within(Duration::from_secs(20), || async {
+            let mut n = 0;
+            for p in &peers {
+                if !p.roots().await.is_empty() {
+                    n += 1;
+                }
+            }
+            n >= 3
+        })
+        .await
+        .is_some(),
+        "three peers should have found the root"
+    );
+    let held = root.connected().await;
+    assert_eq!(held, 3, "the root holds {held} peer connections");
+}

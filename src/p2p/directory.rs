@@ -301,6 +301,8 @@ pub async fn start(
         gossip_queue: config.p2p.gossip_queue,
         max_waiting_enrollments: config.p2p.max_waiting_enrollments,
         max_cached_records: config.p2p.max_cached_records,
+        max_connections: config.p2p.max_peer_connections,
+        max_pending_connections: config.p2p.max_pending_peer_connections,
     })
     .await?;
     tracing::info!(%peer_id, root, "directory host up");
@@ -496,6 +498,8 @@ async fn client(config: &Config) -> Result<Host, DirectoryError> {
         gossip_queue: config.p2p.gossip_queue,
         max_waiting_enrollments: config.p2p.max_waiting_enrollments,
         max_cached_records: config.p2p.max_cached_records,
+        max_connections: config.p2p.max_peer_connections,
+        max_pending_connections: config.p2p.max_pending_peer_connections,
     })
     .await?)
 }

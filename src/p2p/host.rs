@@ -67,6 +67,9 @@ pub struct HostConfig {
     pub max_waiting_enrollments: usize,
     /// Records cached from lookups at once.
     pub max_cached_records: usize,
+    /// Incoming libp2p connections established, and being set up, at once.
+    pub max_connections: u32,
+    pub max_pending_connections: u32,
 }
 
 /// What an enrollment request came to.
@@ -93,6 +96,8 @@ const WANTED_ROOTS: usize = 3;
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    /// Connections a peer (or many made-up peers) may hold open with us.
+    limits: libp2p::connection_limits::Behaviour,
     identify: identify::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
     /// Roots only: they replicate records over gossip among themselves;
@@ -109,6 +114,8 @@ enum Command {
     Enroll(SignedEnrollment, oneshot::Sender<Result<Enrolled, String>>),
     Authorities(oneshot::Sender<Vec<SignedRecord>>),
     PendingEnrollments(oneshot::Sender<Vec<(String, String)>>),
+    /// Peers connected now.
+    Connected(oneshot::Sender<usize>),
     Listening(oneshot::Sender<Vec<Multiaddr>>),
     Block(HashSet<PeerId>),
     Roots(oneshot::Sender<Vec<PeerId>>),
@@ -242,6 +249,11 @@ impl Host {
         self.ask(Command::Authorities).await.unwrap_or_default()
     }
 
+    /// Peers connected now (tests, status).
+    pub async fn connected(&self) -> usize {
+        self.ask(Command::Connected).await.unwrap_or_default()
+    }
+
     /// Enrollments waiting for approval on the first root that answers: (domain, key).
     pub async fn pending_enrollments(&self) -> Vec<(String, String)> {
         self.ask(Command::PendingEnrollments)
@@ -281,6 +293,10 @@ fn build_swarm(cfg: &HostConfig) -> Result<Swarm<Behaviour>, P2pError> {
     // default, ~0.5 MB): with a thousand clouds on three roots that was
     // gigabytes of zeroed pages for a topic only roots subscribe to.
     let queue = cfg.gossip_queue.max(2);
+    let (max_connections, max_pending) = (
+        cfg.max_connections.max(1),
+        cfg.max_pending_connections.max(1),
+    );
     let behaviour =
         move |k: &Keypair| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
             let agent = if root { ROOT_AGENT } else { NODE_AGENT };
@@ -304,6 +320,12 @@ fn build_swarm(cfg: &HostConfig) -> Result<Swarm<Behaviour>, P2pError> {
                 kad::Mode::Client
             }));
             Ok(Behaviour {
+                limits: libp2p::connection_limits::Behaviour::new(
+                    libp2p::connection_limits::ConnectionLimits::default()
+                        .with_max_established_incoming(Some(max_connections))
+                        .with_max_pending_incoming(Some(max_pending))
+                        .with_max_established_per_peer(Some(4)),
+                ),
                 kad: dht,
                 identify: identify::Behaviour::new(
                     identify::Config::new("/intercloud/1".into(), k.public())
@@ -698,6 +720,9 @@ impl State {
                 } else {
                     self.send_authorities(reply, Vec::new());
                 }
+            }
+            Command::Connected(reply) => {
+                let _ = reply.send(self.swarm.connected_peers().count());
             }
             Command::PendingEnrollments(reply) => {
                 if self.root {

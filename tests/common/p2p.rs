@@ -36,6 +36,8 @@ pub async fn host_with(
         gossip_queue: 64,
         max_waiting_enrollments: 1000,
         max_cached_records: 10_000,
+        max_connections: 1000,
+        max_pending_connections: 128,
     })
     .await
     .unwrap()
