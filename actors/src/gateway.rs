@@ -266,6 +266,7 @@ impl Gateway {
             session: None,
             conn: 0,
             contacts: HashMap::new(),
+            contact_resources: 0,
             pending: HashMap::new(),
             handler: None,
             presence_payload: Vec::new(),
@@ -368,6 +369,8 @@ struct GatewayActor {
     conn: u64,
     /// Contacts' presence: bare JID -> resource -> presence.
     contacts: HashMap<Jid, HashMap<String, PresenceInfo>>,
+    /// Resources in `contacts` (bounded by `max_remote_presences`).
+    contact_resources: usize,
     /// Our iq requests waiting for their answer, by id.
     pending: HashMap<String, oneshot::Sender<Element>>,
     handler: Option<Box<dyn GatewayHandler>>,
@@ -433,6 +436,7 @@ impl GatewayActor {
         });
         self.session = Some(session);
         self.contacts.clear();
+        self.contact_resources = 0;
         let bind = Element::new("iq", NS_CLIENT)
             .attr("type", "set")
             .attr("id", "gateway-bind")
@@ -551,12 +555,25 @@ impl GatewayActor {
                 let res = from.resource().unwrap_or("").to_string();
                 let bare = from.to_bare();
                 if info.available {
-                    self.contacts
-                        .entry(bare)
-                        .or_default()
-                        .insert(res, info.clone());
+                    // Any server may send presence from any of its
+                    // resources: what is remembered is bounded.
+                    let known = self
+                        .contacts
+                        .get(&bare)
+                        .is_some_and(|m| m.contains_key(&res));
+                    if known || self.contact_resources < self.cloud.settings.max_remote_presences {
+                        if !known {
+                            self.contact_resources += 1;
+                        }
+                        self.contacts
+                            .entry(bare)
+                            .or_default()
+                            .insert(res, info.clone());
+                    }
                 } else if let Some(m) = self.contacts.get_mut(&bare) {
-                    m.remove(&res);
+                    if m.remove(&res).is_some() {
+                        self.contact_resources -= 1;
+                    }
                     if m.is_empty() {
                         self.contacts.remove(&bare);
                     }
@@ -798,5 +815,69 @@ impl Handler<Stop> for GatewayActor {
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
         self.stopping = true;
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The gateway as a client of its cloud, fed presence through the router.
+    use super::*;
+    use crate::router::Route;
+    use crate::store::Store;
+    use crate::Settings;
+
+    #[actix_rt::test]
+    async fn contacts_remembered_are_bounded() {
+        let store = Arc::new(Store::in_memory().unwrap());
+        store.add_user("gateway@local.test", "pw", 64).unwrap();
+        let cloud = Cloud::start(
+            Settings {
+                domain: "local.test".into(),
+                max_remote_presences: 5,
+                ..Settings::default()
+            },
+            store,
+        );
+        let gw = Gateway::start(
+            cloud.clone(),
+            GatewaySettings {
+                jid: "gateway@local.test".parse().unwrap(),
+                resource: "node".into(),
+                status: "test".into(),
+            },
+            Arc::new(|_: &str| None),
+        );
+        // Its session is bound before anything is sent to it.
+        for _ in 0..500 {
+            if cloud
+                .router
+                .send(crate::router::CountSessions)
+                .await
+                .unwrap()
+                > 0
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // A server may send presence from any number of its resources.
+        for i in 0..40 {
+            cloud.router.do_send(Route(
+                Element::new("presence", NS_CLIENT)
+                    .attr("from", format!("c{i}@remote.test/r"))
+                    .attr("to", "gateway@local.test/node"),
+            ));
+        }
+        let mut seen = 0;
+        for _ in 0..200 {
+            seen = gw.available_contacts().await.len();
+            if seen >= 5 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Every presence went through the router before the count is read.
+        let _ = cloud.router.send(crate::router::CountSessions).await;
+        assert_eq!(gw.available_contacts().await.len(), 5, "saw {seen}");
     }
 }
