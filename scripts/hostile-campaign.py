@@ -237,8 +237,10 @@ def attack_sparql(port):
         a.send("<iq type='set' to='service.%s' id='q%d'><command xmlns='http://jabber.org/protocol/commands' "
                "node='sparql_query' action='execute'><iodata xmlns='urn:xmpp:tmp:io-data' type='input'>"
                "<in><query>%s</query></in></iodata></command></iq>" % (DOMAIN, i, q))
-    for i in range(4):
-        a.until("id='q%d'" % i, limit=1 << 24)
+    # The answers come in any order.
+    seen = ""
+    while not all("id='q%d'" % i in seen for i in range(4)):
+        seen += a.until("</iq>", limit=1 << 24)
     a.close()
 
 
