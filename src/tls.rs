@@ -4,6 +4,16 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use std::path::Path;
 use std::sync::Arc;
 
+/// SHA-256 of a certificate (DER), hex: how directory records and
+/// revocations name certificates (the directory, its authority and s2s use it).
+pub fn cert_sha256(der: &[u8]) -> String {
+    intercloud_actors::credentials::ScramHash::Sha256
+        .hash(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {0}: {1}")]

@@ -1,9 +1,9 @@
 //! One load-generator connection speaking only standard XMPP: STARTTLS, optional XEP-0077 registration, SCRAM-SHA-256 or SCRAM-SHA-1, resource binding, initial presence — so it runs unchanged against our node, Prosody or ejabberd.
 
-use crate::xmpp::c2s::NS_TLS;
 use crate::xmpp::codec::{self, Decoder, Event, Limits};
 use crate::xmpp::register;
 use crate::xmpp::sasl::NS_SASL;
+use crate::xmpp::stream::NS_TLS;
 use crate::xmpp::stream::{WireError, XmlStream};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;

@@ -230,7 +230,7 @@ impl Authority {
         let cert = csr.signed_by(&self.ca, &self.ca_key)?;
         Ok(Issued {
             chain_pem: format!("{}{}", cert.pem(), self.ca_pem),
-            cert_sha256: super::directory::cert_sha256(cert.der()),
+            cert_sha256: crate::tls::cert_sha256(cert.der()),
             not_after,
         })
     }

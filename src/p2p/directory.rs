@@ -4,7 +4,6 @@ use super::host::{Host, HostConfig, P2pError, TransportKind};
 use super::key;
 use crate::config::Config;
 use crate::xmpp::resolve::{DirectoryLookup, DirectoryUnreachable};
-use intercloud_actors::credentials::ScramHash;
 use intercloud_actors::directory::audit::Entry;
 use intercloud_actors::directory::record::{Body, Record, SignedRecord, VERSION};
 use intercloud_actors::directory::zone::slot;
@@ -38,15 +37,6 @@ pub struct Directory {
     /// Roots to join are configured: until one answers, a lookup waits
     /// for it (briefly) instead of calling the domain unknown.
     pub expects_roots: bool,
-}
-
-/// SHA-256 of a certificate (DER), hex: how records and revocations name certificates.
-pub fn cert_sha256(der: &[u8]) -> String {
-    ScramHash::Sha256
-        .hash(der)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 impl DirectoryLookup for Directory {
@@ -199,7 +189,7 @@ pub fn pem_sha256(pem: &str) -> String {
     rustls_pemfile::certs(&mut pem.as_bytes())
         .next()
         .and_then(|c| c.ok())
-        .map(|c| cert_sha256(c.as_ref()))
+        .map(|c| crate::tls::cert_sha256(c.as_ref()))
         .unwrap_or_default()
 }
 

@@ -1,10 +1,11 @@
 //! A node's life in the directory: it registers its record, enrolls with the roots' trust authority, renews before expiry, and keeps its trust anchors current.
 
 use super::authority::{self, now};
-use super::directory::{cert_sha256, own_record, root_keys};
+use super::directory::{own_record, root_keys};
 use super::host::{Enrolled, Host};
 use super::key;
 use crate::config::Config;
+use crate::tls::cert_sha256;
 use crate::tls::{Anchors, Identity};
 use intercloud_actors::directory::enrollment::Enrollment;
 use intercloud_actors::directory::record::{Body, VERSION};

@@ -2,7 +2,7 @@
 
 use super::codec::{self, Event, Limits};
 use super::sasl::{self, Authenticator, Step, NS_SASL};
-use super::stream::{accept_starttls, Upgrade, XmlStream};
+use super::stream::{accept_starttls, Upgrade, XmlStream, NS_TLS};
 use crate::net::Stream;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -19,8 +19,6 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tracing::Instrument;
-
-pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 
 /// What every client connection of a node shares.
 pub struct C2s {

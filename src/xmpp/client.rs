@@ -1,8 +1,8 @@
 //! A small XMPP client (STARTTLS, SASL PLAIN, bind) used by the demo and by tests to drive a node over real sockets.
 
-use super::c2s::NS_TLS;
 use super::codec::{self, Event, Limits};
 use super::sasl::NS_SASL;
+use super::stream::NS_TLS;
 use super::stream::{WireError, XmlStream};
 use crate::net::{Net, Stream};
 use base64::engine::general_purpose::STANDARD as B64;

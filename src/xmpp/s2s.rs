@@ -1,10 +1,10 @@
 //! Server-to-server streams (RFC 6120): the listener for peers and the dialer of outgoing links, with STARTTLS, SASL EXTERNAL (XEP-0178) and Server Dialback (XEP-0220).
 
-use super::c2s::NS_TLS;
 use super::codec::{self, Event, Limits, StreamHeader};
 use super::dialback::{self, NS_DIALBACK, NS_DIALBACK_FEATURE};
 use super::resolve::Resolver;
 use super::sasl::NS_SASL;
+use super::stream::NS_TLS;
 use super::stream::{accept_starttls, Upgrade, WireError, XmlStream};
 use crate::net::{Net, Stream};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -178,7 +178,7 @@ impl S2s {
             return false;
         };
         let revoked = dir
-            .revoked(domain, &crate::p2p::directory::cert_sha256(c.as_ref()))
+            .revoked(domain, &crate::tls::cert_sha256(c.as_ref()))
             .await;
         if revoked {
             tracing::warn!(peer = %domain, "certificate revoked by the trust authority");

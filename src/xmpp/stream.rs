@@ -4,6 +4,9 @@ use super::codec::{CodecError, Decoder, Event, Limits};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+/// STARTTLS (RFC 6120 §5).
+pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+
 /// Why no event came.
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
@@ -114,7 +117,7 @@ pub async fn accept_starttls<S: AsyncRead + AsyncWrite + Unpin>(
     if s.decoder.pending() > 0 {
         return Upgrade::Pipelined(s);
     }
-    let proceed = format!("<proceed xmlns='{}'/>", super::c2s::NS_TLS);
+    let proceed = format!("<proceed xmlns='{NS_TLS}'/>");
     if s.send(&proceed).await.is_err() {
         return Upgrade::Failed;
     }
