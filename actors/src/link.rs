@@ -59,7 +59,8 @@ pub trait Dialer: Send + Sync + 'static {
     fn dial(&self, local: &str, remote: &str) -> DialFuture;
 }
 
-/// Counters shared by all links of a node (for the metrics endpoint).
+/// Counters shared by all links of a node (read by tests; no endpoint
+/// serves them yet).
 #[derive(Debug, Default)]
 pub struct LinkMetrics {
     /// Stanzas waiting in link queues now.

@@ -1,4 +1,4 @@
-//! The node's embedded database (SQLite, WAL): accounts, rosters and offline messages.
+//! The node's embedded database (SQLite, WAL): accounts, rosters, offline messages, the directory zone and audit chain, catalog descriptions, agreements, the negotiation outbox and node secrets.
 
 use crate::credentials::{ScramHash, ScramKeys};
 use rusqlite::{params, Connection, OptionalExtension};

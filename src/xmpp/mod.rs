@@ -1,4 +1,4 @@
-//! The XMPP wire: stream codec, STARTTLS, SASL, and the client-to-server listener. Knows sockets; routing is the actors' business.
+//! The XMPP wire: stream codec, STARTTLS, SASL and login throttling, the c2s and s2s listeners and dialer, dialback, address resolution, in-band registration, a small client. Knows sockets; routing is the actors' business.
 
 pub mod auth_throttle;
 pub mod c2s;

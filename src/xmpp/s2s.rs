@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
-/// Counters kept for the metrics endpoint.
+/// Counters of the s2s layer (read by tests; no endpoint serves them yet).
 #[derive(Default, Debug)]
 pub struct S2sMetrics {
     pub links_up: AtomicU64,
