@@ -1059,13 +1059,14 @@ async fn run_out(
     let mut out = String::with_capacity(8192);
     let mut buf = vec![0u8; 8192];
     // Sent but not acknowledged (only with stream management).
-    let mut unacked: std::collections::VecDeque<Element> = Default::default();
-    let mut sent: u32 = 0;
+    // The same XEP-0198 bookkeeping client sessions use (h counts, the
+    // queue of what was not acknowledged, its bytes).
+    let mut acks = intercloud_actors::sm::StreamManagement::new(false);
     loop {
         tokio::select! {
             m = rx.recv() => {
                 let Some(first) = m else {
-                    if !unacked.is_empty() {
+                    if acks.unacked_len() > 0 {
                         // Wait a moment for the last acknowledgement before closing.
                         let _ = wr.write_all(sm::request().to_xml().as_bytes()).await;
                     }
@@ -1086,8 +1087,10 @@ async fn run_out(
                 }
                 let n = batch.len() as u64;
                 if managed {
-                    sent = sent.wrapping_add(batch.len() as u32);
-                    unacked.extend(batch);
+                    for e in batch {
+                        // We ask for acks per batch above, not per count.
+                        acks.sent(intercloud_actors::sm::Unacked::Stanza(e), u32::MAX);
+                    }
                 } else {
                     // Written is as far as it is known to go: its bytes are free.
                     let w: usize = batch.iter().map(Element::weight).sum();
@@ -1111,13 +1114,12 @@ async fn run_out(
                                 Ok(Some(Event::Stanza(e))) if e.is("a", NS_SM) => {
                                     // h counts what the peer handled; the rest stays for a resend.
                                     if let Some(h) = sm::h_of(&e) {
-                                        let acked_before = sent.wrapping_sub(unacked.len() as u32);
-                                        let newly = h.wrapping_sub(acked_before) as usize;
-                                        if newly <= unacked.len() {
-                                            let w: usize = unacked.drain(..newly).map(|e| e.weight()).sum();
-                                            inflight.fetch_sub(w, Ordering::Relaxed);
-                                        } else {
-                                            tracing::warn!(h, sent, "peer acknowledged more than was sent");
+                                        let before = acks.unacked_bytes();
+                                        match acks.ack(h) {
+                                            Ok(()) => {
+                                                inflight.fetch_sub(before - acks.unacked_bytes(), Ordering::Relaxed);
+                                            }
+                                            Err(err) => tracing::warn!(error = %err, "peer acknowledged more than was sent"),
                                         }
                                     }
                                 }
@@ -1142,7 +1144,14 @@ async fn run_out(
     // What the peer did not acknowledge, and what is still queued, goes to
     // the next link. (Without stream management nothing is known about
     // what was written; only the queue is handed back.)
-    let mut rest: Vec<Element> = unacked.into_iter().collect();
+    let mut rest: Vec<Element> = acks
+        .take_unacked()
+        .into_iter()
+        .filter_map(|u| match u {
+            intercloud_actors::sm::Unacked::Stanza(e) => Some(e),
+            _ => None,
+        })
+        .collect();
     rx.close();
     while let Ok(e) = rx.try_recv() {
         rest.push(e);
