@@ -2,7 +2,7 @@
 
 use super::codec::{self, Event, Limits};
 use super::sasl::{self, Authenticator, Step, NS_SASL};
-use super::stream::{accept_starttls, Upgrade, XmlStream, NS_TLS};
+use super::stream::{accept_starttls, new_id, Upgrade, XmlStream, NS_TLS};
 use crate::net::Stream;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -153,10 +153,6 @@ async fn fail<S: AsyncRead + AsyncWrite + Unpin>(
     let header = (!header_sent)
         .then(|| codec::stream_header(NS_CLIENT, Some(c2s.domain()), None, Some(&new_id()), &[]));
     s.close_with_error(header, condition, text).await;
-}
-
-fn new_id() -> String {
-    format!("{:016x}", rand::random::<u64>())
 }
 
 /// Reads the peer's stream header and answers with ours plus `features`.

@@ -4,8 +4,7 @@ use super::codec::{self, Event, Limits, StreamHeader};
 use super::dialback::{self, NS_DIALBACK, NS_DIALBACK_FEATURE};
 use super::resolve::Resolver;
 use super::sasl::NS_SASL;
-use super::stream::NS_TLS;
-use super::stream::{accept_starttls, Upgrade, WireError, XmlStream};
+use super::stream::{accept_starttls, new_id, Upgrade, WireError, XmlStream, NS_TLS};
 use crate::net::{Net, Stream};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -81,10 +80,6 @@ pub enum S2sSetupError {
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Resolver(#[from] super::resolve::ResolverError),
-}
-
-fn new_id() -> String {
-    format!("{:032x}", rand::random::<u128>())
 }
 
 fn header(from: &str, to: Option<&str>, id: Option<&str>) -> String {

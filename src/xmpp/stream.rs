@@ -7,6 +7,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// STARTTLS (RFC 6120 §5).
 pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 
+/// A fresh stream id (RFC 6120 §4.7.3: unique and unpredictable; dialback
+/// keys are made over it).
+pub fn new_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
 /// Why no event came.
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
