@@ -180,7 +180,7 @@ fn routing(c: &mut Criterion) {
                     let mut got = 0;
                     while got < N {
                         match brx.recv().await {
-                            Some(Outbound::Stanza(_)) => got += 1,
+                            Some((Outbound::Stanza(_), _)) => got += 1,
                             Some(_) => {}
                             None => panic!("session b ended"),
                         }

@@ -428,8 +428,8 @@ impl GatewayActor {
         .start();
         let me = ctx.address();
         actix::spawn(async move {
-            while let Some(o) = rx.recv().await {
-                rx.written(o.weight());
+            while let Some((o, w)) = rx.recv().await {
+                rx.written(w);
                 me.do_send(FromSession { conn, out: o });
             }
             me.do_send(SessionEnded { conn });

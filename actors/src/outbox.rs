@@ -56,7 +56,8 @@ pub enum Refused {
 /// The session's end: queues what the writer is to send.
 #[derive(Clone, Debug)]
 pub struct Outbox {
-    tx: mpsc::Sender<Outbound>,
+    /// Each item with its weight, computed once when it is queued.
+    tx: mpsc::Sender<(Outbound, usize)>,
     queued: Arc<AtomicUsize>,
     max_bytes: usize,
 }
@@ -64,7 +65,7 @@ pub struct Outbox {
 /// The writer's end.
 #[derive(Debug)]
 pub struct OutboxReader {
-    rx: mpsc::Receiver<Outbound>,
+    rx: mpsc::Receiver<(Outbound, usize)>,
     queued: Arc<AtomicUsize>,
 }
 
@@ -93,7 +94,7 @@ impl Outbox {
             self.queued.fetch_sub(w, Ordering::Relaxed);
             return Err(Refused::Bytes(before));
         }
-        self.tx.try_send(o).map_err(|e| {
+        self.tx.try_send((o, w)).map_err(|e| {
             self.queued.fetch_sub(w, Ordering::Relaxed);
             match e {
                 mpsc::error::TrySendError::Full(_) => Refused::Stanzas(self.tx.max_capacity()),
@@ -107,7 +108,7 @@ impl Outbox {
     pub async fn send(&self, o: Outbound) -> Result<(), Refused> {
         let w = o.weight();
         self.queued.fetch_add(w, Ordering::Relaxed);
-        self.tx.send(o).await.map_err(|_| {
+        self.tx.send((o, w)).await.map_err(|_| {
             self.queued.fetch_sub(w, Ordering::Relaxed);
             Refused::Closed
         })
@@ -120,12 +121,13 @@ impl Outbox {
 }
 
 impl OutboxReader {
-    /// The next item; its bytes stay counted until [`OutboxReader::written`].
-    pub async fn recv(&mut self) -> Option<Outbound> {
+    /// The next item and its weight; its bytes stay counted until
+    /// [`OutboxReader::written`].
+    pub async fn recv(&mut self) -> Option<(Outbound, usize)> {
         self.rx.recv().await
     }
 
-    pub fn try_recv(&mut self) -> Option<Outbound> {
+    pub fn try_recv(&mut self) -> Option<(Outbound, usize)> {
         self.rx.try_recv().ok()
     }
 
@@ -148,8 +150,8 @@ impl Drop for OutboxReader {
     fn drop(&mut self) {
         self.rx.close();
         let mut left = 0;
-        while let Ok(o) = self.rx.try_recv() {
-            left += o.weight();
+        while let Ok((_, w)) = self.rx.try_recv() {
+            left += w;
         }
         self.written(left);
     }
@@ -179,8 +181,8 @@ mod tests {
             text: None,
         })
         .unwrap();
-        let first = rx.try_recv().unwrap();
-        rx.written(first.weight());
+        let (_, w) = rx.try_recv().unwrap();
+        rx.written(w);
         tx.try_send(body(4_000)).unwrap();
         drop(rx);
         assert_eq!(tx.queued_bytes(), 0);

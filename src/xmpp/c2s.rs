@@ -634,7 +634,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let mut closing = false;
     loop {
         let first = match tokio::time::timeout(keepalive, rx.recv()).await {
-            Ok(Some(o)) => Some(o),
+            Ok(Some(item)) => Some(item),
             Ok(None) => {
                 out.push_str("</stream:stream>");
                 closing = true;
@@ -648,12 +648,16 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         .into_iter();
         // A batch of up to 256 items or about 64 KiB: what is taken out of
         // the queue stays counted against its byte bound until written.
-        let mut batch: Vec<Outbound> = first.collect();
-        let mut weight: usize = batch.iter().map(Outbound::weight).sum();
+        let mut batch: Vec<Outbound> = Vec::new();
+        let mut weight = 0;
+        for (o, w) in first {
+            batch.push(o);
+            weight += w;
+        }
         while batch.len() < 256 && weight < 64 * 1024 {
             match rx.try_recv() {
-                Some(o) => {
-                    weight += o.weight();
+                Some((o, w)) => {
+                    weight += w;
                     batch.push(o);
                 }
                 None => break,
