@@ -925,22 +925,10 @@ mod tests {
 
     /// The dotted names of every setting in `v` (a table with no entries,
     /// or an array, is one setting).
-    fn keys(v: &toml::Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
-        match v {
-            toml::Value::Table(t) if !t.is_empty() => {
-                for (k, v) in t {
-                    let name = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    keys(v, &name, out);
-                }
-            }
-            _ => {
-                out.insert(prefix.to_string());
-            }
-        }
+    fn keys(v: &toml::Value) -> std::collections::BTreeSet<String> {
+        let mut out = Default::default();
+        flat(v, "", &mut out);
+        out.into_keys().collect()
     }
 
     /// What `init` writes sets every setting the structs have, to the value
@@ -957,9 +945,7 @@ mod tests {
             toml::Value::try_from(&written).unwrap(),
             toml::Value::try_from(&defaults).unwrap(),
         );
-        let (mut wk, mut dk) = (Default::default(), Default::default());
-        keys(&toml::from_str(&t).unwrap(), "", &mut wk);
-        keys(&d, "", &mut dk);
+        let (wk, dk) = (keys(&toml::from_str(&t).unwrap()), keys(&d));
         let missing: Vec<_> = dk.difference(&wk).collect();
         assert!(missing.is_empty(), "the template lacks {missing:?}");
         let unknown: Vec<_> = wk.difference(&dk).collect();
@@ -980,6 +966,7 @@ mod tests {
         assert!(differ.is_empty(), "{differ:#?}");
     }
 
+    /// Every setting in `v` by dotted name, with its value written as TOML.
     fn flat(v: &toml::Value, prefix: &str, out: &mut std::collections::BTreeMap<String, String>) {
         match v {
             toml::Value::Table(t) if !t.is_empty() => {
@@ -1024,8 +1011,7 @@ mod tests {
             "0123456789abcdef0123",
         );
         let c: Config = toml::from_str(&t).unwrap();
-        let mut settings = std::collections::BTreeSet::new();
-        keys(&toml::Value::try_from(&c).unwrap(), "", &mut settings);
+        let settings = keys(&toml::Value::try_from(&c).unwrap());
         let missing: Vec<_> = settings.difference(&documented).collect();
         assert!(
             missing.is_empty(),

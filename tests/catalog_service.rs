@@ -549,15 +549,6 @@ async fn command_sessions_are_bounded_per_requester() {
     );
 }
 
-/// RSS of a process, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// The node's query worker processes: (pid, RSS in KiB).
 fn workers_of(node: u32) -> Vec<(u32, u64)> {
     let mut out = Vec::new();
@@ -574,7 +565,7 @@ fn workers_of(node: u32) -> Vec<(u32, u64)> {
             .and_then(|p| p.parse().ok());
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         if ppid == Some(node) && String::from_utf8_lossy(&cmd).contains("sparql-worker") {
-            out.push((pid, rss_kib(pid)));
+            out.push((pid, common::rss_kib(pid)));
         }
     }
     out
@@ -603,7 +594,7 @@ async fn a_query_that_multiplies_inline_data_is_stopped_in_time_and_memory() {
         values("b"),
         values("c")
     );
-    let before = rss_kib(n.pid());
+    let before = common::rss_kib(n.pid());
     // Four at once (max_running_queries): each ends in an error.
     for i in 0..4 {
         c.send_raw(&format!(
@@ -644,7 +635,7 @@ async fn a_query_that_multiplies_inline_data_is_stopped_in_time_and_memory() {
     for (pid, rss) in workers_of(n.pid()) {
         assert!(rss < 128 * 1024, "worker {pid} still holds {rss} KiB");
     }
-    let grown = rss_kib(n.pid()).saturating_sub(before);
+    let grown = common::rss_kib(n.pid()).saturating_sub(before);
     eprintln!("notes: {notes:?}; node grew {grown} KiB");
     assert!(grown < 100 * 1024, "the node grew by {grown} KiB");
     // And the service answers the next query.

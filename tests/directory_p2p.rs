@@ -329,31 +329,13 @@ async fn a_delegated_zone_is_held_and_answered_by_its_exchange() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_root_holds_no_more_peer_connections_than_its_bound() {
-    use intercloud::p2p::host::{Host, HostConfig, TransportKind};
-    let listen = common::p2p::mem_addr();
-    let root = Host::start(HostConfig {
-        keypair: libp2p::identity::Keypair::generate_ed25519(),
-        root: true,
-        root_keys: Vec::new(),
-        listen: vec![listen.clone()],
-        bootstrap: Vec::new(),
-        transport: TransportKind::Memory,
-        anti_entropy: Duration::from_millis(300),
-        request_timeout: Duration::from_secs(2),
-        initial: Vec::new(),
-        on_accept: None,
-        authority: None,
-        zones: Vec::new(),
-        faults: None,
-        gossip_queue: 64,
-        max_waiting_enrollments: 1000,
-        max_cached_records: 10_000,
+    let root = Host::start(intercloud::p2p::host::HostConfig {
         max_connections: 3,
         max_pending_connections: 8,
+        ..common::p2p::config(true, Vec::new(), &[], Vec::new())
     })
     .await
     .unwrap();
-    let _ = listen;
     let addrs = root.listen_addrs().await;
     // Eight peers (fresh identities each) join it; three are let in.
     let mut peers = Vec::new();

@@ -39,15 +39,6 @@ fn cut(node: &Node, c: Client, n: usize) {
     });
 }
 
-/// RSS of a process, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn detached_sessions_are_bounded_per_account_and_lose_nothing() {
     let mut node = Node::init(
@@ -183,7 +174,7 @@ async fn a_client_that_does_not_read_is_dropped_at_its_byte_bound() {
         .unwrap();
     common::sync(&mut bob, "bob-online").await;
     let mut alice = node.login("alice", "pw", Some("a")).await;
-    let before = rss_kib(node.pid());
+    let before = common::rss_kib(node.pid());
     // 400 messages of 200 KB: 80 MB for a client whose socket holds a few.
     let big = "x".repeat(200_000);
     for i in 0..400 {
@@ -196,13 +187,17 @@ async fn a_client_that_does_not_read_is_dropped_at_its_byte_bound() {
         }
     }
     common::sync(&mut alice, "sent").await;
+    // Bob's session handles its copies after alice's ping is answered.
+    common::wait_for("bob's session to end as too slow", || {
+        logged(&node, "client is not reading; closing its session") >= 1
+    });
     assert_eq!(
         logged(&node, "client is not reading; closing its session"),
         1,
         "{}",
         node.log()
     );
-    let grown = rss_kib(node.pid()).saturating_sub(before);
+    let grown = common::rss_kib(node.pid()).saturating_sub(before);
     assert!(
         grown < 48 * 1024,
         "the node grew by {grown} KiB for a client that does not read"

@@ -12,14 +12,15 @@ pub fn mem_addr() -> Multiaddr {
         .unwrap()
 }
 
-/// A host (a root or not) joined to `bootstrap`, holding the delegated `zones` (exchanges).
-pub async fn host_with(
+/// The configuration of a test host: a fresh identity on a fresh memory
+/// address, fast anti-entropy, default bounds.
+pub fn config(
     root: bool,
     bootstrap: Vec<Multiaddr>,
     root_keys: &[String],
     zones: Vec<String>,
-) -> Host {
-    Host::start(HostConfig {
+) -> HostConfig {
+    HostConfig {
         keypair: Keypair::generate_ed25519(),
         root,
         root_keys: root_keys.to_vec(),
@@ -38,9 +39,19 @@ pub async fn host_with(
         max_cached_records: 10_000,
         max_connections: 1000,
         max_pending_connections: 128,
-    })
-    .await
-    .unwrap()
+    }
+}
+
+/// A host (a root or not) joined to `bootstrap`, holding the delegated `zones` (exchanges).
+pub async fn host_with(
+    root: bool,
+    bootstrap: Vec<Multiaddr>,
+    root_keys: &[String],
+    zones: Vec<String>,
+) -> Host {
+    Host::start(config(root, bootstrap, root_keys, zones))
+        .await
+        .unwrap()
 }
 
 /// A host without delegated zones.
