@@ -31,6 +31,7 @@ async fn host(root: bool, bootstrap: Vec<libp2p::Multiaddr>) -> Host {
         max_cached_records: 10_000,
         max_connections: 1000,
         max_pending_connections: 128,
+        metrics: Default::default(),
     })
     .await
     .unwrap()

@@ -37,6 +37,8 @@ pub struct Config {
     #[serde(default)]
     pub faults: FaultsSection,
     #[serde(default)]
+    pub metrics: MetricsSection,
+    #[serde(default)]
     pub limits: Limits,
     /// The directory relative paths are resolved against (the config file's).
     #[serde(skip)]
@@ -288,6 +290,25 @@ impl Default for FaultsSection {
         FaultsSection {
             file: PathBuf::new(),
             poll_ms: 200,
+        }
+    }
+}
+
+/// Prometheus metrics (`GET /metrics`) and a health check (`GET /healthz`) over HTTP.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Address the HTTP listener binds.
+    pub bind: String,
+    /// Its port; 0 = no listener.
+    pub port: u16,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            bind: "127.0.0.1".into(),
+            port: 0,
         }
     }
 }
@@ -808,6 +829,12 @@ exchanges = []
 # re-read every poll_ms when it changes. Empty = no fault injection.
 file = ""
 poll_ms = 200
+
+[metrics]
+# Prometheus metrics at http://bind:port/metrics and a health check at /healthz
+# (200 while the node serves). port = 0: no listener.
+bind = "127.0.0.1"
+port = 0
 
 [tls]
 # Certificate and key for STARTTLS (PEM). `intercloud init` generated a self-signed pair.

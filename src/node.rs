@@ -33,6 +33,8 @@ pub enum NodeError {
     S2s(#[from] crate::xmpp::s2s::S2sSetupError),
     #[error(transparent)]
     Directory(#[from] crate::p2p::directory::DirectoryError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsListenError),
 }
 
 /// A node running on a thread of its own (the demo, benchmarks).
@@ -201,6 +203,7 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
                         keep_idle: c.max_running_queries.max(1),
                     },
                 )),
+                metrics: cloud.metrics.clone(),
             },
             cloud.store.clone(),
             cloud.router.clone(),
@@ -217,7 +220,9 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
         &config.path(&config.tls.key),
     )?;
     let c2s = C2s::new(cloud.clone(), tls, l, &config.c2s);
-    let directory_host = crate::p2p::directory::start(&config, cloud.store.clone(), &net).await?;
+    let directory_host =
+        crate::p2p::directory::start(&config, cloud.store.clone(), &net, cloud.metrics.clone())
+            .await?;
     let directory = directory_host.clone().map(|h| {
         Arc::new(crate::p2p::directory::Directory {
             host: h,
@@ -244,7 +249,7 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
             max_pending_per_sender: l.s2s_max_pending_per_sender,
             redial_window: Duration::from_secs(l.s2s_redial_secs),
             idle: Duration::from_secs(l.s2s_idle_timeout_secs.max(1)),
-            metrics: s2s.link_metrics.clone(),
+            metrics: cloud.metrics.clone(),
         },
     ));
     // After the dialer: the first publication can already leave over s2s.
@@ -298,6 +303,14 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
     };
     let arbiters: Vec<actix_rt::Arbiter> = (0..cores).map(|_| actix_rt::Arbiter::new()).collect();
     tracing::info!(%addr, roles = ?config.node.roles, arbiters = cores, "c2s listening");
+    let metrics_http = if config.metrics.port != 0 {
+        let (at, task) =
+            crate::metrics::serve(&config.metrics.bind, config.metrics.port, cloud.clone()).await?;
+        tracing::info!(addr = %at, "metrics and health check listening (/metrics, /healthz)");
+        Some(task)
+    } else {
+        None
+    };
     if let Some(r) = control.ready {
         let _ = r.send(addr);
     }
@@ -387,6 +400,9 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
     }
     drop(listener);
     drop(s2s_listener);
+    if let Some(t) = metrics_http {
+        t.abort();
+    }
     if let Some(h) = &directory_host {
         h.stop().await;
     }

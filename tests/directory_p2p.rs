@@ -332,6 +332,7 @@ async fn a_root_holds_no_more_peer_connections_than_its_bound() {
     let root = Host::start(intercloud::p2p::host::HostConfig {
         max_connections: 3,
         max_pending_connections: 8,
+        metrics: Default::default(),
         ..common::p2p::config(true, Vec::new(), &[], Vec::new())
     })
     .await

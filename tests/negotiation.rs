@@ -97,6 +97,7 @@ async fn cloud1_finds_negotiates_falls_back_and_leaves_it_offline() {
         n.edit("offers = []", OFFER);
     }
     c1.add_user("alice", "pw");
+    let metrics = [&root, &ex, &c2].map(common::metrics::with_metrics);
     for n in [&mut root, &mut ex, &mut c1, &mut c2, &mut c5] {
         n.start();
     }
@@ -135,6 +136,32 @@ async fn cloud1_finds_negotiates_falls_back_and_leaves_it_offline() {
                 "gateway@cloud1.test".to_string(),
             )]
     });
+    // What the operators' scrapes show: the root issued five certificates (its own too),
+    // the exchange answered catalog queries, cloud2 agreed once.
+    let [root_m, ex_m, c2_m] = metrics;
+    common::metrics::expect(
+        root_m,
+        &[(
+            r#"intercloud_directory_enrollments_total{outcome="issued"}"#,
+            5.0,
+        )],
+    )
+    .await;
+    common::metrics::at_least(root_m, "intercloud_directory_zone_records", 5.0).await;
+    common::metrics::at_least(
+        ex_m,
+        r#"intercloud_catalog_query_seconds_count{node="constraint_catalog_resources"}"#,
+        1.0,
+    )
+    .await;
+    common::metrics::expect(
+        c2_m,
+        &[
+            (r#"intercloud_negotiations_total{outcome="agreed"}"#, 1.0),
+            ("intercloud_agreements", 1.0),
+        ],
+    )
+    .await;
     // The gateway's presence carries its capacity: 90 of 100 GB left.
     let mut alice = c1.login("alice", "pw", None).await;
     common::online(&mut alice).await;

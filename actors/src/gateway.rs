@@ -249,6 +249,7 @@ pub struct Gateway {
     addr: Addr<GatewayActor>,
     jid: Jid,
     full: Jid,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Gateway {
@@ -259,6 +260,7 @@ impl Gateway {
             .with_resource(&settings.resource)
             .unwrap_or_else(|_| settings.jid.clone());
         let jid = settings.jid.clone();
+        let metrics = cloud.metrics.clone();
         let addr = GatewayActor {
             cloud,
             settings,
@@ -275,12 +277,22 @@ impl Gateway {
             stopping: false,
         }
         .start();
-        Gateway { addr, jid, full }
+        Gateway {
+            addr,
+            jid,
+            full,
+            metrics,
+        }
     }
 
     /// The gateway's bare JID.
     pub fn jid(&self) -> &Jid {
         &self.jid
+    }
+
+    /// Its cloud's metrics.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     /// The gateway's full JID (the resource the node bound).
@@ -407,6 +419,7 @@ impl GatewayActor {
                 .jid
                 .with_resource(&self.settings.resource)
                 .unwrap_or_else(|_| self.settings.jid.clone()),
+            metrics: self.cloud.metrics.clone(),
         }
     }
 

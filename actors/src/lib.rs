@@ -17,6 +17,7 @@ pub mod iodata;
 pub mod jid;
 pub mod link;
 pub mod lograte;
+pub mod metrics;
 pub mod negotiation;
 pub mod offline;
 pub mod outbox;
@@ -89,6 +90,8 @@ pub struct Cloud {
     pub store: Arc<store::Store>,
     pub router: actix::Addr<router::Router>,
     pub presence: actix::Addr<presence::Presence>,
+    /// What the node measures (served at `/metrics`).
+    pub metrics: Arc<metrics::Metrics>,
     /// Sessions waiting for their client to resume them (XEP-0198); they
     /// count against the connection limit.
     pub detached: Arc<std::sync::atomic::AtomicUsize>,
@@ -106,10 +109,12 @@ impl Cloud {
         let st2 = store.clone();
         let mut presence_addr = None;
         let mut detached = None;
+        let metrics = Arc::new(metrics::Metrics::new());
+        let m2 = metrics.clone();
         let router = router::Router::create(|ctx| {
             let presence = presence::Presence::new(s2.clone(), st2.clone(), ctx.address()).start();
             presence_addr = Some(presence.clone());
-            let r = router::Router::new(s2, st2, presence);
+            let r = router::Router::new(s2, st2, presence, m2);
             detached = Some(r.detached.clone());
             r
         });
@@ -118,6 +123,7 @@ impl Cloud {
             store,
             router,
             presence: presence_addr.expect("presence started"),
+            metrics,
             detached: detached.expect("router started"),
             resumable: Default::default(),
         })

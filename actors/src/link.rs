@@ -59,18 +59,6 @@ pub trait Dialer: Send + Sync + 'static {
     fn dial(&self, local: &str, remote: &str) -> DialFuture;
 }
 
-/// Counters shared by all links of a node (read by tests; no endpoint
-/// serves them yet).
-#[derive(Debug, Default)]
-pub struct LinkMetrics {
-    /// Stanzas waiting in link queues now.
-    pub queued: std::sync::atomic::AtomicI64,
-    /// Stanzas bounced because their domain could not be reached.
-    pub bounced: std::sync::atomic::AtomicU64,
-    /// Dial attempts that failed.
-    pub failures: std::sync::atomic::AtomicU64,
-}
-
 /// Link settings.
 #[derive(Clone, Debug)]
 pub struct LinkSettings {
@@ -92,7 +80,7 @@ pub struct LinkSettings {
     pub redial_window: Duration,
     /// A link with no traffic for this long is closed.
     pub idle: Duration,
-    pub metrics: Arc<LinkMetrics>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 enum State {
@@ -206,19 +194,13 @@ impl Link {
         let now = self.queue.len();
         let delta = now as i64 - self.reported as i64;
         if delta != 0 {
-            self.settings
-                .metrics
-                .queued
-                .fetch_add(delta, std::sync::atomic::Ordering::Relaxed);
+            self.settings.metrics.s2s_queued.inc_by(delta);
             self.reported = now;
         }
     }
 
     fn bounce(&self, st: &Element, condition: &str) {
-        self.settings
-            .metrics
-            .bounced
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.settings.metrics.bounced(condition);
         if crate::stanza::may_bounce(st) && st.get_attr("from").is_some() {
             self.router.do_send(Route(error_reply(st, condition, None)));
         }
@@ -281,10 +263,7 @@ impl Link {
 
     fn dial_failed(&mut self, e: DialError, ctx: &mut Context<Self>) {
         self.failures += 1;
-        self.settings
-            .metrics
-            .failures
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.settings.metrics.s2s_dial_failures.inc();
         if let Some(held_back) = DIAL_FAILED.allow() {
             tracing::warn!(remote = %self.remote, error = %e, failures = self.failures, held_back, "s2s dial failed");
         }
@@ -471,6 +450,7 @@ mod tests {
     //! The link actor against a scripted dialer: no sockets; each dial takes
     //! the next outcome from the script and hands the test its ends.
     use super::*;
+    use crate::metrics::Metrics;
     use crate::store::Store;
     use crate::{Cloud, Settings};
     use std::sync::Mutex;
@@ -527,7 +507,7 @@ mod tests {
     fn start(
         script: &Script,
         window: Duration,
-    ) -> (Addr<Link>, Arc<LinkMetrics>, mpsc::UnboundedReceiver<Far>) {
+    ) -> (Addr<Link>, Arc<Metrics>, mpsc::UnboundedReceiver<Far>) {
         let (tx, rx) = mpsc::unbounded_channel();
         *script.links.lock().unwrap() = Some(tx);
         let cloud = Cloud::start(
@@ -537,7 +517,7 @@ mod tests {
             },
             Arc::new(Store::in_memory().unwrap()),
         );
-        let metrics = Arc::new(LinkMetrics::default());
+        let metrics = cloud.metrics.clone();
         let link = Link::new(
             "local.test".into(),
             "remote.test".into(),
@@ -600,10 +580,7 @@ mod tests {
         assert_eq!(ids(&mut second, 1).await, ["m3"]);
         closed.send(vec![msg(0), msg(1), msg(2)]).unwrap();
         assert_eq!(ids(&mut second, 3).await, ["m0", "m1", "m2"]);
-        assert_eq!(
-            metrics.bounced.load(std::sync::atomic::Ordering::Relaxed),
-            0
-        );
+        assert_eq!(metrics.bounce_total(), 0);
     }
 
     /// A domain reached before: failed dials are retried with backoff, and
@@ -626,15 +603,12 @@ mod tests {
         let mut up = next_link(&mut links).await;
         assert_eq!(ids(&mut up, 2).await, ["m0", "m1"]);
         assert_eq!(*script.dials.lock().unwrap(), 5);
-        assert_eq!(
-            metrics.bounced.load(std::sync::atomic::Ordering::Relaxed),
-            0
-        );
+        assert_eq!(metrics.bounce_total(), 0);
     }
 
-    async fn bounced(metrics: &LinkMetrics, n: u64) {
+    async fn bounced(metrics: &Metrics, n: u64) {
         let deadline = Instant::now() + T;
-        while metrics.bounced.load(std::sync::atomic::Ordering::Relaxed) < n {
+        while metrics.bounce_total() < n {
             assert!(Instant::now() < deadline, "not bounced");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

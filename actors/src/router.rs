@@ -45,6 +45,7 @@ pub struct Router {
     refused_dials: u64,
     /// Sessions detached now (they count against the connection limit).
     pub detached: Arc<std::sync::atomic::AtomicUsize>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Actor for Router {
@@ -185,8 +186,14 @@ pub fn answer_server_iq(iq: &Element) -> Option<Element> {
 }
 
 impl Router {
-    pub fn new(settings: Settings, store: Arc<Store>, presence: Addr<Presence>) -> Router {
+    pub fn new(
+        settings: Settings,
+        store: Arc<Store>,
+        presence: Addr<Presence>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Router {
         Router {
+            metrics,
             settings,
             store,
             presence,
@@ -227,6 +234,7 @@ impl Router {
             }
             _ => {}
         }
+        report_detached(&self.metrics, &self.detached);
     }
 
     /// Ends a detached session and forgets it at once (its own unbind then
@@ -251,8 +259,10 @@ impl Router {
         if m.is_empty() {
             self.sessions.remove(&b);
         }
+        self.metrics.c2s_sessions.dec();
         self.detached
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        report_detached(&self.metrics, &self.detached);
         tracing::info!(account = %b, resource = %r, "ending a detached session to make room");
         e.addr.do_send(Kick {
             condition: "policy-violation",
@@ -292,6 +302,7 @@ impl Router {
     fn bounce(&mut self, st: &Element, condition: &str, ctx: &mut Context<Self>) {
         if stanza::may_bounce(st) && st.get_attr("from").is_some() {
             tracing::debug!(condition, to = ?st.get_attr("to"), "bouncing stanza");
+            self.metrics.bounced(condition);
             let reply = error_reply(st, condition, None);
             self.route(reply, ctx);
         }
@@ -536,6 +547,13 @@ impl Router {
     }
 }
 
+/// Copies the count of detached sessions to the metrics.
+fn report_detached(metrics: &crate::metrics::Metrics, detached: &std::sync::atomic::AtomicUsize) {
+    metrics
+        .c2s_sessions_detached
+        .set(detached.load(std::sync::atomic::Ordering::Relaxed) as i64);
+}
+
 impl Handler<Bind> for Router {
     type Result = Result<Jid, BindError>;
     fn handle(&mut self, msg: Bind, _: &mut Context<Self>) -> Self::Result {
@@ -561,9 +579,11 @@ impl Handler<Bind> for Router {
         }
         let map = self.sessions.entry(msg.bare.clone()).or_default();
         if let Some(old) = map.remove(&resource) {
+            self.metrics.c2s_sessions.dec();
             if old.detached.is_some() {
                 self.detached
                     .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                report_detached(&self.metrics, &self.detached);
             }
             // RFC 6120 §7.7.2.2: the new session wins; the old one is told why it ends.
             tracing::info!(jid = %full, "resource conflict: replacing the older session");
@@ -573,6 +593,7 @@ impl Handler<Bind> for Router {
             });
             self.presence.do_send(ResourceGone { full: full.clone() });
         }
+        self.metrics.c2s_sessions.inc();
         map.insert(
             resource,
             Entry {
@@ -595,9 +616,11 @@ impl Handler<Unbind> for Router {
         };
         if let Some(map) = self.sessions.get_mut(&bare) {
             if map.get(res).map(|e| e.addr == msg.session).unwrap_or(false) {
+                self.metrics.c2s_sessions.dec();
                 if map.remove(res).is_some_and(|e| e.detached.is_some()) {
                     self.detached
                         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    report_detached(&self.metrics, &self.detached);
                 }
                 if map.is_empty() {
                     self.sessions.remove(&bare);
@@ -700,6 +723,7 @@ impl Handler<Shutdown> for Router {
         let mut n = 0;
         for (_, map) in self.sessions.drain() {
             for (_, e) in map {
+                self.metrics.c2s_sessions.dec();
                 e.addr.do_send(Kick {
                     condition: "system-shutdown",
                     text: Some("the node is stopping".into()),

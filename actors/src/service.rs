@@ -52,6 +52,8 @@ pub struct ServiceSettings {
     pub max_sessions_per_jid: usize,
     /// Where sparql_query runs (the node's query workers; in process in tests).
     pub sparql: std::sync::Arc<dyn crate::catalog::runner::SparqlRunner>,
+    /// Where query latencies are counted.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// A stanza addressed to the service.
@@ -673,6 +675,11 @@ impl Handler<JobDone> for Service {
         let State::Running { iq, replied } = &sess.state else {
             return;
         };
+        self.settings
+            .metrics
+            .catalog_queries
+            .get_or_create(&crate::metrics::Metrics::label("node", sess.node))
+            .observe(sess.started.elapsed().as_secs_f64());
         let payload = match msg.result {
             Ok(out) => vec![iodata::output(out)],
             Err(e) => {

@@ -647,6 +647,7 @@ impl Handler<Resume> for Session {
                 Unacked::Offline { xml, .. } => Outbound::Raw(xml.clone()),
             })
             .collect();
+        self.cloud.metrics.sm_resends.inc_by(resend.len() as u64);
         if let Some(old) = self.tx.take() {
             // The old connection may not have noticed it is dead yet.
             let _ = old.try_send(Outbound::Error {

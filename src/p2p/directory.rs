@@ -209,6 +209,7 @@ pub async fn start(
     config: &Config,
     store: Arc<Store>,
     net: &crate::net::Net,
+    metrics: Arc<intercloud_actors::metrics::Metrics>,
 ) -> Result<Option<Host>, DirectoryError> {
     if config.p2p.port == 0 {
         return Ok(None);
@@ -293,6 +294,7 @@ pub async fn start(
         max_cached_records: config.p2p.max_cached_records,
         max_connections: config.p2p.max_peer_connections,
         max_pending_connections: config.p2p.max_pending_peer_connections,
+        metrics,
     })
     .await?;
     tracing::info!(%peer_id, root, "directory host up");
@@ -490,6 +492,7 @@ async fn client(config: &Config) -> Result<Host, DirectoryError> {
         max_cached_records: config.p2p.max_cached_records,
         max_connections: config.p2p.max_peer_connections,
         max_pending_connections: config.p2p.max_pending_peer_connections,
+        metrics: Default::default(),
     })
     .await?)
 }

@@ -5,6 +5,7 @@ use super::protocol::{self, Request, Response, NODE_AGENT, PROTOCOL, ROOT_AGENT,
 use intercloud_actors::directory::enrollment::SignedEnrollment;
 use intercloud_actors::directory::record::{Body, SignedRecord};
 use intercloud_actors::directory::zone::{Accepted, Zone};
+use intercloud_actors::metrics::Metrics;
 use libp2p::futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
@@ -70,6 +71,8 @@ pub struct HostConfig {
     /// Incoming libp2p connections established, and being set up, at once.
     pub max_connections: u32,
     pub max_pending_connections: u32,
+    /// Where the zone's size, anti-entropy rounds and enrollments are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 /// What an enrollment request came to.
@@ -183,7 +186,12 @@ impl Host {
             rounds: 0,
             zones: cfg.zones,
             listener_ids,
+            metrics: cfg.metrics,
         };
+        state
+            .metrics
+            .directory_zone_records
+            .set(state.zone.len() as i64);
         if let Some(r) = state.authority.as_ref().map(Authority::authority_record) {
             if let Err(e) = state.accept(r, false) {
                 tracing::warn!(error = %e, "own authority record refused");
@@ -561,6 +569,7 @@ struct State {
     rounds: u64,
     /// Delegated zones this node (an exchange) answers for.
     zones: Vec<String>,
+    metrics: Arc<Metrics>,
 }
 
 impl State {
@@ -630,6 +639,9 @@ impl State {
         }
         .map_err(|e| e.to_string())?;
         if out != Accepted::Unchanged {
+            self.metrics
+                .directory_zone_records
+                .set(self.zone.len() as i64);
             if let Some(f) = &self.on_accept {
                 f(&r);
             }
@@ -930,6 +942,20 @@ impl State {
 
     /// The trust authority's answer to an enrollment request.
     fn enroll(&mut self, req: SignedEnrollment) -> Response {
+        let r = self.decide_enrollment(req);
+        let outcome = match &r {
+            Response::Enrolled { .. } => "issued",
+            Response::Pending(_) => "pending",
+            _ => "refused",
+        };
+        self.metrics
+            .directory_enrollments
+            .get_or_create(&Metrics::label("outcome", outcome))
+            .inc();
+        r
+    }
+
+    fn decide_enrollment(&mut self, req: SignedEnrollment) -> Response {
         let Some(a) = &self.authority else {
             return Response::Refused("not a trust authority".into());
         };
@@ -1000,6 +1026,7 @@ impl State {
         if !self.root {
             return;
         }
+        self.metrics.directory_anti_entropy_rounds.inc();
         // Only a summary each round: the full digest of a large zone is
         // sent when the summaries differ.
         let summary = hex(&self.zone.summary());

@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use intercloud_actors::element::{Element, NS_CLIENT};
 use intercloud_actors::jid::Jid;
+use intercloud_actors::metrics::{Metrics, Tally};
 use intercloud_actors::outbox::{Outbox, OutboxReader};
 use intercloud_actors::session::{Closed, Inbound, Outbound, Resume, Session};
 use intercloud_actors::sm::{self, NS_SM};
@@ -150,6 +151,7 @@ async fn fail<S: AsyncRead + AsyncWrite + Unpin>(
     text: &str,
 ) {
     tracing::info!(condition, text, "closing client stream with stream error");
+    c2s.cloud.metrics.stream_error(condition);
     let header = (!header_sent)
         .then(|| codec::stream_header(NS_CLIENT, Some(c2s.domain()), None, Some(&new_id()), &[]));
     s.close_with_error(header, condition, text).await;
@@ -499,7 +501,9 @@ where
         c2s.cloud.settings.session_queue_bytes,
     );
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-    let writer = tokio::spawn(write_loop(wr, rx, c2s.keepalive, stop_tx).in_current_span());
+    let writer = tokio::spawn(
+        write_loop(wr, rx, c2s.keepalive, stop_tx, c2s.cloud.metrics.clone()).in_current_span(),
+    );
     let conn = NEXT_CONN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // The session is created by the first stanza, or found again by <resume/>.
     let mut session: Option<actix::Addr<Session>> = None;
@@ -511,6 +515,7 @@ where
         loop {
             match decoder.next_event() {
                 Ok(Some(Event::Stanza(e))) => {
+                    c2s.cloud.metrics.c2s_in.count(&e.name);
                     let addr = match &session {
                         Some(a) => a.clone(),
                         None if e.is("resume", NS_SM) => {
@@ -629,6 +634,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut rx: OutboxReader,
     keepalive: Duration,
     stop: oneshot::Sender<()>,
+    metrics: Arc<Metrics>,
 ) {
     let mut out = String::new();
     let mut closing = false;
@@ -663,14 +669,27 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 None => break,
             }
         }
+        let mut tally = Tally::default();
         for o in batch {
             if closing {
                 break;
             }
             match o {
-                Outbound::Stanza(e) => e.write_to(&mut out, NS_CLIENT),
-                Outbound::Raw(s) => out.push_str(&s),
+                Outbound::Stanza(e) => {
+                    tally.add(&e.name);
+                    e.write_to(&mut out, NS_CLIENT)
+                }
+                // Offline messages, kept serialized.
+                Outbound::Raw(s) => {
+                    tally.add(if s.starts_with("<message") {
+                        "message"
+                    } else {
+                        ""
+                    });
+                    out.push_str(&s)
+                }
                 Outbound::Error { condition, text } => {
+                    metrics.stream_error(condition);
                     out.push_str(&codec::stream_error(condition, text.as_deref()));
                     closing = true;
                 }
@@ -692,6 +711,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             if !matches!(r, Ok(Ok(()))) {
                 closing = true;
             } else {
+                metrics.c2s_out.add(&tally);
                 let _ = wr.flush().await;
             }
         }

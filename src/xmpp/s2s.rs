@@ -10,6 +10,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use intercloud_actors::element::{Element, NS_CLIENT, NS_SERVER};
 use intercloud_actors::link::{DialError, DialFuture, Dialer, LinkSink};
+use intercloud_actors::metrics::Tally;
 use intercloud_actors::router::Route;
 use intercloud_actors::sm::{self, NS_SM};
 use intercloud_actors::stanza;
@@ -17,26 +18,12 @@ use intercloud_actors::Cloud;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
-
-/// Counters of the s2s layer (read by tests; no endpoint serves them yet).
-#[derive(Default, Debug)]
-pub struct S2sMetrics {
-    pub links_up: AtomicU64,
-    pub inbound_up: AtomicU64,
-    pub dial_failures: AtomicU64,
-    pub auth_failures: AtomicU64,
-    pub stanzas_out: AtomicU64,
-    pub stanzas_in: AtomicU64,
-    pub refused_stanzas: AtomicU64,
-    /// Stanzas a peer resent after a cut that had already arrived (dropped).
-    pub duplicates: AtomicU64,
-}
 
 /// Federation settings and shared state of one node.
 pub struct S2s {
@@ -55,9 +42,6 @@ pub struct S2s {
     pub negotiation_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
-    pub metrics: S2sMetrics,
-    /// Queue and failure counters of the link actors.
-    pub link_metrics: Arc<intercloud_actors::link::LinkMetrics>,
     /// Where links are dialed (TCP, or the in-process network) and under which faults.
     pub net: Net,
     conns: AtomicUsize,
@@ -149,8 +133,6 @@ impl S2s {
             negotiation_timeout: Duration::from_secs(l.negotiation_timeout_secs.max(1)),
             idle_timeout: Duration::from_secs(l.s2s_idle_timeout_secs.max(1)),
             max_connections: l.max_s2s_connections,
-            metrics: S2sMetrics::default(),
-            link_metrics: Default::default(),
             net,
             conns: AtomicUsize::new(0),
             dedup: std::sync::Mutex::new(intercloud_actors::dedup::Dedup::new(l.s2s_dedup_ids)),
@@ -201,13 +183,14 @@ impl S2s {
 /// Ends a stream with a stream error (our header first when not yet sent).
 async fn fail<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut XmlStream<S>,
-    local: &str,
+    s2s: &S2s,
     header_sent: bool,
     condition: &str,
     text: &str,
 ) {
     tracing::info!(condition, text, "closing s2s stream with stream error");
-    let h = (!header_sent).then(|| header(local, None, Some(&new_id())));
+    s2s.cloud.metrics.stream_error(condition);
+    let h = (!header_sent).then(|| header(&s2s.domain, None, Some(&new_id())));
     s.close_with_error(h, condition, text).await;
 }
 
@@ -228,19 +211,12 @@ async fn open_in<S: AsyncRead + AsyncWrite + Unpin>(
     let h = match s.next_event(s2s.negotiation_timeout).await {
         Ok(Event::StreamStart(h)) => h,
         Ok(_) => {
-            fail(
-                s,
-                &s2s.domain,
-                false,
-                "not-well-formed",
-                "expected a stream header",
-            )
-            .await;
+            fail(s, s2s, false, "not-well-formed", "expected a stream header").await;
             return None;
         }
         Err(e) => {
             if let Some((c, t)) = e.stream_condition() {
-                fail(s, &s2s.domain, false, c, &t).await;
+                fail(s, s2s, false, c, &t).await;
             }
             return None;
         }
@@ -248,7 +224,7 @@ async fn open_in<S: AsyncRead + AsyncWrite + Unpin>(
     if h.default_ns != NS_SERVER {
         fail(
             s,
-            &s2s.domain,
+            s2s,
             false,
             "invalid-namespace",
             "this port serves jabber:server",
@@ -261,7 +237,7 @@ async fn open_in<S: AsyncRead + AsyncWrite + Unpin>(
         _ => {
             fail(
                 s,
-                &s2s.domain,
+                s2s,
                 false,
                 "host-unknown",
                 "this server does not serve that domain",
@@ -274,7 +250,7 @@ async fn open_in<S: AsyncRead + AsyncWrite + Unpin>(
         if !s2s.cfg.allows(from) {
             fail(
                 s,
-                &s2s.domain,
+                s2s,
                 false,
                 "policy-violation",
                 "federation with your domain is not allowed",
@@ -319,7 +295,7 @@ async fn serve_inner(tcp: Stream, s2s: Arc<S2s>) {
         Ok(ev) => ev,
         Err(e) => {
             if let Some((c, t)) = e.stream_condition() {
-                fail(&mut s, &s2s.domain, true, c, &t).await;
+                fail(&mut s, &s2s, true, c, &t).await;
             }
             return;
         }
@@ -337,7 +313,7 @@ async fn serve_inner(tcp: Stream, s2s: Arc<S2s>) {
         _ => {
             return fail(
                 &mut s,
-                &s2s.domain,
+                &s2s,
                 true,
                 "policy-violation",
                 "STARTTLS is required",
@@ -349,7 +325,7 @@ async fn serve_inner(tcp: Stream, s2s: Arc<S2s>) {
         Upgrade::Tls(t) => *t,
         Upgrade::Pipelined(mut s) => {
             let why = "data after <starttls/>";
-            return fail(&mut s, &s2s.domain, true, "policy-violation", why).await;
+            return fail(&mut s, &s2s, true, "policy-violation", why).await;
         }
         Upgrade::Failed => return,
     };
@@ -392,19 +368,10 @@ async fn serve_inner(tcp: Stream, s2s: Arc<S2s>) {
             let _ = s.send("</stream:stream>").await;
             return;
         }
-        Ok(_) => {
-            return fail(
-                &mut s,
-                &s2s.domain,
-                true,
-                "not-well-formed",
-                "unexpected header",
-            )
-            .await
-        }
+        Ok(_) => return fail(&mut s, &s2s, true, "not-well-formed", "unexpected header").await,
         Err(e) => {
             if let Some((c, t)) = e.stream_condition() {
-                fail(&mut s, &s2s.domain, true, c, &t).await;
+                fail(&mut s, &s2s, true, c, &t).await;
             }
             return;
         }
@@ -422,13 +389,13 @@ async fn serve_inner(tcp: Stream, s2s: Arc<S2s>) {
             && s2s.peer_verified(certs.as_deref(), &from)
             && !s2s.cert_revoked(certs.as_deref(), &from).await;
         if !ok {
-            s2s.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+            s2s.cloud.metrics.s2s_auth_failures.inc();
             tracing::warn!(peer_domain = %from, "SASL EXTERNAL refused");
             let f = Element::new("failure", NS_SASL).child(Element::new("not-authorized", NS_SASL));
             let _ = s.send(&f.to_xml()).await;
             return fail(
                 &mut s,
-                &s2s.domain,
+                &s2s,
                 true,
                 "not-authorized",
                 "certificate does not prove that domain",
@@ -454,7 +421,7 @@ async fn serve_inner(tcp: Stream, s2s: Arc<S2s>) {
         {
             return fail(
                 &mut s,
-                &s2s.domain,
+                &s2s,
                 true,
                 "invalid-from",
                 "from changed after authentication",
@@ -483,7 +450,7 @@ async fn authenticated_loop<S>(
     // XEP-0198: stanzas handled, once the peer enabled acknowledgements.
     let mut handled: Option<u32> = None;
     if counted {
-        s2s.metrics.inbound_up.fetch_add(1, Ordering::Relaxed);
+        s2s.cloud.metrics.s2s_links_in.inc();
     }
     // A stream that ends without its closing tag (peer killed, link cut,
     // silence past the idle timeout) takes its domains' presence with it.
@@ -501,7 +468,7 @@ async fn authenticated_loop<S>(
                 Ok(Event::StreamStart(_)) => {
                     fail(
                         &mut s,
-                        &s2s.domain,
+                        &s2s,
                         true,
                         "not-well-formed",
                         "second stream header",
@@ -511,7 +478,7 @@ async fn authenticated_loop<S>(
                 }
                 Err(e) => {
                     if let Some((c, t)) = e.stream_condition() {
-                        fail(&mut s, &s2s.domain, true, c, &t).await;
+                        fail(&mut s, &s2s, true, c, &t).await;
                     }
                     break;
                 }
@@ -558,15 +525,15 @@ async fn authenticated_loop<S>(
             if valid {
                 tracing::info!(peer_domain = %from, "peer authenticated with dialback");
                 if auth.is_empty() {
-                    s2s.metrics.inbound_up.fetch_add(1, Ordering::Relaxed);
+                    s2s.cloud.metrics.s2s_links_in.inc();
                 }
                 auth.insert(from);
             } else {
-                s2s.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+                s2s.cloud.metrics.s2s_auth_failures.inc();
                 tracing::warn!(peer_domain = %from, "dialback key did not verify");
                 fail(
                     &mut s,
-                    &s2s.domain,
+                    &s2s,
                     true,
                     "not-authorized",
                     "dialback key did not verify",
@@ -613,7 +580,7 @@ async fn authenticated_loop<S>(
         if stanza::kind(&e).is_none() || e.ns != NS_SERVER {
             fail(
                 &mut s,
-                &s2s.domain,
+                &s2s,
                 true,
                 "unsupported-stanza-type",
                 "not a stanza",
@@ -627,7 +594,7 @@ async fn authenticated_loop<S>(
             _ => {
                 fail(
                     &mut s,
-                    &s2s.domain,
+                    &s2s,
                     true,
                     "improper-addressing",
                     "stanzas need valid from and to",
@@ -639,11 +606,11 @@ async fn authenticated_loop<S>(
         // A domain's own services (service.<domain>) travel on its stream.
         let sender = intercloud_actors::jid::server_of(from.domain());
         if !auth.contains(from.domain()) && !auth.contains(sender) {
-            s2s.metrics.refused_stanzas.fetch_add(1, Ordering::Relaxed);
+            s2s.cloud.metrics.s2s_refused_stanzas.inc();
             tracing::warn!(from = %from, "stanza from a domain this stream did not authenticate");
             fail(
                 &mut s,
-                &s2s.domain,
+                &s2s,
                 true,
                 "invalid-from",
                 "that domain is not authenticated on this stream",
@@ -652,10 +619,10 @@ async fn authenticated_loop<S>(
             break;
         }
         if intercloud_actors::jid::server_of(to.domain()) != s2s.domain {
-            s2s.metrics.refused_stanzas.fetch_add(1, Ordering::Relaxed);
+            s2s.cloud.metrics.s2s_refused_stanzas.inc();
             fail(
                 &mut s,
-                &s2s.domain,
+                &s2s,
                 true,
                 "host-unknown",
                 "this server does not serve that domain",
@@ -665,12 +632,12 @@ async fn authenticated_loop<S>(
         }
         let mut e = e;
         to_internal_ns(&mut e);
-        s2s.metrics.stanzas_in.fetch_add(1, Ordering::Relaxed);
+        s2s.cloud.metrics.s2s_in.count(&e.name);
         let first = s2s.dedup.lock().map(|mut d| d.first(&e)).unwrap_or(true);
         if !first {
             // Resent by the peer after a cut: handled already, counted again
             // so the peer's acknowledgements stay right.
-            s2s.metrics.duplicates.fetch_add(1, Ordering::Relaxed);
+            s2s.cloud.metrics.s2s_duplicates.inc();
             tracing::debug!(from = %from, id = ?e.get_attr("id"), "duplicate stanza from a resend dropped");
             if let Some(h) = &mut handled {
                 *h = h.wrapping_add(1);
@@ -698,7 +665,7 @@ async fn authenticated_loop<S>(
         }
     }
     if !auth.is_empty() || counted {
-        s2s.metrics.inbound_up.fetch_sub(1, Ordering::Relaxed);
+        s2s.cloud.metrics.s2s_links_in.dec();
     }
     if !clean {
         for d in auth {
@@ -1001,11 +968,11 @@ impl Dialer for S2sDialer {
             let (mut s, _, features) = match r {
                 Ok(Ok(x)) => x,
                 Ok(Err(e)) => {
-                    s2s.metrics.dial_failures.fetch_add(1, Ordering::Relaxed);
+                    s2s.cloud.metrics.s2s_dial_failures.inc();
                     return Err(e);
                 }
                 Err(_) => {
-                    s2s.metrics.dial_failures.fetch_add(1, Ordering::Relaxed);
+                    s2s.cloud.metrics.s2s_dial_failures.inc();
                     return Err(DialError::Timeout(format!(
                         "{remote} not reached within {:?}",
                         s2s.connect_timeout
@@ -1016,7 +983,7 @@ impl Dialer for S2sDialer {
                 match enable_sm(&mut s, &s2s).instrument(span.clone()).await {
                     Ok(m) => m,
                     Err(e) => {
-                        s2s.metrics.dial_failures.fetch_add(1, Ordering::Relaxed);
+                        s2s.cloud.metrics.s2s_dial_failures.inc();
                         return Err(e);
                     }
                 }
@@ -1025,7 +992,7 @@ impl Dialer for S2sDialer {
             };
             let (tx, rx) = mpsc::channel(1024);
             let (closed_tx, closed_rx) = oneshot::channel();
-            s2s.metrics.links_up.fetch_add(1, Ordering::Relaxed);
+            s2s.cloud.metrics.s2s_links_out.inc();
             let inflight: Arc<std::sync::atomic::AtomicUsize> = Default::default();
             tokio::spawn(
                 run_out(s, rx, closed_tx, s2s.clone(), managed, inflight.clone()).instrument(span),
@@ -1074,13 +1041,14 @@ async fn run_out(
                     batch.push(e);
                     if batch.len() >= 256 { break; }
                 }
+                let mut tally = Tally::default();
                 for e in &batch {
                     write_server_stanza(e, &mut out);
+                    tally.add(&e.name);
                 }
                 if managed {
                     sm::request().write_to(&mut out, NS_SERVER);
                 }
-                let n = batch.len() as u64;
                 if managed {
                     for e in batch {
                         // We ask for acks per batch above, not per count.
@@ -1094,7 +1062,7 @@ async fn run_out(
                 if wr.write_all(out.as_bytes()).await.is_err() || wr.flush().await.is_err() {
                     break;
                 }
-                s2s.metrics.stanzas_out.fetch_add(n, Ordering::Relaxed);
+                s2s.cloud.metrics.s2s_out.add(&tally);
                 out.clear();
             }
             r = tokio::io::AsyncReadExt::read(&mut rd, &mut buf) => {
@@ -1135,7 +1103,7 @@ async fn run_out(
             }
         }
     }
-    s2s.metrics.links_up.fetch_sub(1, Ordering::Relaxed);
+    s2s.cloud.metrics.s2s_links_out.dec();
     // What the peer did not acknowledge, and what is still queued, goes to
     // the next link. (Without stream management nothing is known about
     // what was written; only the queue is handed back.)
@@ -1152,6 +1120,7 @@ async fn run_out(
         rest.push(e);
     }
     if !rest.is_empty() {
+        s2s.cloud.metrics.sm_resends.inc_by(rest.len() as u64);
         tracing::info!(n = rest.len(), "s2s link lost with stanzas to resend");
     }
     let _ = closed.send(rest);

@@ -1,6 +1,7 @@
 //! Test harness: real `intercloud` processes on loopback, started through the CLI as a user would.
 #![allow(dead_code)]
 
+pub mod metrics;
 pub mod p2p;
 
 use intercloud::xmpp::client::Client;

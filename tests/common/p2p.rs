@@ -39,6 +39,7 @@ pub fn config(
         max_cached_records: 10_000,
         max_connections: 1000,
         max_pending_connections: 128,
+        metrics: Default::default(),
     }
 }
 

@@ -202,10 +202,14 @@ impl Negotiation {
     fn recount(&mut self) {
         self.committed.clear();
         let now = now_secs();
+        let mut in_force = 0;
         for a in self.store.agreements().unwrap_or_else(|e| {
             tracing::error!(error = %e, "agreements read failed");
             Vec::new()
         }) {
+            if a.active(now) {
+                in_force += 1;
+            }
             if a.role == "provider" && a.active(now) {
                 *self
                     .committed
@@ -213,6 +217,7 @@ impl Negotiation {
                     .or_default() += a.amount;
             }
         }
+        self.gw.metrics().agreements.set(in_force);
     }
 
     /// Our presence tells what is free.
@@ -285,6 +290,18 @@ impl Negotiation {
             tracing::error!(error = %e, "outbox delete failed");
         }
         tracing::info!(peer = %o.peer, id = %key.1, ?result, "negotiation ended");
+        let outcome = match &result {
+            Verdict::Agreed(_) => "agreed",
+            Verdict::Rejected(_) => "rejected",
+            Verdict::TimedOut => "timed_out",
+            Verdict::Unreachable(_) => "unreachable",
+            Verdict::Offline => "offline",
+        };
+        self.gw
+            .metrics()
+            .negotiations
+            .get_or_create(&crate::metrics::Metrics::label("outcome", outcome))
+            .inc();
         let last = o.last.clone();
         self.remember_closed(key.clone(), last);
         if let Some(w) = o.waiter.take() {
@@ -317,7 +334,10 @@ impl Negotiation {
             created: now_secs(),
         };
         match self.store.put_agreement(&a) {
-            Ok(_) => {
+            Ok(new) => {
+                if new {
+                    self.gw.metrics().agreements.inc();
+                }
                 tracing::info!(peer = %a.peer, id = %a.id, role = %a.role, amount = a.amount, service = %a.service, "agreement");
                 Some(a)
             }
