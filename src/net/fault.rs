@@ -31,11 +31,14 @@ pub struct FaultTable {
     pub links: Vec<LinkFault>,
     /// Test only: these domains acknowledge (XEP-0198) the messages they
     /// receive over s2s and then discard them — it proves the
-    /// acknowledged-loss invariant can fail.
+    /// acknowledged-loss invariant can fail. Builds without the
+    /// `test-faults` feature refuse a table that has it.
+    #[cfg(feature = "test-faults")]
     pub lose_acked: Vec<String>,
     /// Test only: these domains deliver the messages they receive over s2s
     /// with a forged `from` (one the link did not authenticate) — it proves
     /// the from-authenticity invariant can fail.
+    #[cfg(feature = "test-faults")]
     pub forge_from: Vec<String>,
     /// Which domain listens on which libp2p port (to police libp2p dials).
     pub p2p_ports: BTreeMap<u16, String>,
@@ -195,6 +198,7 @@ impl Faults {
     }
 
     /// Test only: whether `domain` delivers s2s messages with a forged `from`.
+    #[cfg(feature = "test-faults")]
     pub fn forges_from(&self, domain: &str) -> bool {
         self.read()
             .forge_from
@@ -203,6 +207,7 @@ impl Faults {
     }
 
     /// Test only: whether `domain` loses the messages it acknowledges.
+    #[cfg(feature = "test-faults")]
     pub fn loses_acked(&self, domain: &str) -> bool {
         self.read()
             .lose_acked
@@ -569,6 +574,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Faulty<S> {
             this.watch(cx);
         }
         r
+    }
+}
+
+/// Faults that break the product's own promises, to prove the checks that
+/// guard them can fail. Only in builds with the `test-faults` feature
+/// (the test suite's); `cargo build` leaves them out.
+#[cfg(feature = "test-faults")]
+pub mod test_only {
+    use super::Faults;
+    use intercloud_actors::element::Element;
+    use std::sync::Arc;
+
+    /// The `from` the fault forge_from puts on delivered messages.
+    pub const FORGED_FROM: &str = "mallory@forged.invalid/x";
+
+    /// What `domain`'s faults do to a stanza it received over s2s: false
+    /// when it is to be discarded (lose_acked: counted as handled, never
+    /// delivered); forge_from rewrites its `from`.
+    pub fn tamper(faults: Option<&Arc<Faults>>, domain: &str, e: &mut Element) -> bool {
+        let Some(f) = faults.filter(|_| e.name == "message") else {
+            return true;
+        };
+        if f.loses_acked(domain) {
+            tracing::warn!(from = ?e.get_attr("from"), "fault lose_acked: acknowledged message discarded");
+            return false;
+        }
+        if f.forges_from(domain) {
+            // What a server that does not check `from` against the
+            // stream's authenticated domains would deliver.
+            tracing::warn!(from = ?e.get_attr("from"), "fault forge_from: delivered with a forged from");
+            e.set_attr("from", FORGED_FROM);
+        }
+        true
     }
 }
 

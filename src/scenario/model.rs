@@ -447,8 +447,14 @@ impl Scenario {
                         ));
                     }
                 }
-                Step::LoseAcked { node } => known(node, "lose_acked")?,
-                Step::ForgeFrom { node } => known(node, "forge_from")?,
+                Step::LoseAcked { node } => {
+                    test_faults_built("lose_acked")?;
+                    known(node, "lose_acked")?
+                }
+                Step::ForgeFrom { node } => {
+                    test_faults_built("forge_from")?;
+                    known(node, "forge_from")?
+                }
                 Step::Flow {
                     among, concurrency, ..
                 } => {
@@ -500,5 +506,53 @@ impl Scenario {
             }
         }
         Ok(())
+    }
+}
+
+/// Test-only faults exist only in builds with the `test-faults` feature.
+fn test_faults_built(step: &str) -> Result<(), ModelError> {
+    if cfg!(feature = "test-faults") {
+        Ok(())
+    } else {
+        Err(ModelError::Invalid(format!(
+            "{step} is a test-only fault; this build has none (cargo build --features test-faults)"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds with the `test-faults` feature (the test suite's) take the
+    /// faults that break the product's promises; others (`cargo build`,
+    /// releases) refuse them, in a scenario and in a node's fault table.
+    #[test]
+    fn test_only_faults_load_only_in_builds_that_have_them() {
+        let dir = std::env::temp_dir().join(format!("ic-model-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("s.toml");
+        std::fs::write(
+            &file,
+            "name = \"t\"\n[federation]\nroots = 1\nexchanges = 1\nclouds = 2\n\n[[step]]\naction = \"lose_acked\"\nnode = \"cloud2.test\"\n",
+        )
+        .unwrap();
+        let loaded = Scenario::load(&file);
+        let table =
+            serde_json::from_str::<crate::net::fault::FaultTable>(r#"{"forge_from": ["a.test"]}"#);
+        let _ = std::fs::remove_dir_all(&dir);
+        if cfg!(feature = "test-faults") {
+            assert!(loaded.is_ok(), "{:?}", loaded.err());
+            assert!(table.is_ok(), "{:?}", table.err());
+        } else {
+            match loaded {
+                Err(ModelError::Invalid(m)) => assert_eq!(
+                    m,
+                    "lose_acked is a test-only fault; this build has none (cargo build --features test-faults)"
+                ),
+                other => panic!("a production build took lose_acked: {:?}", other.map(|_| ())),
+            }
+            assert!(table.is_err(), "a production build took forge_from");
+        }
     }
 }

@@ -637,11 +637,14 @@ fn run_step(
             ("partition".into(), desc, ok, d)
         }
         Step::Heal {} => {
+            // A test-only loss stays: it is no partition or link fault.
+            #[cfg(feature = "test-faults")]
             let lose = std::mem::take(&mut book.faults.lose_acked);
-            book.faults = FaultTable {
-                lose_acked: lose,
-                ..Default::default()
-            };
+            book.faults = FaultTable::default();
+            #[cfg(feature = "test-faults")]
+            {
+                book.faults.lose_acked = lose;
+            }
             let (ok, d) = ok_or(
                 r.set_faults(book.faults.clone())
                     .map(|_| "partitions and link faults lifted".to_string()),
@@ -676,6 +679,7 @@ fn run_step(
             }));
             ("link_fault".into(), format!("{a} <-> {b}"), ok, d)
         }
+        #[cfg(feature = "test-faults")]
         Step::LoseAcked { node } => {
             book.faults.lose_acked.push(node.clone());
             let (ok, d) = ok_or(
@@ -684,6 +688,7 @@ fn run_step(
             );
             ("lose_acked".into(), node.clone(), ok, d)
         }
+        #[cfg(feature = "test-faults")]
         Step::ForgeFrom { node } => {
             book.faults.forge_from.push(node.clone());
             let (ok, d) = ok_or(r.set_faults(book.faults.clone()).map(|_| {
@@ -691,6 +696,14 @@ fn run_step(
             }));
             ("forge_from".into(), node.clone(), ok, d)
         }
+        // The model refuses them in builds without test faults.
+        #[cfg(not(feature = "test-faults"))]
+        Step::LoseAcked { node } | Step::ForgeFrom { node } => (
+            "test_fault".into(),
+            node.clone(),
+            false,
+            "this build has no test-only faults".into(),
+        ),
         Step::Messages {
             from,
             to,
