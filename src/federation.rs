@@ -76,6 +76,65 @@ pub fn edit(path: &Path, old: &str, new: &str) -> Result<(), FederationError> {
         .map_err(|e| FederationError::Io(path.into(), e))
 }
 
+/// Clouds publish to, and ask, one exchange each (or the first root).
+pub(crate) fn exchange_for(i: usize, exchanges: &[String], first: &str) -> String {
+    if exchanges.is_empty() {
+        first.to_string()
+    } else {
+        exchanges[i % exchanges.len()].clone()
+    }
+}
+
+/// What every node of a generated federation is told: only certificates
+/// from the roots' trust authority authenticate s2s (SASL EXTERNAL), the
+/// roots' keys and addresses, the enrollment token (roots accept it,
+/// others present it), and for clouds the exchange to ask.
+pub(crate) fn wire(
+    p: &Path,
+    roles: &[String],
+    root_keys: &[String],
+    bootstrap: &[String],
+    token: &str,
+    exchange: &str,
+) -> Result<(), FederationError> {
+    edit(
+        p,
+        "auth = [\"external\", \"dialback\"]",
+        "auth = [\"external\"]",
+    )?;
+    edit(
+        p,
+        "root_keys = []",
+        &format!("root_keys = [{}]", quoted(root_keys)),
+    )?;
+    edit(
+        p,
+        "bootstrap = []",
+        &format!("bootstrap = [{}]", quoted(bootstrap)),
+    )?;
+    if roles.iter().any(|r| r == "root") {
+        edit(
+            p,
+            "enrollment_tokens = []",
+            &format!("enrollment_tokens = [\"{token}\"]"),
+        )?;
+    } else {
+        edit(
+            p,
+            "enrollment_token = \"\"",
+            &format!("enrollment_token = \"{token}\""),
+        )?;
+    }
+    if !roles.iter().any(|r| r == "exchange" || r == "root") {
+        edit(
+            p,
+            "exchanges = []",
+            &format!("exchanges = [\"{exchange}\"]"),
+        )?;
+    }
+    Ok(())
+}
+
 fn quoted(v: &[String]) -> String {
     v.iter()
         .map(|s| format!("\"{s}\""))
@@ -158,50 +217,20 @@ pub fn generate(
         .collect();
     for (i, m) in members.iter().enumerate() {
         let p = m.config_path();
-        // Only certificates from the roots' trust authority authenticate s2s.
-        edit(
-            &p,
-            "auth = [\"external\", \"dialback\"]",
-            "auth = [\"external\"]",
-        )?;
-        edit(
-            &p,
-            "root_keys = []",
-            &format!("root_keys = [{}]", quoted(&keys)),
-        )?;
         edit(&p, "anti_entropy_secs = 10", "anti_entropy_secs = 1")?;
         let others: Vec<String> = addrs
             .iter()
             .filter(|a| !a.contains(&format!("/tcp/{}/", m.p2p_port)))
             .cloned()
             .collect();
-        edit(
+        wire(
             &p,
-            "bootstrap = []",
-            &format!("bootstrap = [{}]", quoted(&others)),
+            &m.roles,
+            &keys,
+            &others,
+            &token,
+            &exchange_for(i, &exchange_domains, &members[0].domain),
         )?;
-        if m.is_root() {
-            edit(
-                &p,
-                "enrollment_tokens = []",
-                &format!("enrollment_tokens = [\"{token}\"]"),
-            )?;
-        } else {
-            edit(
-                &p,
-                "enrollment_token = \"\"",
-                &format!("enrollment_token = \"{token}\""),
-            )?;
-        }
-        // Clouds publish to, and ask, one exchange each (or the first root).
-        if !m.roles.iter().any(|r| r == "exchange" || r == "root") {
-            let ex = if exchange_domains.is_empty() {
-                members[0].domain.clone()
-            } else {
-                exchange_domains[i % exchange_domains.len()].clone()
-            };
-            edit(&p, "exchanges = []", &format!("exchanges = [\"{ex}\"]"))?;
-        }
         let c = Config::load(&p).map_err(|e| FederationError::Setup(e.to_string()))?;
         let store =
             crate::node::open_store(&c).map_err(|e| FederationError::Setup(e.to_string()))?;

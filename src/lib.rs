@@ -8,6 +8,7 @@ pub mod demo_federation;
 pub mod federation;
 pub mod gateway;
 pub mod init;
+pub mod manifests;
 pub mod metrics;
 pub mod negotiate;
 pub mod net;

@@ -36,6 +36,17 @@ fi
 [ -x /usr/sbin/ejabberdctl ]
 [ -x /usr/sbin/dnsmasq ]
 
+# kubernetes-validate (PyPI) checks the Kubernetes manifests offline against
+# the official schemas (tests/manifests.rs); kept beside the cargo cache.
+export INTERCLOUD_PYTHONPATH="${INTERCLOUD_PYTHONPATH:-$HOME/.cache/intercloud-py}"
+if ! PYTHONPATH="$INTERCLOUD_PYTHONPATH" python3 -c 'import kubernetes_validate' 2>/dev/null; then
+  echo "== installing kubernetes-validate into $INTERCLOUD_PYTHONPATH"
+  python3 -m pip --version >/dev/null 2>&1 || { as_root apt-get update -q; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-pip; }
+  python3 -m pip install --quiet --disable-pip-version-check --target "$INTERCLOUD_PYTHONPATH" 'kubernetes-validate==1.37.0' \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages --target "$INTERCLOUD_PYTHONPATH" 'kubernetes-validate==1.37.0'
+fi
+PYTHONPATH="$INTERCLOUD_PYTHONPATH" python3 -c 'import kubernetes_validate'
+
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 

@@ -370,6 +370,9 @@ fn build_swarm(cfg: &HostConfig) -> Result<Swarm<Behaviour>, P2pError> {
                 libp2p::yamux::Config::default,
             )
             .map_err(|e| P2pError::Build(e.to_string()))?
+            // Bootstrap addresses may name hosts (/dns4/…), as in a cluster.
+            .with_dns()
+            .map_err(|e| P2pError::Build(e.to_string()))?
             .with_behaviour(behaviour)
             .map_err(|e| P2pError::Build(e.to_string()))?
             .with_swarm_config(idle)
