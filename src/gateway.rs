@@ -79,6 +79,7 @@ pub fn negotiation_settings(config: &Config) -> NegotiationSettings {
         peer_gateway: config.gateway.peer_gateway.clone(),
         max_peers: config.gateway.max_peers,
         peers_refresh: Duration::from_secs(config.gateway.peers_refresh_secs.max(1)),
+        clock: Arc::new(intercloud_actors::clock::SystemClock),
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod adhoc;
 pub mod catalog;
+pub mod clock;
 pub mod copies;
 pub mod credentials;
 pub mod dedup;

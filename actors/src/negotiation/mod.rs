@@ -40,6 +40,9 @@ pub struct NegotiationSettings {
     pub max_peers: usize,
     /// How often the exchanges are asked for new clouds to subscribe to.
     pub peers_refresh: Duration,
+    /// What retransmissions and timeouts are measured against (tests set
+    /// the time and send [`Tick`]).
+    pub clock: Arc<dyn crate::clock::Clock>,
 }
 
 impl Default for NegotiationSettings {
@@ -54,6 +57,7 @@ impl Default for NegotiationSettings {
             peer_gateway: "gateway".into(),
             max_peers: 256,
             peers_refresh: Duration::from_secs(30),
+            clock: Arc::new(crate::clock::SystemClock),
         }
     }
 }
@@ -447,8 +451,8 @@ impl Negotiation {
                     o.terms = t;
                     o.state = State::AcceptedCounter;
                     o.last = accept.clone();
-                    o.deadline = Some(Instant::now() + self.settings.timeout);
-                    o.next_send = Instant::now() + self.settings.retransmit;
+                    o.deadline = Some(self.settings.clock.now() + self.settings.timeout);
+                    o.next_send = self.settings.clock.now() + self.settings.retransmit;
                     self.send(&msg.from, &accept);
                 } else {
                     let reject = Payload {
@@ -572,7 +576,7 @@ impl Negotiation {
                 .policy
                 .decide(peer.domain(), &terms, self.free(&terms.service))
         };
-        let now = Instant::now();
+        let now = self.settings.clock.now();
         let mut lines = vec![Self::line(false, &msg.from, &p, &me)];
         let (reply, state, reserved, t) = match decision {
             Decision::Accept => (Step::Accept, State::Accepted, terms.amount, terms.clone()),
@@ -649,7 +653,7 @@ impl Negotiation {
 
     /// Resends what waits for an answer; gives up past the deadline.
     fn tick(&mut self) {
-        let now = Instant::now();
+        let now = self.settings.clock.now();
         let mut expired = Vec::new();
         let mut resend = Vec::new();
         for (k, o) in self.open.iter_mut() {
@@ -725,7 +729,7 @@ impl Negotiation {
             reason: None,
         };
         let me = self.me();
-        let now = Instant::now();
+        let now = self.settings.clock.now();
         let mut lines = vec![Self::line(true, &peer, &p, &me)];
         if offline {
             let held = serde_json::json!({ "terms": terms, "min_amount": min_amount }).to_string();
@@ -791,7 +795,7 @@ impl Negotiation {
                 terms: Some(terms.clone()),
                 reason: None,
             };
-            let now = Instant::now();
+            let now = self.settings.clock.now();
             self.open.insert(
                 (peer.clone(), id.clone()),
                 Open {
@@ -915,6 +919,19 @@ pub struct Propose {
     /// The least a counter-offer may give for us to take it.
     pub min_amount: u64,
     pub offline: bool,
+}
+
+/// Runs the timers now: retransmissions due and negotiations past their
+/// deadline (the actor also ticks by itself, every quarter retransmit).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Tick;
+
+impl Handler<Tick> for Negotiation {
+    type Result = ();
+    fn handle(&mut self, _: Tick, _: &mut Context<Self>) {
+        self.tick();
+    }
 }
 
 /// The `negotiate` ad-hoc command sent to the gateway.
