@@ -206,13 +206,13 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
                 metrics: cloud.metrics.clone(),
             },
             cloud.store.clone(),
-            cloud.router.clone(),
+            cloud.router.clone().recipient(),
         )
         .map_err(|e| NodeError::Start(format!("catalog: {e}")))?;
         use actix::Actor;
-        cloud
-            .router
-            .do_send(intercloud_actors::router::SetService(svc.start()));
+        cloud.router.do_send(intercloud_actors::router::SetService(
+            svc.start().recipient(),
+        ));
         tracing::info!(service = %format!("service.{domain}"), "catalog service up");
     }
     let tls = crate::tls::server_config(
@@ -262,13 +262,16 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
             domain.clone(),
             turtle,
             config.catalog.publish_to.clone(),
-            cloud.router.clone(),
+            cloud.router.clone().recipient(),
             Duration::from_secs(config.p2p.anti_entropy_secs.clamp(1, 60)),
         )
         .start();
         cloud
             .router
-            .do_send(intercloud_actors::router::SetPublisher(p));
+            .do_send(intercloud_actors::router::HandleIqResults {
+                prefix: intercloud_actors::catalog::publisher::ID_PREFIX.into(),
+                to: p.recipient(),
+            });
     }
     // The gateway logs in once the dialer is there: its presence reaches other clouds.
     let gateway = if config.gateway.enabled {

@@ -835,7 +835,7 @@ impl Handler<Stop> for GatewayActor {
 mod tests {
     //! The gateway as a client of its cloud, fed presence through the router.
     use super::*;
-    use crate::router::Route;
+    use crate::messages::Route;
     use crate::store::Store;
     use crate::Settings;
 

@@ -18,6 +18,7 @@ pub mod iodata;
 pub mod jid;
 pub mod link;
 pub mod lograte;
+pub mod messages;
 pub mod metrics;
 pub mod negotiation;
 pub mod offline;
@@ -26,6 +27,7 @@ pub mod ping;
 pub mod presence;
 pub mod roster;
 pub mod router;
+pub mod server_iq;
 pub mod service;
 pub mod session;
 pub mod sm;
@@ -113,7 +115,12 @@ impl Cloud {
         let metrics = Arc::new(metrics::Metrics::new());
         let m2 = metrics.clone();
         let router = router::Router::create(|ctx| {
-            let presence = presence::Presence::new(s2.clone(), st2.clone(), ctx.address()).start();
+            let presence = presence::Presence::new(
+                s2.clone(),
+                st2.clone(),
+                presence::PresenceEvents::of(&ctx.address()),
+            )
+            .start();
             presence_addr = Some(presence.clone());
             let r = router::Router::new(s2, st2, presence, m2);
             detached = Some(r.detached.clone());

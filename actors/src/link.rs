@@ -1,8 +1,9 @@
 //! The s2s link actor: one per remote domain — dials, queues while connecting, reuses the link, closes it when idle, and bounces what cannot be delivered.
 
 use crate::element::Element;
-use crate::router::{Route, Router};
+use crate::messages::{Report, Route};
 use crate::stanza::error_reply;
+use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -107,7 +108,7 @@ pub struct Link {
     local: String,
     remote: String,
     dialer: Arc<dyn Dialer>,
-    router: Addr<Router>,
+    router: LinkEvents,
     settings: LinkSettings,
     state: State,
     queue: VecDeque<Element>,
@@ -145,7 +146,7 @@ impl Link {
         local: String,
         remote: String,
         dialer: Arc<dyn Dialer>,
-        router: Addr<Router>,
+        router: LinkEvents,
         settings: LinkSettings,
     ) -> Link {
         Link {
@@ -220,7 +221,7 @@ impl Link {
                 tracing::info!(remote = %act.remote, micros = started.elapsed().as_micros() as u64, "s2s link up");
                 act.state = State::Up(sink.tx, sink.inflight);
                 act.router
-                    .do_send(crate::router::DomainReachable(act.remote.clone()));
+                    .do_send(DomainReachable(act.remote.clone()));
                 act.flush(ctx);
                 act.open += 1;
                 ctx.spawn(
@@ -269,7 +270,7 @@ impl Link {
         }
         if self.queue.is_empty() {
             self.state = State::Idle;
-            self.router.do_send(crate::router::LinkIdle {
+            self.router.do_send(LinkIdle {
                 domain: self.remote.clone(),
                 link: ctx.address(),
             });
@@ -298,13 +299,12 @@ impl Link {
             tracing::warn!(remote = %self.remote, queued = self.queue.len(), error = %e, held_back, "s2s domain unreachable: bouncing what is queued");
         }
         // Nothing left to do: the router may let this link go.
-        self.router.do_send(crate::router::LinkIdle {
+        self.router.do_send(LinkIdle {
             domain: self.remote.clone(),
             link: ctx.address(),
         });
         self.failing_since = None;
-        self.router
-            .do_send(crate::router::DomainUnreachable(self.remote.clone()));
+        self.router.do_send(DomainUnreachable(self.remote.clone()));
         self.state = State::Idle;
         let cond = e.condition();
         for st in self.take_queue() {
@@ -372,7 +372,7 @@ impl Actor for Link {
                     // the actor go (a later stanza starts a new one).
                     act.state = State::Idle;
                     act.generation += 1;
-                    act.router.do_send(crate::router::LinkIdle {
+                    act.router.do_send(LinkIdle {
                         domain: act.remote.clone(),
                         link: ctx.address(),
                     });
@@ -443,6 +443,83 @@ impl Link {
         self.gauge();
         ctx.stop();
     }
+}
+
+// ------------------------------------------- what a link tells the router
+
+/// Where a link reports: the router, seen only through the messages it
+/// takes (so that this module does not depend on the router's).
+#[derive(Clone)]
+pub struct LinkEvents {
+    route: Recipient<Route>,
+    idle: Recipient<LinkIdle>,
+    reachable: Recipient<DomainReachable>,
+    unreachable: Recipient<DomainUnreachable>,
+}
+
+impl LinkEvents {
+    /// An actor that takes all four.
+    pub fn of<A>(a: &Addr<A>) -> LinkEvents
+    where
+        A: Handler<Route>
+            + Handler<LinkIdle>
+            + Handler<DomainReachable>
+            + Handler<DomainUnreachable>,
+        A::Context: ToEnvelope<A, Route>
+            + ToEnvelope<A, LinkIdle>
+            + ToEnvelope<A, DomainReachable>
+            + ToEnvelope<A, DomainUnreachable>,
+    {
+        LinkEvents {
+            route: a.clone().recipient(),
+            idle: a.clone().recipient(),
+            reachable: a.clone().recipient(),
+            unreachable: a.clone().recipient(),
+        }
+    }
+}
+
+impl Report<Route> for LinkEvents {
+    fn do_send(&self, m: Route) {
+        self.route.do_send(m)
+    }
+}
+
+impl Report<LinkIdle> for LinkEvents {
+    fn do_send(&self, m: LinkIdle) {
+        self.idle.do_send(m)
+    }
+}
+
+impl Report<DomainReachable> for LinkEvents {
+    fn do_send(&self, m: DomainReachable) {
+        self.reachable.do_send(m)
+    }
+}
+
+impl Report<DomainUnreachable> for LinkEvents {
+    fn do_send(&self, m: DomainUnreachable) {
+        self.unreachable.do_send(m)
+    }
+}
+
+/// A remote domain cannot be reached or its stream broke: presence from it is void.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DomainUnreachable(pub String);
+
+/// A link to a domain came up.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DomainReachable(pub String);
+
+/// A link has nothing to do (idle, or its domain unreachable and its queue
+/// bounced): the router lets it go.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LinkIdle {
+    pub domain: String,
+    pub link: Addr<Link>,
 }
 
 #[cfg(test)]
@@ -522,7 +599,7 @@ mod tests {
             "local.test".into(),
             "remote.test".into(),
             Arc::new(script.clone()),
-            cloud.router.clone(),
+            LinkEvents::of(&cloud.router),
             LinkSettings {
                 queue: 100,
                 queue_bytes: 1 << 20,

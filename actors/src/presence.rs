@@ -2,12 +2,12 @@
 
 use crate::element::{Element, NS_CLIENT};
 use crate::jid::Jid;
+use crate::messages::{Deliver, Report, Route};
 use crate::roster::{self, RosterSet};
-use crate::router::{DeliverTo, RosterPush, Route, Router, SetInterested};
-use crate::session::Deliver;
 use crate::stanza::{self, error_reply, iq_result};
 use crate::store::{RosterItem, Store};
 use crate::Settings;
+use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -32,7 +32,7 @@ impl Handler<CountRemote> for Presence {
 pub struct Presence {
     settings: Settings,
     store: Arc<Store>,
-    router: Addr<Router>,
+    router: PresenceEvents,
     /// Available local resources and their last presence, by bare JID.
     online: HashMap<Jid, HashMap<String, Element>>,
     /// Remote resources we passed available presence of, by domain: full
@@ -114,7 +114,7 @@ fn presence(ty: Option<&str>, from: &Jid, to: &Jid) -> Element {
 }
 
 impl Presence {
-    pub fn new(settings: Settings, store: Arc<Store>, router: Addr<Router>) -> Presence {
+    pub fn new(settings: Settings, store: Arc<Store>, router: PresenceEvents) -> Presence {
         Presence {
             settings,
             store,
@@ -657,6 +657,84 @@ impl Handler<DomainDown> for Presence {
     fn handle(&mut self, m: DomainDown, _: &mut Context<Self>) {
         self.domain_down(&m.0);
     }
+}
+
+// ------------------------------------------- what presence asks the router
+
+/// Where presence sends what it decided: the router, seen only through the
+/// messages it takes.
+#[derive(Clone)]
+pub struct PresenceEvents {
+    route: Recipient<Route>,
+    deliver_to: Recipient<DeliverTo>,
+    roster_push: Recipient<RosterPush>,
+    interested: Recipient<SetInterested>,
+}
+
+impl PresenceEvents {
+    /// An actor that takes all four.
+    pub fn of<A>(a: &Addr<A>) -> PresenceEvents
+    where
+        A: Handler<Route> + Handler<DeliverTo> + Handler<RosterPush> + Handler<SetInterested>,
+        A::Context: ToEnvelope<A, Route>
+            + ToEnvelope<A, DeliverTo>
+            + ToEnvelope<A, RosterPush>
+            + ToEnvelope<A, SetInterested>,
+    {
+        PresenceEvents {
+            route: a.clone().recipient(),
+            deliver_to: a.clone().recipient(),
+            roster_push: a.clone().recipient(),
+            interested: a.clone().recipient(),
+        }
+    }
+}
+
+impl Report<Route> for PresenceEvents {
+    fn do_send(&self, m: Route) {
+        self.route.do_send(m)
+    }
+}
+
+impl Report<DeliverTo> for PresenceEvents {
+    fn do_send(&self, m: DeliverTo) {
+        self.deliver_to.do_send(m)
+    }
+}
+
+impl Report<RosterPush> for PresenceEvents {
+    fn do_send(&self, m: RosterPush) {
+        self.roster_push.do_send(m)
+    }
+}
+
+impl Report<SetInterested> for PresenceEvents {
+    fn do_send(&self, m: SetInterested) {
+        self.interested.do_send(m)
+    }
+}
+
+/// A resource asked for its roster.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetInterested {
+    pub full: Jid,
+}
+
+/// Delivers to one full JID if it is bound; dropped otherwise.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DeliverTo {
+    pub to: Jid,
+    pub stanza: Element,
+}
+
+/// Sends a roster push to every interested resource of `owner`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RosterPush {
+    pub owner: Jid,
+    pub item: Element,
 }
 
 #[cfg(test)]

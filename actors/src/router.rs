@@ -2,12 +2,21 @@
 
 use crate::element::Element;
 use crate::jid::Jid;
-use crate::link::{Dialer, IsUp, Link, LinkSettings, Outgoing};
-use crate::presence::{InboundPresence, Presence, ResourceGone};
-use crate::session::{Deliver, DeliverRaw, Kick, Session};
+use crate::link::{
+    Dialer, DomainReachable, DomainUnreachable, IsUp, Link, LinkEvents, LinkIdle, LinkSettings,
+    Outgoing,
+};
+use crate::messages::{Deliver, IqResponse, Route, ToService};
+use crate::presence::{
+    DeliverTo, InboundPresence, Presence, ResourceGone, RosterPush, SetInterested,
+};
+use crate::server_iq::answer_server_iq;
+use crate::session::{
+    Attached, Bind, BindError, DeliverRaw, Detached, Kick, Session, SetPresence, Unbind,
+};
 use crate::stanza::{self, error_reply, Kind};
 use crate::store::Store;
-use crate::{disco, offline, ping, version, Settings};
+use crate::{offline, Settings};
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,9 +47,9 @@ pub struct Router {
     /// How many of `pending` each sender made.
     pending_by_sender: HashMap<String, usize>,
     /// The catalog service at `service.<domain>` (exchanges and roots).
-    service: Option<Addr<crate::service::Service>>,
-    /// Publishes this cloud's resource description.
-    publisher: Option<Addr<crate::catalog::publisher::Publisher>>,
+    service: Option<Recipient<ToService>>,
+    /// Who gets the answers to iqs it sent, by id prefix.
+    iq_results: Vec<(String, Recipient<IqResponse>)>,
     /// New domains refused (the log says so at powers of two, not each time).
     refused_dials: u64,
     /// Sessions detached now (they count against the connection limit).
@@ -52,110 +61,30 @@ impl Actor for Router {
     type Context = Context<Self>;
 }
 
-/// Why a resource could not be bound.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum BindError {
-    #[error("bad resource")]
-    BadRequest,
-    /// The account has as many connected sessions as it may have.
-    #[error("too many sessions of the account")]
-    ResourceConstraint,
-}
-
-/// The session of `full` lost its connection and waits to be resumed.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Detached {
-    pub full: Jid,
-    pub session: Addr<Session>,
-}
-
-/// The session of `full` was resumed by a new connection.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Attached {
-    pub full: Jid,
-    pub session: Addr<Session>,
-}
-
 /// The connection limit is reached: the session detached longest ends (what
 /// it held unacknowledged is routed again). Answers whether there was one.
 #[derive(Message)]
 #[rtype(result = "bool")]
 pub struct EndOldestDetached;
 
-/// Binds a resource for an authenticated account (RFC 6120 §7).
-#[derive(Message)]
-#[rtype(result = "Result<Jid, BindError>")]
-pub struct Bind {
-    pub bare: Jid,
-    pub resource: Option<String>,
-    pub session: Addr<Session>,
-}
-
-/// A session ended.
+/// Plugs in the catalog service; stanzas to `service.<domain>` go to it.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Unbind {
-    pub full: Jid,
-    pub session: Addr<Session>,
-}
+pub struct SetService(pub Recipient<ToService>);
 
-/// A resource's availability changed: `Some(priority)` when available.
+/// Results and errors of iqs whose id starts with `prefix` go to `to`
+/// (whoever sent the requests: the catalog publisher, …).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SetPresence {
-    pub full: Jid,
-    pub priority: Option<i8>,
-}
-
-/// A resource asked for its roster.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SetInterested {
-    pub full: Jid,
-}
-
-/// A stanza with `from` and `to` already stamped, to deliver by the rules.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Route(pub Element);
-
-/// Delivers to one full JID if it is bound; dropped otherwise.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct DeliverTo {
-    pub to: Jid,
-    pub stanza: Element,
-}
-
-/// Sends a roster push to every interested resource of `owner`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RosterPush {
-    pub owner: Jid,
-    pub item: Element,
+pub struct HandleIqResults {
+    pub prefix: String,
+    pub to: Recipient<IqResponse>,
 }
 
 /// Plugs in the s2s layer: stanzas for other domains go over links it dials.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SetDialer(pub Arc<dyn Dialer>, pub LinkSettings);
-
-/// Plugs in the catalog service; stanzas to `service.<domain>` go to it.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SetService(pub Addr<crate::service::Service>);
-
-/// Plugs in the publisher; answers to its requests go to it.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SetPublisher(pub Addr<crate::catalog::publisher::Publisher>);
-
-/// A remote domain cannot be reached or its stream broke: presence from it is void.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct DomainUnreachable(pub String);
 
 /// Whether the link to a domain is up (for tests and metrics).
 #[derive(Message)]
@@ -171,19 +100,6 @@ pub struct Shutdown;
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct CountSessions;
-
-/// The server's own answer to an iq addressed to its domain.
-pub fn answer_server_iq(iq: &Element) -> Option<Element> {
-    match stanza::stype(iq) {
-        "get" | "set" => Some(
-            ping::answer(iq)
-                .or_else(|| version::answer(iq))
-                .or_else(|| disco::answer_server(iq))
-                .unwrap_or_else(|| error_reply(iq, "service-unavailable", None)),
-        ),
-        _ => None,
-    }
-}
 
 impl Router {
     pub fn new(
@@ -203,7 +119,7 @@ impl Router {
             pending: HashMap::new(),
             pending_by_sender: HashMap::new(),
             service: None,
-            publisher: None,
+            iq_results: Vec::new(),
             refused_dials: 0,
             detached: Default::default(),
         }
@@ -343,7 +259,7 @@ impl Router {
             self.settings.domain.clone(),
             domain.clone(),
             dialer,
-            ctx.address(),
+            LinkEvents::of(&ctx.address()),
             settings,
         )
         .start();
@@ -378,7 +294,7 @@ impl Router {
             // Services of a domain are reached through its server.
             if to.domain().strip_prefix("service.") == Some(self.settings.domain.as_str()) {
                 match &self.service {
-                    Some(svc) => svc.do_send(crate::service::ToService(st)),
+                    Some(svc) => svc.do_send(ToService(st)),
                     None => self.bounce(&st, "service-unavailable", ctx),
                 }
                 return;
@@ -391,15 +307,14 @@ impl Router {
         };
         if to.local().is_none() {
             // Addressed to the server itself.
-            if let (Kind::Iq, "result" | "error", Some(p)) =
-                (kind, stanza::stype(&st), &self.publisher)
-            {
-                if st
-                    .get_attr("id")
-                    .map(|i| i.starts_with(crate::catalog::publisher::ID_PREFIX))
-                    .unwrap_or(false)
+            if kind == Kind::Iq && matches!(stanza::stype(&st), "result" | "error") {
+                let id = st.get_attr("id").unwrap_or("");
+                if let Some((_, to)) = self
+                    .iq_results
+                    .iter()
+                    .find(|(p, _)| id.starts_with(p.as_str()))
                 {
-                    p.do_send(crate::catalog::publisher::Answer(st));
+                    to.do_send(IqResponse(st));
                     return;
                 }
             }
@@ -505,7 +420,7 @@ impl Router {
                 return;
             }
             let exists = self.store.user_exists(&to.to_string()).unwrap_or(false);
-            match disco::answer_account(&st).or_else(|| ping::answer(&st)) {
+            match crate::disco::answer_account(&st).or_else(|| crate::ping::answer(&st)) {
                 Some(reply) if exists => self.route(reply, ctx),
                 _ => self.bounce(&st, "service-unavailable", ctx),
             }
@@ -666,10 +581,11 @@ impl Handler<SetInterested> for Router {
     }
 }
 
-impl Handler<SetPublisher> for Router {
+impl Handler<HandleIqResults> for Router {
     type Result = ();
-    fn handle(&mut self, msg: SetPublisher, _: &mut Context<Self>) {
-        self.publisher = Some(msg.0);
+    fn handle(&mut self, msg: HandleIqResults, _: &mut Context<Self>) {
+        self.iq_results.retain(|(p, _)| *p != msg.prefix);
+        self.iq_results.push((msg.prefix, msg.to));
     }
 }
 
@@ -782,20 +698,6 @@ impl Handler<EndOldestDetached> for Router {
     fn handle(&mut self, _: EndOldestDetached, _: &mut Context<Self>) -> bool {
         self.end_oldest_detached(None)
     }
-}
-
-/// A link to a domain came up.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct DomainReachable(pub String);
-
-/// A link has nothing to do (idle, or its domain unreachable and its queue
-/// bounced): the router lets it go.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct LinkIdle {
-    pub domain: String,
-    pub link: Addr<Link>,
 }
 
 impl Handler<LinkIdle> for Router {

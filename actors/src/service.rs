@@ -5,7 +5,7 @@ use crate::catalog::constraints::{self, NS_RES};
 use crate::catalog::{Answer, Catalog, CatalogError, CatalogLimits};
 use crate::element::Element;
 use crate::iodata::{self, Request, Xsd, NS_IODATA};
-use crate::router::{Route, Router};
+use crate::messages::{Route, ToService};
 use crate::stanza::{self, error_reply, iq_result, NS_DISCO_INFO, NS_DISCO_ITEMS};
 use crate::store::Store;
 use actix::prelude::*;
@@ -56,11 +56,6 @@ pub struct ServiceSettings {
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
-/// A stanza addressed to the service.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ToService(pub Element);
-
 /// Counts the clouds in the catalog (status, tests).
 #[derive(Message)]
 #[rtype(result = "usize")]
@@ -97,7 +92,7 @@ pub struct Service {
     jid: String,
     catalog: Catalog,
     store: Arc<Store>,
-    router: Addr<Router>,
+    router: Recipient<Route>,
     sessions: HashMap<String, CmdSession>,
     /// Ids of sessions that timed out, to answer `session-expired`.
     expired: HashMap<String, Instant>,
@@ -119,7 +114,7 @@ impl Service {
     pub fn new(
         settings: ServiceSettings,
         store: Arc<Store>,
-        router: Addr<Router>,
+        router: Recipient<Route>,
     ) -> Result<Service, CatalogError> {
         let catalog = Catalog::new(settings.limits.clone())?;
         for (domain, turtle) in store.descriptions().unwrap_or_default() {

@@ -2,8 +2,10 @@
 
 use crate::element::{Element, NS_CLIENT};
 use crate::jid::Jid;
+pub use crate::messages::Deliver;
+use crate::messages::Route;
 use crate::presence::{Broadcast, OutboundSubscription, RosterIq};
-use crate::router::{answer_server_iq, Bind, Route, SetPresence, Unbind};
+use crate::server_iq::answer_server_iq;
 use crate::sm::{self, StreamManagement, Unacked, NS_SM};
 use crate::stanza::{self, error_reply, iq_result, Kind, NS_BIND, NS_ROSTER, NS_SESSION};
 use crate::Cloud;
@@ -21,11 +23,6 @@ pub struct Inbound {
     pub conn: u64,
     pub stanza: Element,
 }
-
-/// A stanza for the client.
-#[derive(Message, Clone)]
-#[rtype(result = "()")]
-pub struct Deliver(pub Element);
 
 /// One of the copies of a message to several resources of the account.
 #[derive(Message)]
@@ -317,7 +314,7 @@ impl Session {
         }
         tracing::info!(jid = %self.jid, "connection lost; session kept for resumption");
         self.tx = None;
-        self.cloud.router.do_send(crate::router::Detached {
+        self.cloud.router.do_send(Detached {
             full: self.jid.clone(),
             session: ctx.address(),
         });
@@ -367,7 +364,7 @@ impl Session {
                         );
                         act.send(ctx, Outbound::stanza(r));
                     }
-                    Ok(Err(crate::router::BindError::ResourceConstraint)) => {
+                    Ok(Err(BindError::ResourceConstraint)) => {
                         // RFC 6120 §7.6.2.1: the account has its most sessions.
                         let e = error_reply(&iq, "resource-constraint", None);
                         act.send(ctx, Outbound::stanza(e));
@@ -657,7 +654,7 @@ impl Handler<Resume> for Session {
         }
         self.tx = Some(msg.tx);
         self.conn = msg.conn;
-        self.cloud.router.do_send(crate::router::Attached {
+        self.cloud.router.do_send(Attached {
             full: self.jid.clone(),
             session: ctx.address(),
         });
@@ -676,4 +673,57 @@ impl Handler<Resume> for Session {
         self.send(ctx, Outbound::stanza(sm::request()));
         Ok(h_in)
     }
+}
+
+// ------------------------------------------- what a session asks the router
+
+/// Why a resource could not be bound.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BindError {
+    #[error("bad resource")]
+    BadRequest,
+    /// The account has as many connected sessions as it may have.
+    #[error("too many sessions of the account")]
+    ResourceConstraint,
+}
+
+/// The session of `full` lost its connection and waits to be resumed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Detached {
+    pub full: Jid,
+    pub session: Addr<Session>,
+}
+
+/// The session of `full` was resumed by a new connection.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Attached {
+    pub full: Jid,
+    pub session: Addr<Session>,
+}
+
+/// Binds a resource for an authenticated account (RFC 6120 §7).
+#[derive(Message)]
+#[rtype(result = "Result<Jid, BindError>")]
+pub struct Bind {
+    pub bare: Jid,
+    pub resource: Option<String>,
+    pub session: Addr<Session>,
+}
+
+/// A session ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unbind {
+    pub full: Jid,
+    pub session: Addr<Session>,
+}
+
+/// A resource's availability changed: `Some(priority)` when available.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetPresence {
+    pub full: Jid,
+    pub priority: Option<i8>,
 }

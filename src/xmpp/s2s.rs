@@ -10,8 +10,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use intercloud_actors::element::{Element, NS_CLIENT, NS_SERVER};
 use intercloud_actors::link::{DialError, DialFuture, Dialer, LinkSink};
+use intercloud_actors::messages::Route;
 use intercloud_actors::metrics::Tally;
-use intercloud_actors::router::Route;
 use intercloud_actors::sm::{self, NS_SM};
 use intercloud_actors::stanza;
 use intercloud_actors::Cloud;
@@ -664,7 +664,7 @@ async fn authenticated_loop<S>(
             tracing::info!(peer_domain = %d, "inbound s2s stream broke");
             s2s.cloud
                 .router
-                .do_send(intercloud_actors::router::DomainUnreachable(d));
+                .do_send(intercloud_actors::link::DomainUnreachable(d));
         }
     }
 }

@@ -3,18 +3,13 @@
 use crate::adhoc::NS_COMMANDS;
 use crate::element::{Element, NS_CLIENT};
 use crate::iodata::NS_IODATA;
-use crate::router::{Route, Router};
+use crate::messages::{IqResponse, Route};
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// Ids of the publisher's requests start with this; the router hands their answers back.
+/// Ids of the publisher's requests start with this; the router hands their answers back (`HandleIqResults`).
 pub const ID_PREFIX: &str = "publish-resources-";
-
-/// An answer (iq result or error) to one of the publisher's requests.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Answer(pub Element);
 
 /// Where each target stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,7 +27,7 @@ pub struct Statuses;
 pub struct Publisher {
     domain: String,
     turtle: String,
-    router: Addr<Router>,
+    router: Recipient<Route>,
     targets: HashMap<String, Status>,
     retry: Duration,
     sent: u64,
@@ -46,7 +41,7 @@ impl Publisher {
         domain: String,
         turtle: String,
         targets: Vec<String>,
-        router: Addr<Router>,
+        router: Recipient<Route>,
         retry: Duration,
     ) -> Publisher {
         Publisher {
@@ -116,9 +111,9 @@ impl Actor for Publisher {
     }
 }
 
-impl Handler<Answer> for Publisher {
+impl Handler<IqResponse> for Publisher {
     type Result = ();
-    fn handle(&mut self, msg: Answer, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: IqResponse, _: &mut Context<Self>) {
         let Some(target) = msg
             .0
             .get_attr("from")

@@ -8,10 +8,11 @@ use intercloud_actors::gateway::{
 };
 use intercloud_actors::jid::Jid;
 use intercloud_actors::link::{DialError, DialFuture, Dialer, LinkSettings, LinkSink};
+use intercloud_actors::messages::Route;
 use intercloud_actors::negotiation::policy::{Offer, Policy};
 use intercloud_actors::negotiation::protocol::{Payload, Step, Terms};
 use intercloud_actors::negotiation::NegotiationSettings;
-use intercloud_actors::router::{CountSessions, Route, Router, SetDialer};
+use intercloud_actors::router::{CountSessions, Router, SetDialer};
 use intercloud_actors::store::Store;
 use intercloud_actors::{Cloud, Settings};
 use std::collections::HashMap;

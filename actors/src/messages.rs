@@ -1,0 +1,30 @@
+//! Messages any actor of a cloud may send or receive, so that none has to know another's module for them: a stanza to route, a stanza for a session, a stanza for the catalog service, and the answer to an iq someone sent.
+
+use crate::element::Element;
+use actix::prelude::*;
+
+/// A stanza with `from` and `to` already stamped, to deliver by the rules.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Route(pub Element);
+
+/// A stanza for one session to send its client.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Deliver(pub Element);
+
+/// A stanza for the catalog service at `service.<domain>`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ToService(pub Element);
+
+/// A result or error for an iq the receiver sent (see `router::HandleIqResults`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct IqResponse(pub Element);
+
+/// Sends a message through a bundle of recipients (an actor's view of
+/// another that it must not name): one `do_send` per message type.
+pub trait Report<M> {
+    fn do_send(&self, m: M);
+}
