@@ -85,8 +85,8 @@ def graph():
             elif head == "intercloud_actors":
                 base = ("actors",)
             else:
-                here = m if os.path.basename(f) in ("mod.rs", "lib.rs", "main.rs") else m[:-1]
-                base = here[:-1] if len(here) > 1 else here
+                # `super` of a file module and of a directory's mod.rs alike.
+                base = m[:-1] if len(m) > 1 else m
             refs.append(base + tuple(parts))
             if group:
                 for g in re.split(r",", group):

@@ -6,6 +6,43 @@ use intercloud_actors::element::{escape, Element};
 use intercloud_actors::iodata::NS_IODATA;
 use intercloud_actors::negotiation::protocol::NS_NEGOTIATION;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Why the flow could not be asked for, or did not end in an agreement.
+#[derive(Debug, thiserror::Error)]
+pub enum NegotiateError {
+    #[error("no <constraints> element in the file")]
+    NoConstraints,
+    #[error("<constraints> is not closed")]
+    UnclosedConstraints,
+    #[error("c2s address {0}: {1}")]
+    Address(String, std::net::AddrParseError),
+    #[error("{0}: {1} (is the node started? it creates the gateway account)")]
+    GatewaySecret(PathBuf, std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("no certificate in tls.cert")]
+    NoCertificate,
+    #[error(transparent)]
+    Client(#[from] crate::xmpp::client::ClientError),
+    #[error("no answer")]
+    NoAnswer,
+    #[error("the gateway refused: {0}")]
+    GatewayRefused(String),
+    #[error("no command in the answer")]
+    NoCommand,
+    /// The command's note: what the flow itself reported.
+    #[error("{0}")]
+    Flow(String),
+    #[error("no agreement")]
+    NoAgreement,
+    #[error(transparent)]
+    Node(#[from] crate::node::NodeError),
+    #[error(transparent)]
+    Store(#[from] intercloud_actors::store::StoreError),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
 
 /// What to ask for.
 #[derive(Clone, Debug)]
@@ -22,14 +59,14 @@ pub struct Ask {
 
 /// The `<constraints>…</constraints>` element of a file (the paper's whole
 /// request, or just the element).
-pub fn constraints_xml(text: &str) -> Result<&str, String> {
+pub fn constraints_xml(text: &str) -> Result<&str, NegotiateError> {
     let start = text
         .find("<constraints")
-        .ok_or("no <constraints> element in the file")?;
+        .ok_or(NegotiateError::NoConstraints)?;
     let end = text[start..]
         .find("</constraints>")
         .map(|i| start + i + "</constraints>".len())
-        .ok_or("<constraints> is not closed")?;
+        .ok_or(NegotiateError::UnclosedConstraints)?;
     Ok(&text[start..end])
 }
 
@@ -53,19 +90,22 @@ pub fn input(ask: &Ask, constraints: &str) -> String {
 }
 
 /// Where the node listens for clients, as the CLI reaches it.
-fn c2s_addr(c: &Config) -> Result<SocketAddr, String> {
+fn c2s_addr(c: &Config) -> Result<SocketAddr, NegotiateError> {
     let host = if c.c2s.bind == "0.0.0.0" || c.c2s.bind == "::" {
         "127.0.0.1"
     } else {
         c.c2s.bind.as_str()
     };
-    format!("{host}:{}", c.c2s.port)
-        .parse()
-        .map_err(|e| format!("c2s address: {e}"))
+    let a = format!("{host}:{}", c.c2s.port);
+    a.parse().map_err(|e| NegotiateError::Address(a, e))
 }
 
 /// Runs the flow on the node of `config`; the report element and whether it reached an agreement or left the proposal offline.
-pub async fn run(config: &Config, ask: &Ask, constraints_file: &str) -> Result<Element, String> {
+pub async fn run(
+    config: &Config,
+    ask: &Ask,
+    constraints_file: &str,
+) -> Result<Element, NegotiateError> {
     run_on(&crate::net::Net::tcp(), config, ask, constraints_file).await
 }
 
@@ -75,14 +115,9 @@ pub async fn run_on(
     config: &Config,
     ask: &Ask,
     constraints_file: &str,
-) -> Result<Element, String> {
+) -> Result<Element, NegotiateError> {
     let secret = std::fs::read_to_string(config.gateway_secret_path())
-        .map_err(|e| {
-            format!(
-                "{}: {e} (is the node started? it creates the gateway account)",
-                config.gateway_secret_path().display()
-            )
-        })?
+        .map_err(|e| NegotiateError::GatewaySecret(config.gateway_secret_path(), e))?
         .trim()
         .to_string();
     let constraints = constraints_xml(constraints_file)?;
@@ -93,21 +128,18 @@ pub async fn run_on(
         intercloud_actors::negotiation::flow::NODE,
         &input(ask, constraints),
     );
-    let pinned = crate::tls::load_certs(&config.path(&config.tls.cert))
-        .map_err(|e| e.to_string())?
+    let pinned = crate::tls::load_certs(&config.path(&config.tls.cert))?
         .into_iter()
         .next()
-        .ok_or("no certificate in tls.cert")?;
-    let out = crate::adhoc_client::run(net, c2s_addr(config)?, &jid, &secret, pinned, &xml)
-        .await
-        .map_err(|e| e.to_string())?;
-    let reply = out.into_iter().next().ok_or("no answer")?;
+        .ok_or(NegotiateError::NoCertificate)?;
+    let out = crate::adhoc_client::run(net, c2s_addr(config)?, &jid, &secret, pinned, &xml).await?;
+    let reply = out.into_iter().next().ok_or(NegotiateError::NoAnswer)?;
     if reply.get_attr("type") == Some("error") {
-        return Err(format!("the gateway refused: {}", reply.to_xml()));
+        return Err(NegotiateError::GatewayRefused(reply.to_xml()));
     }
     let cmd = reply
         .get_child("command", NS_COMMANDS)
-        .ok_or("no command in the answer")?;
+        .ok_or(NegotiateError::NoCommand)?;
     if let Some(report) = cmd
         .get_child("iodata", NS_IODATA)
         .and_then(|io| io.elements().find(|e| e.name == "out"))
@@ -119,11 +151,11 @@ pub async fn run_on(
         .get_child("note", NS_COMMANDS)
         .map(|n| n.text_content())
         .unwrap_or_else(|| reply.to_xml());
-    Err(note)
+    Err(NegotiateError::Flow(note))
 }
 
 /// Prints a report; Ok when it ended in an agreement or an offline proposal.
-pub fn print_report(report: &Element) -> Result<(), String> {
+pub fn print_report(report: &Element) -> Result<(), NegotiateError> {
     for l in report.elements().filter(|e| e.name == "line") {
         println!("{}", l.text_content());
     }
@@ -152,19 +184,16 @@ pub fn print_report(report: &Element) -> Result<(), String> {
             );
             Ok(())
         }
-        _ => Err("no agreement".into()),
+        _ => Err(NegotiateError::NoAgreement),
     }
 }
 
 /// `agreements list`: one line per agreement, or JSON.
-pub fn list(config: &Config, json: bool) -> Result<(), String> {
-    let store = crate::node::open_store(config).map_err(|e| e.to_string())?;
-    let all = store.agreements().map_err(|e| e.to_string())?;
+pub fn list(config: &Config, json: bool) -> Result<(), NegotiateError> {
+    let store = crate::node::open_store(config)?;
+    let all = store.agreements()?;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?
-        );
+        println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(());
     }
     if all.is_empty() {
@@ -210,5 +239,17 @@ mod tests {
         };
         let i = input(&ask, c);
         assert!(i.contains("<terms>a&lt;b</terms>"), "{i}");
+    }
+
+    #[test]
+    fn a_file_without_whole_constraints_is_refused_for_what_it_lacks() {
+        assert!(matches!(
+            constraints_xml("<request/>"),
+            Err(NegotiateError::NoConstraints)
+        ));
+        assert!(matches!(
+            constraints_xml("<constraints><c/>"),
+            Err(NegotiateError::UnclosedConstraints)
+        ));
     }
 }

@@ -58,9 +58,20 @@ fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> std::io::Resul
     serde_json::from_slice(&body).map_err(std::io::Error::other)
 }
 
+/// Why a worker process could not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("setrlimit: {0}")]
+    Limit(std::io::Error),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("writing to the node: {0}")]
+    Write(std::io::Error),
+}
+
 /// The worker's side: limits its own memory, then answers frames on stdin
 /// until it closes.
-pub fn serve(memory_mb: u64, max_results: usize, query_time: Duration) -> Result<(), String> {
+pub fn serve(memory_mb: u64, max_results: usize, query_time: Duration) -> Result<(), WorkerError> {
     let bytes = memory_mb.saturating_mul(1 << 20);
     let lim = libc::rlimit {
         rlim_cur: bytes as libc::rlim_t,
@@ -68,14 +79,13 @@ pub fn serve(memory_mb: u64, max_results: usize, query_time: Duration) -> Result
     };
     // SAFETY: setrlimit reads the struct we pass; no memory is shared.
     if unsafe { libc::setrlimit(libc::RLIMIT_DATA, &lim) } != 0 {
-        return Err(format!("setrlimit: {}", std::io::Error::last_os_error()));
+        return Err(WorkerError::Limit(std::io::Error::last_os_error()));
     }
     let catalog = Catalog::new(CatalogLimits {
         max_description_bytes: usize::MAX,
         max_results,
         query_time,
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     let mut input = BufReader::new(std::io::stdin().lock());
     let mut out = std::io::stdout().lock();
     loop {
@@ -93,7 +103,7 @@ pub fn serve(memory_mb: u64, max_results: usize, query_time: Duration) -> Result
                 Err(e) => FromWorker::Failed(e.to_string()),
             },
         };
-        write_frame(&mut out, &reply).map_err(|e| e.to_string())?;
+        write_frame(&mut out, &reply).map_err(WorkerError::Write)?;
     }
 }
 

@@ -4,8 +4,9 @@ mod common;
 
 use common::p2p::{host, host_with};
 use ed25519_dalek::SigningKey;
-use intercloud::p2p::host::Host;
+use intercloud::p2p::host::{Host, Refusal};
 use intercloud_actors::directory::record::{public_key, Body, Record, SignedRecord, VERSION};
+use intercloud_actors::directory::zone::ZoneError;
 use libp2p::Multiaddr;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -106,11 +107,11 @@ async fn three_roots_ten_clouds_register_resolve_and_survive_a_dead_root() {
     let mut stolen = record("cloud3.test", &thief, 1);
     stolen.record.serial = 7;
     let stolen = stolen.record.sign(&thief);
-    assert!(clouds[5]
-        .register(stolen)
-        .await
-        .unwrap_err()
-        .contains("held by another key"));
+    // Refused by the root it went through, with the zone's reason.
+    assert_eq!(
+        clouds[5].register(stolen).await.unwrap_err(),
+        Refusal::Refused(ZoneError::Takeover("cloud3.test".into()).to_string())
+    );
     // A root dies; resolution goes on through the others (the TTL of 1 s has run out).
     roots[0].stop().await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -281,11 +282,10 @@ async fn a_delegated_zone_is_held_and_answered_by_its_exchange() {
         .sign(key)
     };
     let tokyo_key = SigningKey::from_bytes(&[52; 32]);
-    assert!(roots[0]
-        .register(delegation(&tokyo_key))
-        .await
-        .unwrap_err()
-        .contains("only a root key"));
+    assert_eq!(
+        roots[0].register(delegation(&tokyo_key)).await.unwrap_err(),
+        Refusal::Zone(ZoneError::NotRoot("asia.test".into()))
+    );
     roots[0].register(delegation(&root_key)).await.unwrap();
     within(Duration::from_secs(10), || async {
         roots[1].zone().await.len() == 2
@@ -320,11 +320,10 @@ async fn a_delegated_zone_is_held_and_answered_by_its_exchange() {
     let thief = SigningKey::from_bytes(&[53; 32]);
     let mut stolen = record("tokyo.asia.test", &thief, 1).record;
     stolen.serial = 9;
-    assert!(other
-        .register(stolen.sign(&thief))
-        .await
-        .unwrap_err()
-        .contains("held by another key"));
+    assert_eq!(
+        other.register(stolen.sign(&thief)).await.unwrap_err(),
+        Refusal::Refused(ZoneError::Takeover("tokyo.asia.test".into()).to_string())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,11 +29,18 @@ fn a_cycle_fails_the_check() {
     std::fs::create_dir_all(dir.join("actors/src")).unwrap();
     std::fs::create_dir_all(dir.join("src")).unwrap();
     std::fs::write(dir.join("actors/src/lib.rs"), "pub mod a;\npub mod b;\n").unwrap();
-    std::fs::write(dir.join("actors/src/a.rs"), "use crate::b::B;\npub struct A;\n").unwrap();
+    std::fs::write(
+        dir.join("actors/src/a.rs"),
+        "use crate::b::B;\npub struct A;\n",
+    )
+    .unwrap();
     std::fs::write(dir.join("actors/src/b.rs"), "pub struct B(crate::a::A);\n").unwrap();
     std::fs::write(dir.join("src/lib.rs"), "use intercloud_actors::a::A;\n").unwrap();
     let (ok, text) = modgraph(&["--check", "--root", dir.to_str().unwrap()]);
     assert!(!ok, "{text}");
-    assert!(text.contains("\ncycles: 1\n  actors::a, actors::b\n"), "{text}");
+    assert!(
+        text.contains("\ncycles: 1\n  actors::a, actors::b\n"),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -143,7 +143,7 @@ pub(super) fn directory(cmd: DirectoryCmd) -> Result<(), CliError> {
             let r = rt.block_on(dir::resolve_once(&c, &domain))?;
             match r {
                 Some(r) => println!("{}", r.to_json()),
-                None => return Err(format!("{domain}: not in the directory").into()),
+                None => return Err(dir::DirectoryError::NotFound(domain).into()),
             }
         }
     }

@@ -118,6 +118,10 @@ pub enum CliError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Negotiate(#[from] intercloud::negotiate::NegotiateError),
+    #[error(transparent)]
+    SparqlWorker(#[from] intercloud::sparql_worker::WorkerError),
     #[error("{0}: {1}")]
     File(PathBuf, std::io::Error),
     #[error("cannot start the async runtime: {0}")]

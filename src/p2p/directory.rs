@@ -27,6 +27,12 @@ pub enum DirectoryError {
     Store(#[from] intercloud_actors::store::StoreError),
     #[error(transparent)]
     Authority(#[from] super::authority::AuthorityError),
+    #[error("{0}: not in the directory")]
+    NotFound(String),
+    #[error("{0}: no enrollment waiting and no record")]
+    NothingToApprove(String),
+    #[error(transparent)]
+    Refused(#[from] super::host::Refusal),
 }
 
 /// The directory as the s2s layer sees it.
@@ -338,11 +344,14 @@ pub async fn resolve_once(
 /// A root revokes `domain`: signs a revocation of the key (and certificate)
 /// the domain's record names, with the root's own node key, and hands it to
 /// the roots, which replicate it.
-pub async fn revoke(config: &Config, domain: &str, reason: &str) -> Result<SignedRecord, String> {
+pub async fn revoke(
+    config: &Config,
+    domain: &str,
+    reason: &str,
+) -> Result<SignedRecord, DirectoryError> {
     let current = resolve_once(config, domain)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{domain}: not in the directory"))?;
+        .await?
+        .ok_or_else(|| DirectoryError::NotFound(domain.to_string()))?;
     let cert = match &current.record.body {
         Body::Cloud { cert_sha256, .. } => cert_sha256.clone(),
         _ => None,
@@ -361,8 +370,8 @@ fn root_record(
     domain: &str,
     body: Body,
     ttl: u32,
-) -> Result<SignedRecord, String> {
-    let secret = key::load_or_create(&config.node_key_path()).map_err(|e| e.to_string())?;
+) -> Result<SignedRecord, DirectoryError> {
+    let secret = key::load_or_create(&config.node_key_path())?;
     Ok(super::authority::root_record(
         &key::signing_key(&secret),
         domain,
@@ -372,26 +381,26 @@ fn root_record(
 }
 
 /// Hands a root-signed statement to the roots (retrying for a few seconds).
-async fn submit(config: &Config, r: SignedRecord) -> Result<SignedRecord, String> {
-    let host = client(config).await.map_err(|e| e.to_string())?;
+async fn submit(config: &Config, r: SignedRecord) -> Result<SignedRecord, DirectoryError> {
+    let host = client(config).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let mut last = String::from("no root reachable");
     while tokio::time::Instant::now() < deadline {
         match host.register(r.clone()).await {
             Ok(()) => {
                 host.stop().await;
                 return Ok(r);
             }
-            Err(e) if e.contains("no root reachable") => last = e,
+            // The client has not met a root yet: again, for a while.
+            Err(super::host::Refusal::NoRoot) => {}
             Err(e) => {
                 host.stop().await;
-                return Err(e);
+                return Err(e.into());
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     host.stop().await;
-    Err(last)
+    Err(super::host::Refusal::NoRoot.into())
 }
 
 /// A root delegates the zone below `zone` to `exchanges` (their domains).
@@ -399,14 +408,14 @@ pub async fn delegate(
     config: &Config,
     zone: &str,
     exchanges: Vec<String>,
-) -> Result<SignedRecord, String> {
+) -> Result<SignedRecord, DirectoryError> {
     let body = Body::Delegation { exchanges };
     submit(config, root_record(config, zone, body, 300)?).await
 }
 
 /// Enrollments waiting for approval on the roots: (domain, key).
-pub async fn pending(config: &Config) -> Result<Vec<(String, String)>, String> {
-    let host = client(config).await.map_err(|e| e.to_string())?;
+pub async fn pending(config: &Config) -> Result<Vec<(String, String)>, DirectoryError> {
+    let host = client(config).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     let mut out = Vec::new();
     // Wait until identify has told us who the roots are.
@@ -423,7 +432,7 @@ pub async fn pending(config: &Config) -> Result<Vec<(String, String)>, String> {
 
 /// A root approves `domain`'s enrollment: for the key waiting on a root, or
 /// else the key holding the domain's record.
-pub async fn approve(config: &Config, domain: &str) -> Result<SignedRecord, String> {
+pub async fn approve(config: &Config, domain: &str) -> Result<SignedRecord, DirectoryError> {
     let waiting = pending(config)
         .await?
         .into_iter()
@@ -432,10 +441,9 @@ pub async fn approve(config: &Config, domain: &str) -> Result<SignedRecord, Stri
     let holder = match waiting {
         Some(k) => k,
         None => resolve_once(config, domain)
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .map(|r| r.record.key)
-            .ok_or_else(|| format!("{domain}: no enrollment waiting and no record"))?,
+            .ok_or_else(|| DirectoryError::NothingToApprove(domain.to_string()))?,
     };
     let body = Body::Approval { holder_key: holder };
     submit(config, root_record(config, domain, body, 60)?).await

@@ -4,7 +4,7 @@ use super::authority::{Authority, Decision};
 use super::protocol::{self, Request, Response, NODE_AGENT, PROTOCOL, ROOT_AGENT, TOPIC};
 use intercloud_actors::directory::enrollment::SignedEnrollment;
 use intercloud_actors::directory::record::{Body, SignedRecord};
-use intercloud_actors::directory::zone::{Accepted, Zone};
+use intercloud_actors::directory::zone::{Accepted, Zone, ZoneError};
 use intercloud_actors::metrics::Metrics;
 use libp2p::futures::StreamExt;
 use libp2p::identity::Keypair;
@@ -25,6 +25,25 @@ pub enum P2pError {
     Build(String),
     #[error("cannot listen on {0}: {1}")]
     Listen(Multiaddr, String),
+    #[error("the p2p host has stopped")]
+    Stopped,
+}
+
+/// Why a registration or an enrollment request did not go through.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No root answered (none connected, or all tried).
+    #[error("no root reachable")]
+    NoRoot,
+    /// No exchange of the delegated zone answered.
+    #[error("no exchange of {0}'s zone reachable")]
+    NoExchange(String),
+    /// A root or exchange refused, with its reason (the protocol carries text).
+    #[error("{0}")]
+    Refused(String),
+    /// This root's zone refused the record.
+    #[error(transparent)]
+    Zone(#[from] ZoneError),
     #[error("the p2p host has stopped")]
     Stopped,
 }
@@ -110,11 +129,11 @@ struct Behaviour {
 }
 
 enum Command {
-    Register(SignedRecord, oneshot::Sender<Result<(), String>>),
+    Register(SignedRecord, oneshot::Sender<Result<(), Refusal>>),
     Resolve(String, oneshot::Sender<Lookup>),
     Revocation(String, oneshot::Sender<Lookup>),
     Zone(oneshot::Sender<Vec<SignedRecord>>),
-    Enroll(SignedEnrollment, oneshot::Sender<Result<Enrolled, String>>),
+    Enroll(SignedEnrollment, oneshot::Sender<Result<Enrolled, Refusal>>),
     Authorities(oneshot::Sender<Vec<SignedRecord>>),
     PendingEnrollments(oneshot::Sender<Vec<(String, String)>>),
     /// Peers connected now.
@@ -217,10 +236,10 @@ impl Host {
     }
 
     /// Registers a record: into the zone on a root, through a root elsewhere.
-    pub async fn register(&self, r: SignedRecord) -> Result<(), String> {
+    pub async fn register(&self, r: SignedRecord) -> Result<(), Refusal> {
         self.ask(|tx| Command::Register(r, tx))
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|_| Refusal::Stopped)?
     }
 
     /// Resolves a domain (verified, cached by TTL).
@@ -246,10 +265,10 @@ impl Host {
     }
 
     /// Asks the trust authority (this root's, or a reachable root's) for a certificate.
-    pub async fn enroll(&self, req: SignedEnrollment) -> Result<Enrolled, String> {
+    pub async fn enroll(&self, req: SignedEnrollment) -> Result<Enrolled, Refusal> {
         self.ask(|tx| Command::Enroll(req, tx))
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|_| Refusal::Stopped)?
     }
 
     /// The roots' authority records (CA certificates), unverified.
@@ -494,7 +513,7 @@ impl Drop for State {
 enum Pending {
     Register {
         record: SignedRecord,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), Refusal>>,
         tried: Vec<PeerId>,
     },
     Resolve {
@@ -508,7 +527,7 @@ enum Pending {
     Summary,
     Enroll {
         req: SignedEnrollment,
-        reply: oneshot::Sender<Result<Enrolled, String>>,
+        reply: oneshot::Sender<Result<Enrolled, Refusal>>,
         tried: Vec<PeerId>,
     },
     Authorities {
@@ -536,7 +555,7 @@ pub type Lookup = Result<Option<SignedRecord>, Unreachable>;
 
 enum Delegated {
     Resolve(oneshot::Sender<Lookup>),
-    Register(Box<SignedRecord>, oneshot::Sender<Result<(), String>>),
+    Register(Box<SignedRecord>, oneshot::Sender<Result<(), Refusal>>),
 }
 
 /// Whether `domain` lies below `zone`.
@@ -623,7 +642,7 @@ impl State {
             .copied()
     }
 
-    fn accept(&mut self, r: SignedRecord, gossip: bool) -> Result<Accepted, String> {
+    fn accept(&mut self, r: SignedRecord, gossip: bool) -> Result<Accepted, ZoneError> {
         self.take(r, gossip, false)
     }
 
@@ -634,13 +653,17 @@ impl State {
         }
     }
 
-    fn take(&mut self, r: SignedRecord, gossip: bool, from_peer: bool) -> Result<Accepted, String> {
+    fn take(
+        &mut self,
+        r: SignedRecord,
+        gossip: bool,
+        from_peer: bool,
+    ) -> Result<Accepted, ZoneError> {
         let out = if from_peer {
             self.zone.accept_from_peer(r.clone())
         } else {
             self.zone.accept(r.clone())
-        }
-        .map_err(|e| e.to_string())?;
+        }?;
         if out != Accepted::Unchanged {
             self.metrics
                 .directory_zone_records
@@ -676,7 +699,7 @@ impl State {
         match c {
             Command::Register(r, reply) => {
                 if self.root {
-                    let _ = reply.send(self.accept(r, true).map(|_| ()));
+                    let _ = reply.send(self.accept(r, true).map(|_| ()).map_err(Refusal::from));
                 } else {
                     self.send_register(r, reply, Vec::new());
                 }
@@ -838,7 +861,7 @@ impl State {
                     let _ = reply.send(Err(Unreachable));
                 }
                 Delegated::Register(_, reply) => {
-                    let _ = reply.send(Err(format!("no exchange of {domain}'s zone reachable")));
+                    let _ = reply.send(Err(Refusal::NoExchange(domain.clone())));
                 }
             }
             return;
@@ -868,12 +891,12 @@ impl State {
     fn send_register(
         &mut self,
         record: SignedRecord,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), Refusal>>,
         tried: Vec<PeerId>,
     ) {
         match self.ask_root(Request::Register(record.clone()), tried) {
             None => {
-                let _ = reply.send(Err("no root reachable".into()));
+                let _ = reply.send(Err(Refusal::NoRoot));
             }
             Some((id, tried)) => {
                 let p = Pending::Register {
@@ -917,12 +940,12 @@ impl State {
     fn send_enroll(
         &mut self,
         req: SignedEnrollment,
-        reply: oneshot::Sender<Result<Enrolled, String>>,
+        reply: oneshot::Sender<Result<Enrolled, Refusal>>,
         tried: Vec<PeerId>,
     ) {
         match self.ask_root(Request::Enroll(req.clone()), tried) {
             None => {
-                let _ = reply.send(Err("no root reachable".into()));
+                let _ = reply.send(Err(Refusal::NoRoot));
             }
             Some((id, tried)) => {
                 self.pending
@@ -1184,11 +1207,11 @@ impl State {
                     Some(refer) => return self.respond(ch, refer),
                     None if self.serves(&r.record.domain) => self.accept(r, false),
                     None if self.root => self.accept(r, true),
-                    None => Err("not a root".into()),
+                    None => return self.respond(ch, Response::Refused("not a root".into())),
                 };
                 match taken {
                     Ok(_) => Response::Accepted,
-                    Err(e) => Response::Refused(e),
+                    Err(e) => Response::Refused(e.to_string()),
                 }
             }
             Request::Resolve(d) if self.root => self
@@ -1304,13 +1327,13 @@ impl State {
                 }),
                 Response::Refused(e),
             ) => {
-                let _ = reply.send(Err(e));
+                let _ = reply.send(Err(Refusal::Refused(e)));
             }
             (Some(Pending::Register { reply, .. }), Response::Accepted) => {
                 let _ = reply.send(Ok(()));
             }
             (Some(Pending::Register { reply, .. }), Response::Refused(e)) => {
-                let _ = reply.send(Err(e));
+                let _ = reply.send(Err(Refusal::Refused(e)));
             }
             (
                 Some(Pending::Resolve {

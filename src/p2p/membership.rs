@@ -38,6 +38,19 @@ fn write_atomic(path: &Path, data: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// Why an enrollment attempt did not install a certificate.
+#[derive(Debug, thiserror::Error)]
+enum EnrollError {
+    #[error(transparent)]
+    Csr(#[from] authority::AuthorityError),
+    #[error(transparent)]
+    Request(#[from] super::host::Refusal),
+    #[error("{0}: {1}")]
+    Write(std::path::PathBuf, std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+}
+
 /// Asks the trust authority for a certificate once; Ok(true) when one was installed.
 async fn enroll(
     config: &Config,
@@ -46,9 +59,9 @@ async fn enroll(
     identity: &Identity,
     anchors: &Anchors,
     roots: &[String],
-) -> Result<bool, String> {
+) -> Result<bool, EnrollError> {
     let domain = config.node.domain.to_ascii_lowercase();
-    let (csr, key_pem) = authority::csr(&domain).map_err(|e| e.to_string())?;
+    let (csr, key_pem) = authority::csr(&domain)?;
     let token =
         (!config.p2p.enrollment_token.is_empty()).then(|| config.p2p.enrollment_token.clone());
     let req = Enrollment {
@@ -66,9 +79,9 @@ async fn enroll(
             authorities,
         } => {
             let (cert, key) = config.enrolled_paths();
-            write_atomic(&key, &key_pem).map_err(|e| e.to_string())?;
-            write_atomic(&cert, &chain_pem).map_err(|e| e.to_string())?;
-            identity.reload(&cert, &key).map_err(|e| e.to_string())?;
+            write_atomic(&key, &key_pem).map_err(|e| EnrollError::Write(key.clone(), e))?;
+            write_atomic(&cert, &chain_pem).map_err(|e| EnrollError::Write(cert.clone(), e))?;
+            identity.reload(&cert, &key)?;
             learn(anchors, &authorities, roots, &config.learnt_anchors_path());
             tracing::info!(%domain, certificate = %super::directory::pem_sha256(&chain_pem), "certificate from the trust authority installed");
             Ok(true)

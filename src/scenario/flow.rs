@@ -74,6 +74,7 @@ pub fn run(net: &Net, jobs: Vec<Job>, ask: &Ask, constraints: &str, concurrency:
             let t = Instant::now();
             let r = crate::negotiate::run_on(net, &j.config, ask, constraints)
                 .await
+                .map_err(|e| e.to_string())
                 .map(|rep| {
                     let result = rep.get_attr("result").unwrap_or("failed").to_string();
                     let names = rep

@@ -565,7 +565,11 @@ fn step_negotiate(
         let c = r.config(from).map_err(|e| e.to_string())?;
         let text = std::fs::read_to_string(s.path(constraints)).map_err(|e| e.to_string())?;
         let ask = scenario_ask(service, *amount);
-        let rep = block_on(crate::negotiate::run_on(&r.client_net(), &c, &ask, &text))?;
+        let rep = block_on(async {
+            crate::negotiate::run_on(&r.client_net(), &c, &ask, &text)
+                .await
+                .map_err(|e| e.to_string())
+        })?;
         let result = rep.get_attr("result").unwrap_or("failed").to_string();
         let peer = rep
             .get_child(

@@ -55,28 +55,56 @@ fn command_iq(to: &str, node: &str, input: Option<Element>) -> Element {
         .child(cmd)
 }
 
+/// Why an exchange's command gave no answer to use.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The iq came back an error: its condition.
+    #[error("{0}")]
+    Condition(String),
+    #[error("no command in the answer")]
+    NoCommand,
+    /// The command completed with an error note: its text.
+    #[error("{0}")]
+    Note(String),
+    #[error("no output in the answer")]
+    NoOutput,
+    #[error(transparent)]
+    Gateway(#[from] crate::gateway::GatewayError),
+}
+
+/// What is wrong with a `negotiate` command's input.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("no <{0}>")]
+    Missing(&'static str),
+    #[error("no <constraints> (the paper's §6 request)")]
+    NoConstraints,
+    #[error("<{0}> is not a whole number")]
+    NotANumber(String),
+}
+
 /// The `<out>` of a completed command, or why there is none.
-fn output(reply: &Element) -> Result<&Element, String> {
+fn output(reply: &Element) -> Result<&Element, CommandError> {
     if reply.get_attr("type") == Some("error") {
         let cond = reply
             .get_child("error", NS_CLIENT)
             .and_then(|e| e.first_element())
             .map(|c| c.name.clone())
             .unwrap_or_else(|| "error".into());
-        return Err(cond);
+        return Err(CommandError::Condition(cond));
     }
     let cmd = reply
         .get_child("command", NS_COMMANDS)
-        .ok_or("no command in the answer")?;
+        .ok_or(CommandError::NoCommand)?;
     if let Some(n) = cmd
         .get_child("note", NS_COMMANDS)
         .filter(|n| n.get_attr("type") == Some("error"))
     {
-        return Err(n.text_content());
+        return Err(CommandError::Note(n.text_content()));
     }
     cmd.get_child("iodata", NS_IODATA)
         .and_then(|io| io.elements().find(|e| e.name == "out"))
-        .ok_or_else(|| "no output in the answer".to_string())
+        .ok_or(CommandError::NoOutput)
 }
 
 /// `list_clouds` on an exchange: cloud name -> domain.
@@ -84,14 +112,13 @@ pub async fn list_clouds(
     gw: &Gateway,
     exchange: &str,
     timeout: Duration,
-) -> Result<BTreeMap<String, String>, String> {
+) -> Result<BTreeMap<String, String>, CommandError> {
     let reply = gw
         .iq(
             command_iq(&format!("service.{exchange}"), "list_clouds", None),
             timeout,
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let out = output(&reply)?;
     let mut m = BTreeMap::new();
     if let Some(l) = out.elements().find(|e| e.name == "clouds") {
@@ -110,13 +137,13 @@ pub async fn query(
     exchange: &str,
     constraints: &Element,
     timeout: Duration,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, CommandError> {
     let iq = command_iq(
         &format!("service.{exchange}"),
         "constraint_catalog_resources",
         Some(constraints.clone()),
     );
-    let reply = gw.iq(iq, timeout).await.map_err(|e| e.to_string())?;
+    let reply = gw.iq(iq, timeout).await?;
     let out = output(&reply)?;
     let names = out
         .elements()
@@ -258,7 +285,7 @@ async fn propose(
 /// Reads the command's input: `<negotiate>` (any namespace) with service,
 /// protocol, transport, amount (unit attribute), duration, min_amount, terms
 /// and the paper's `<constraints>`.
-pub fn parse_request(input: &Element) -> Result<Request, String> {
+pub fn parse_request(input: &Element) -> Result<Request, RequestError> {
     fn find<'a>(e: &'a Element, name: &str) -> Option<&'a Element> {
         if e.name == name {
             return Some(e);
@@ -268,7 +295,7 @@ pub fn parse_request(input: &Element) -> Result<Request, String> {
     let text = |n: &str| find(input, n).map(|e| e.text_content().trim().to_string());
     let service = text("service")
         .filter(|s| !s.is_empty())
-        .ok_or("no <service>")?;
+        .ok_or(RequestError::Missing("service"))?;
     let amount_el = find(input, "amount");
     let amount = match amount_el {
         None => 1,
@@ -276,23 +303,23 @@ pub fn parse_request(input: &Element) -> Result<Request, String> {
             .text_content()
             .trim()
             .parse::<u64>()
-            .map_err(|_| "<amount> is not a whole number")?,
+            .map_err(|_| RequestError::NotANumber("amount".into()))?,
     };
     let unit = amount_el
         .and_then(|a| a.get_attr("unit"))
         .unwrap_or("GB")
         .to_string();
-    let num = |n: &str, default: u64| -> Result<u64, String> {
+    let num = |n: &str, default: u64| -> Result<u64, RequestError> {
         match text(n) {
             None => Ok(default),
             Some(v) => v
                 .parse()
-                .map_err(|_| format!("<{n}> is not a whole number")),
+                .map_err(|_| RequestError::NotANumber(n.to_string())),
         }
     };
     let constraints = find(input, "constraints")
         .cloned()
-        .ok_or("no <constraints> (the paper's §6 request)")?;
+        .ok_or(RequestError::NoConstraints)?;
     Ok(Request {
         terms: Terms {
             service,
@@ -391,7 +418,7 @@ pub async fn command(
                 NODE,
                 &sessionid,
                 "completed",
-                vec![adhoc::note("error", &e)],
+                vec![adhoc::note("error", &e.to_string())],
             )
         }
     };
@@ -417,4 +444,46 @@ pub async fn command(
         "completed",
         vec![note, iodata::output(vec![report_element(&r)])],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NS: &str = "urn:test";
+
+    /// `<negotiate>` with the given children (name, text, unit) and, unless
+    /// `bare`, the paper's `<constraints>`.
+    fn request(children: &[(&str, &str)], constraints: bool) -> Result<Request, RequestError> {
+        let mut e = Element::new("negotiate", NS);
+        for (name, text) in children {
+            e = e.child(Element::new(name, NS).text(*text));
+        }
+        if constraints {
+            e = e.child(Element::new("constraints", "http://www.csp/resOntology"));
+        }
+        parse_request(&e)
+    }
+
+    #[test]
+    fn a_request_is_refused_for_what_it_lacks() {
+        assert_eq!(
+            request(&[], true).err(),
+            Some(RequestError::Missing("service"))
+        );
+        assert_eq!(
+            request(&[("service", "s")], false).err(),
+            Some(RequestError::NoConstraints)
+        );
+        assert_eq!(
+            request(&[("service", "s"), ("amount", "x")], true).err(),
+            Some(RequestError::NotANumber("amount".into()))
+        );
+        assert_eq!(
+            request(&[("service", "s"), ("duration", "1h")], true).err(),
+            Some(RequestError::NotANumber("duration".into()))
+        );
+        let ok = request(&[("service", "s"), ("amount", "3")], true).unwrap();
+        assert_eq!((ok.terms.amount, ok.min_amount), (3, 3));
+    }
 }
