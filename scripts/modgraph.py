@@ -5,7 +5,8 @@ them (strongly connected components), and files by size.
 
   scripts/modgraph.py            summary: modules, edges, cycles, large files
   scripts/modgraph.py --edges    every edge
-  scripts/modgraph.py --check    exit 1 when a cycle exists
+  scripts/modgraph.py --check    exit 1 when a cycle exists, or a product
+                                 module depends on the lab
   --root DIR                     another tree of the same layout (tests)
 """
 import os
@@ -16,6 +17,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if "--root" in sys.argv:
     ROOT = sys.argv[sys.argv.index("--root") + 1]
 CRATES = {"actors": "actors/src", "intercloud": "src"}
+# The lab: what simulates, measures and demonstrates federations. The
+# product (everything else) must not depend on it.
+LAB = ("scenario", "bench", "demo", "demo_federation", "federation", "manifests")
 
 
 def modules(crate, src):
@@ -77,13 +81,15 @@ def graph():
         crate = m[0]
         # `use` trees: crate::a::{b, c::d}
         refs = []
-        for u in re.finditer(r"\b(crate|super|intercloud_actors)((?:::\w+)+)(::\{([^;]*?)\})?", text):
+        for u in re.finditer(r"\b(crate|super|intercloud_actors|intercloud)((?:::\w+)+)(::\{([^;]*?)\})?", text):
             head, tail, _, group = u.groups()
             parts = tail.strip(":").split("::")
             if head == "crate":
                 base = (crate,)
             elif head == "intercloud_actors":
                 base = ("actors",)
+            elif head == "intercloud":
+                base = ("intercloud",)
             else:
                 # `super` of a file module and of a directory's mod.rs alike.
                 base = m[:-1] if len(m) > 1 else m
@@ -155,9 +161,20 @@ def main():
         print("  " + ", ".join(name(m) for m in c))
         for a, b in inner:
             print(f"    {a} -> {b}")
+    def lab(m):
+        return len(m) > 1 and m[0] == "intercloud" and m[1] in LAB
+
+    # The binary's command line (src/cli) dispatches to both.
+    def product(m):
+        return len(m) > 1 and not lab(m) and not (m[0] == "intercloud" and m[1] == "cli")
+
+    inward = sorted((name(a), name(b)) for a in edges for b in edges[a] if lab(b) and product(a))
+    print(f"product -> lab: {len(inward)}")
+    for a, b in inward:
+        print(f"    {a} -> {b}")
     big = sorted(((n, name(m)) for m, n in lines.items() if n > 600), reverse=True)
     print("files over 600 lines: " + (", ".join(f"{m} ({n})" for n, m in big) or "none"))
-    if "--check" in sys.argv and cycles:
+    if "--check" in sys.argv and (cycles or inward):
         return 1
     return 0
 

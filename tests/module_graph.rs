@@ -1,4 +1,4 @@
-//! The product's modules form no import cycle (scripts/modgraph.py over actors/src and src), and the check does fail on a tree that has one.
+//! The product's modules form no import cycle and do not depend on the lab (scripts/modgraph.py over actors/src and src), and the check does fail on a tree that breaks either rule.
 
 mod common;
 
@@ -20,7 +20,7 @@ fn modgraph(args: &[&str]) -> (bool, String) {
 fn the_modules_have_no_import_cycle() {
     let (ok, text) = modgraph(&["--check"]);
     assert!(ok, "{text}");
-    assert!(text.contains("\ncycles: 0\n"), "{text}");
+    assert!(text.contains("\ncycles: 0\nproduct -> lab: 0\n"), "{text}");
 }
 
 #[test]
@@ -40,6 +40,30 @@ fn a_cycle_fails_the_check() {
     assert!(!ok, "{text}");
     assert!(
         text.contains("\ncycles: 1\n  actors::a, actors::b\n"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_product_module_using_the_lab_fails_the_check() {
+    let dir = common::temp_dir("modgraph-lab");
+    std::fs::create_dir_all(dir.join("actors/src")).unwrap();
+    std::fs::create_dir_all(dir.join("src/scenario")).unwrap();
+    std::fs::write(dir.join("actors/src/lib.rs"), "pub mod a;\n").unwrap();
+    std::fs::write(dir.join("actors/src/a.rs"), "pub struct A;\n").unwrap();
+    std::fs::write(dir.join("src/lib.rs"), "pub mod node;\npub mod scenario;\n").unwrap();
+    std::fs::write(dir.join("src/scenario/mod.rs"), "use crate::node::Node;\n").unwrap();
+    std::fs::write(
+        dir.join("src/node.rs"),
+        "pub struct Node;\nfn f() { crate::scenario::run(); }\n",
+    )
+    .unwrap();
+    let (ok, text) = modgraph(&["--check", "--root", dir.to_str().unwrap()]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("\ncycles: 1\n")
+            && text.contains("product -> lab: 1\n    intercloud::node -> intercloud::scenario\n"),
         "{text}"
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -1,505 +1,6 @@
-//! One node's libp2p swarm and its event loop: registration, resolution with a TTL cache and root failover, gossip of new records, and anti-entropy between roots.
+//! The directory host's event loop and protocol decisions: requests it answers (register, resolve, enroll, sync), referrals to delegated zones, failover between roots, enrollment at the trust authority, anti-entropy pacing.
 
-use super::authority::{Authority, Decision};
-use super::protocol::{self, Request, Response, NODE_AGENT, PROTOCOL, ROOT_AGENT, TOPIC};
-use intercloud_actors::directory::enrollment::SignedEnrollment;
-use intercloud_actors::directory::record::{Body, SignedRecord};
-use intercloud_actors::directory::zone::{Accepted, Zone, ZoneError};
-use intercloud_actors::metrics::Metrics;
-use libp2p::futures::StreamExt;
-use libp2p::identity::Keypair;
-use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
-use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{gossipsub, identify, kad, Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder};
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
-
-#[derive(Debug, thiserror::Error)]
-pub enum P2pError {
-    #[error("libp2p: {0}")]
-    Build(String),
-    #[error("cannot listen on {0}: {1}")]
-    Listen(Multiaddr, String),
-    #[error("the p2p host has stopped")]
-    Stopped,
-}
-
-/// Why a registration or an enrollment request did not go through.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    /// No root answered (none connected, or all tried).
-    #[error("no root reachable")]
-    NoRoot,
-    /// No exchange of the delegated zone answered.
-    #[error("no exchange of {0}'s zone reachable")]
-    NoExchange(String),
-    /// A root or exchange refused, with its reason (the protocol carries text).
-    #[error("{0}")]
-    Refused(String),
-    /// This root's zone refused the record.
-    #[error(transparent)]
-    Zone(#[from] ZoneError),
-    #[error("the p2p host has stopped")]
-    Stopped,
-}
-
-/// Which transport the swarm uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TransportKind {
-    /// TCP + noise + yamux.
-    Tcp,
-    /// libp2p's in-process memory transport (+ noise + yamux): whole federations in one process.
-    Memory,
-}
-
-/// How to start a host.
-pub struct HostConfig {
-    pub keypair: Keypair,
-    pub root: bool,
-    /// Keys (base64 ed25519) whose revocations and delegations the zone accepts.
-    pub root_keys: Vec<String>,
-    pub listen: Vec<Multiaddr>,
-    /// Roots to join, each with its `/p2p/<peer id>`.
-    pub bootstrap: Vec<Multiaddr>,
-    pub transport: TransportKind,
-    /// How often roots compare digests with each other.
-    pub anti_entropy: Duration,
-    /// Per-request timeout.
-    pub request_timeout: Duration,
-    /// Records a root starts with (its persisted zone).
-    pub initial: Vec<SignedRecord>,
-    /// Called with every record a root takes into its zone (to persist it).
-    pub on_accept: Option<OnAccept>,
-    /// A root's trust authority.
-    pub authority: Option<Authority>,
-    /// Exchanges: the delegated sub-zones this node holds and answers for.
-    pub zones: Vec<String>,
-    /// Connections this node dials go through this fault table, as `domain`.
-    pub faults: Option<(Arc<crate::net::fault::Faults>, String)>,
-    /// Outbound gossip messages one connection may queue.
-    pub gossip_queue: usize,
-    /// Roots: enrollments waiting for approval at once.
-    pub max_waiting_enrollments: usize,
-    /// Records cached from lookups at once.
-    pub max_cached_records: usize,
-    /// Incoming libp2p connections established, and being set up, at once.
-    pub max_connections: u32,
-    pub max_pending_connections: u32,
-    /// Where the zone's size, anti-entropy rounds and enrollments are counted.
-    pub metrics: Arc<Metrics>,
-}
-
-/// What an enrollment request came to.
-#[derive(Clone, Debug)]
-pub enum Enrolled {
-    /// The certificate chain (PEM) and the roots' authority records.
-    Issued {
-        chain_pem: String,
-        authorities: Vec<SignedRecord>,
-    },
-    Pending(String),
-    Refused(String),
-}
-
-/// A hook run on each record a root accepts.
-pub type OnAccept = std::sync::Arc<dyn Fn(&SignedRecord) + Send + Sync>;
-
-/// The Kademlia protocol of the Intercloud's DHT.
-const KAD_PROTOCOL: &str = "/intercloud/kad/1";
-/// The DHT key roots provide, so any node finds every root from any one peer.
-const ROOTS_KEY: &[u8] = b"intercloud/roots";
-/// Below this many known roots, a node looks for more on every round.
-const WANTED_ROOTS: usize = 3;
-
-#[derive(NetworkBehaviour)]
-struct Behaviour {
-    /// Connections a peer (or many made-up peers) may hold open with us.
-    limits: libp2p::connection_limits::Behaviour,
-    identify: identify::Behaviour,
-    kad: kad::Behaviour<kad::store::MemoryStore>,
-    /// Roots only: they replicate records over gossip among themselves;
-    /// other nodes would only run its heartbeat.
-    gossip: Toggle<gossipsub::Behaviour>,
-    rr: request_response::json::Behaviour<Request, Response>,
-}
-
-enum Command {
-    Register(SignedRecord, oneshot::Sender<Result<(), Refusal>>),
-    Resolve(String, oneshot::Sender<Lookup>),
-    Revocation(String, oneshot::Sender<Lookup>),
-    Zone(oneshot::Sender<Vec<SignedRecord>>),
-    Enroll(SignedEnrollment, oneshot::Sender<Result<Enrolled, Refusal>>),
-    Authorities(oneshot::Sender<Vec<SignedRecord>>),
-    PendingEnrollments(oneshot::Sender<Vec<(String, String)>>),
-    /// Peers connected now.
-    Connected(oneshot::Sender<usize>),
-    Listening(oneshot::Sender<Vec<Multiaddr>>),
-    Block(HashSet<PeerId>),
-    Roots(oneshot::Sender<Vec<PeerId>>),
-    Stop(oneshot::Sender<()>),
-}
-
-/// The handle the rest of the node (and tests) use.
-#[derive(Clone)]
-pub struct Host {
-    tx: mpsc::Sender<Command>,
-    pub peer_id: PeerId,
-}
-
-impl Host {
-    /// Builds the swarm, starts listening, joins the bootstrap roots.
-    pub async fn start(cfg: HostConfig) -> Result<Host, P2pError> {
-        let peer_id = cfg.keypair.public().to_peer_id();
-        let mut swarm = build_swarm(&cfg)?;
-        let mut listener_ids = Vec::new();
-        for a in &cfg.listen {
-            listener_ids.push(
-                swarm
-                    .listen_on(a.clone())
-                    .map_err(|e| P2pError::Listen(a.clone(), e.to_string()))?,
-            );
-        }
-        let topic = gossipsub::IdentTopic::new(TOPIC);
-        if cfg.root {
-            if let Some(g) = swarm.behaviour_mut().gossip.as_mut() {
-                g.subscribe(&topic)
-                    .map_err(|e| P2pError::Build(e.to_string()))?;
-            }
-        }
-        let bootstrap: Vec<(PeerId, Multiaddr)> = cfg
-            .bootstrap
-            .iter()
-            .filter_map(|a| match a.iter().last() {
-                Some(Protocol::P2p(p)) => Some((p, a.clone())),
-                _ => None,
-            })
-            .collect();
-        let (tx, rx) = mpsc::channel(1024);
-        let mut zone = Zone::new(cfg.root_keys.clone());
-        for r in cfg.initial {
-            if let Err(e) = zone.accept(r) {
-                tracing::warn!(error = %e, "stored record refused");
-            }
-        }
-        let mut state = State {
-            swarm,
-            root: cfg.root,
-            zone,
-            authority: cfg.authority,
-            waiting: BTreeMap::new(),
-            max_waiting_enrollments: cfg.max_waiting_enrollments.max(1),
-            max_cached_records: cfg.max_cached_records.max(1),
-            on_accept: cfg.on_accept,
-            roots: Vec::new(),
-            bootstrap,
-            pending: HashMap::new(),
-            cache: HashMap::new(),
-            blocked: HashSet::new(),
-            topic,
-            listening: Vec::new(),
-            rounds: 0,
-            zones: cfg.zones,
-            listener_ids,
-            metrics: cfg.metrics,
-        };
-        state
-            .metrics
-            .directory_zone_records
-            .set(state.zone.len() as i64);
-        if let Some(r) = state.authority.as_ref().map(Authority::authority_record) {
-            if let Err(e) = state.accept(r, false) {
-                tracing::warn!(error = %e, "own authority record refused");
-            }
-        }
-        state.dial_bootstrap();
-        tokio::spawn(state.run(rx, cfg.anti_entropy));
-        let host = Host { tx, peer_id };
-        // Wait until the listeners are up.
-        for _ in 0..200 {
-            if !host.listen_addrs().await.is_empty() || cfg.listen.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Ok(host)
-    }
-
-    async fn ask<T>(&self, f: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, P2pError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send(f(tx)).await.map_err(|_| P2pError::Stopped)?;
-        rx.await.map_err(|_| P2pError::Stopped)
-    }
-
-    /// Registers a record: into the zone on a root, through a root elsewhere.
-    pub async fn register(&self, r: SignedRecord) -> Result<(), Refusal> {
-        self.ask(|tx| Command::Register(r, tx))
-            .await
-            .map_err(|_| Refusal::Stopped)?
-    }
-
-    /// Resolves a domain (verified, cached by TTL).
-    pub async fn resolve(&self, domain: &str) -> Option<SignedRecord> {
-        self.lookup(domain).await.ok().flatten()
-    }
-
-    /// `domain`'s record; `Ok(None)` when the directory answered that it
-    /// holds none, `Err` when no root (or exchange) could be asked.
-    pub async fn lookup(&self, domain: &str) -> Lookup {
-        self.ask(|tx| Command::Resolve(domain.to_string(), tx))
-            .await
-            .unwrap_or(Err(Unreachable))
-    }
-
-    /// The revocation a root holds for `domain`, if any (not cached).
-    pub async fn revocation(&self, domain: &str) -> Option<SignedRecord> {
-        self.ask(|tx| Command::Revocation(domain.to_string(), tx))
-            .await
-            .ok()
-            .and_then(|l| l.ok())
-            .flatten()
-    }
-
-    /// Asks the trust authority (this root's, or a reachable root's) for a certificate.
-    pub async fn enroll(&self, req: SignedEnrollment) -> Result<Enrolled, Refusal> {
-        self.ask(|tx| Command::Enroll(req, tx))
-            .await
-            .map_err(|_| Refusal::Stopped)?
-    }
-
-    /// The roots' authority records (CA certificates), unverified.
-    pub async fn authorities(&self) -> Vec<SignedRecord> {
-        self.ask(Command::Authorities).await.unwrap_or_default()
-    }
-
-    /// Peers connected now (tests, status).
-    pub async fn connected(&self) -> usize {
-        self.ask(Command::Connected).await.unwrap_or_default()
-    }
-
-    /// Enrollments waiting for approval on the first root that answers: (domain, key).
-    pub async fn pending_enrollments(&self) -> Vec<(String, String)> {
-        self.ask(Command::PendingEnrollments)
-            .await
-            .unwrap_or_default()
-    }
-
-    /// Every record this node holds (roots: the whole zone).
-    pub async fn zone(&self) -> Vec<SignedRecord> {
-        self.ask(Command::Zone).await.unwrap_or_default()
-    }
-
-    /// Addresses (with `/p2p/<id>`) others can dial.
-    pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
-        self.ask(Command::Listening).await.unwrap_or_default()
-    }
-
-    /// The roots this node is connected to (found by bootstrap, identify and the DHT).
-    pub async fn roots(&self) -> Vec<PeerId> {
-        self.ask(Command::Roots).await.unwrap_or_default()
-    }
-
-    /// Cuts this node off from `peers` (a network partition) until called again without them.
-    pub async fn block(&self, peers: HashSet<PeerId>) {
-        let _ = self.tx.send(Command::Block(peers)).await;
-    }
-
-    pub async fn stop(&self) {
-        let _ = self.ask(Command::Stop).await;
-    }
-}
-
-fn build_swarm(cfg: &HostConfig) -> Result<Swarm<Behaviour>, P2pError> {
-    let root = cfg.root;
-    let timeout = cfg.request_timeout;
-    // gossipsub allocates its per-connection queue up front (5,000 slots by
-    // default, ~0.5 MB): with a thousand clouds on three roots that was
-    // gigabytes of zeroed pages for a topic only roots subscribe to.
-    let queue = cfg.gossip_queue.max(2);
-    let (max_connections, max_pending) = (
-        cfg.max_connections.max(1),
-        cfg.max_pending_connections.max(1),
-    );
-    let behaviour =
-        move |k: &Keypair| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
-            let agent = if root { ROOT_AGENT } else { NODE_AGENT };
-            let gossip_cfg = gossipsub::ConfigBuilder::default()
-                .heartbeat_interval(Duration::from_millis(500))
-                .validation_mode(gossipsub::ValidationMode::Strict)
-                .connection_handler_queue_len(queue)
-                .build()
-                .map_err(|e| e.to_string())?;
-            let mut kad_cfg = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
-            kad_cfg.set_query_timeout(timeout);
-            let mut dht = kad::Behaviour::with_config(
-                k.public().to_peer_id(),
-                kad::store::MemoryStore::new(k.public().to_peer_id()),
-                kad_cfg,
-            );
-            // Roots answer DHT queries; other nodes only ask.
-            dht.set_mode(Some(if root {
-                kad::Mode::Server
-            } else {
-                kad::Mode::Client
-            }));
-            Ok(Behaviour {
-                limits: libp2p::connection_limits::Behaviour::new(
-                    libp2p::connection_limits::ConnectionLimits::default()
-                        .with_max_established_incoming(Some(max_connections))
-                        .with_max_pending_incoming(Some(max_pending))
-                        .with_max_established_per_peer(Some(4)),
-                ),
-                kad: dht,
-                identify: identify::Behaviour::new(
-                    identify::Config::new("/intercloud/1".into(), k.public())
-                        .with_agent_version(agent.into()),
-                ),
-                gossip: Toggle::from(if root {
-                    Some(gossipsub::Behaviour::new(
-                        gossipsub::MessageAuthenticity::Signed(k.clone()),
-                        gossip_cfg,
-                    )?)
-                } else {
-                    None
-                }),
-                rr: request_response::json::Behaviour::new(
-                    [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
-                    request_response::Config::default().with_request_timeout(timeout),
-                ),
-            })
-        };
-    let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(3600));
-    let b = SwarmBuilder::with_existing_identity(cfg.keypair.clone()).with_tokio();
-    let swarm = match (cfg.transport, cfg.faults.clone()) {
-        (kind, Some((faults, local))) => b
-            .with_other_transport(move |k: &Keypair| policed_transport(k, kind, faults, local))
-            .map_err(|e| P2pError::Build(e.to_string()))?
-            .with_behaviour(behaviour)
-            .map_err(|e| P2pError::Build(e.to_string()))?
-            .with_swarm_config(idle)
-            .build(),
-        (TransportKind::Tcp, None) => b
-            .with_tcp(
-                libp2p::tcp::Config::default().nodelay(true),
-                libp2p::noise::Config::new,
-                libp2p::yamux::Config::default,
-            )
-            .map_err(|e| P2pError::Build(e.to_string()))?
-            // Bootstrap addresses may name hosts (/dns4/…), as in a cluster.
-            .with_dns()
-            .map_err(|e| P2pError::Build(e.to_string()))?
-            .with_behaviour(behaviour)
-            .map_err(|e| P2pError::Build(e.to_string()))?
-            .with_swarm_config(idle)
-            .build(),
-        (TransportKind::Memory, None) => b
-            .with_other_transport(memory_transport)
-            .map_err(|e| P2pError::Build(e.to_string()))?
-            .with_behaviour(behaviour)
-            .map_err(|e| P2pError::Build(e.to_string()))?
-            .with_swarm_config(idle)
-            .build(),
-    };
-    Ok(swarm)
-}
-
-/// libp2p's in-process memory transport with the same noise + yamux
-/// upgrades as TCP: whole federations (and test peers) in one process.
-pub fn memory_transport(
-    k: &Keypair,
-) -> Result<
-    libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>,
-    Box<dyn std::error::Error + Send + Sync>,
-> {
-    use libp2p::core::transport::MemoryTransport;
-    use libp2p::core::upgrade::Version;
-    use libp2p::core::Transport;
-    Ok(MemoryTransport::default()
-        .upgrade(Version::V1)
-        .authenticate(libp2p::noise::Config::new(k)?)
-        .multiplex(libp2p::yamux::Config::default())
-        .map(|(p, m), _| (p, libp2p::core::muxing::StreamMuxerBox::new(m)))
-        .boxed())
-}
-
-type Muxed = libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>;
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// The port a multiaddr names (TCP or memory).
-fn port_of(a: &Multiaddr) -> Option<u16> {
-    a.iter().find_map(|p| match p {
-        libp2p::multiaddr::Protocol::Tcp(p) => Some(p),
-        libp2p::multiaddr::Protocol::Memory(p) => u16::try_from(p).ok(),
-        _ => None,
-    })
-}
-
-/// Puts a raw connection this node dialed under the fault table (the
-/// dialing side polices a link); accepted ones pass as they are.
-fn police<S>(
-    io: S,
-    cp: &libp2p::core::ConnectedPoint,
-    faults: &Arc<crate::net::fault::Faults>,
-    local: &str,
-) -> tokio_util::compat::Compat<crate::net::Stream>
-where
-    S: libp2p::futures::AsyncRead + libp2p::futures::AsyncWrite + Send + Unpin + 'static,
-{
-    use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
-    let io: crate::net::Stream = Box::new(io.compat());
-    let remote = match cp {
-        libp2p::core::ConnectedPoint::Dialer { address, .. } => {
-            port_of(address).and_then(|p| faults.domain_of_p2p_port(p))
-        }
-        _ => None,
-    };
-    let io: crate::net::Stream = match remote {
-        Some(r) => Box::new(crate::net::fault::Faulty::new(
-            io,
-            faults.clone(),
-            local,
-            &r,
-        )),
-        None => io,
-    };
-    io.compat()
-}
-
-/// TCP or memory, with every dialed connection under the fault table,
-/// then the same noise + yamux upgrades.
-fn policed_transport(
-    k: &Keypair,
-    kind: TransportKind,
-    faults: Arc<crate::net::fault::Faults>,
-    local: String,
-) -> Result<Muxed, Box<dyn std::error::Error + Send + Sync>> {
-    use libp2p::core::transport::{MemoryTransport, Transport};
-    use libp2p::core::upgrade::Version;
-    let (f, l) = (faults.clone(), local.clone());
-    let base = match kind {
-        TransportKind::Memory => MemoryTransport::default()
-            .map(move |io, cp| police(io, &cp, &f, &l))
-            .boxed(),
-        TransportKind::Tcp => {
-            libp2p::tcp::tokio::Transport::new(libp2p::tcp::Config::default().nodelay(true))
-                .map(move |io, cp| police(io, &cp, &faults, &local))
-                .boxed()
-        }
-    };
-    Ok(base
-        .upgrade(Version::V1)
-        .authenticate(libp2p::noise::Config::new(k)?)
-        .multiplex(libp2p::yamux::Config::default())
-        .map(|(p, m), _| (p, libp2p::core::muxing::StreamMuxerBox::new(m)))
-        .boxed())
-}
+use super::*;
 
 impl Drop for State {
     fn drop(&mut self) {
@@ -510,7 +11,7 @@ impl Drop for State {
 }
 
 /// What an outstanding request is for.
-enum Pending {
+pub(super) enum Pending {
     Register {
         record: SignedRecord,
         reply: oneshot::Sender<Result<(), Refusal>>,
@@ -553,7 +54,7 @@ pub struct Unreachable;
 /// A lookup's answer: the record, none, or nobody to ask.
 pub type Lookup = Result<Option<SignedRecord>, Unreachable>;
 
-enum Delegated {
+pub(super) enum Delegated {
     Resolve(oneshot::Sender<Lookup>),
     Register(Box<SignedRecord>, oneshot::Sender<Result<(), Refusal>>),
 }
@@ -566,32 +67,32 @@ fn below(domain: &str, zone: &str) -> bool {
         .unwrap_or(false)
 }
 
-struct State {
-    swarm: Swarm<Behaviour>,
+pub(super) struct State {
+    pub(super) swarm: Swarm<Behaviour>,
     /// Removed when the host ends, however it ends: libp2p's memory
     /// transport frees a port only then (TCP ports the OS frees anyway).
-    listener_ids: Vec<libp2p::core::transport::ListenerId>,
-    root: bool,
-    zone: Zone,
-    authority: Option<Authority>,
+    pub(super) listener_ids: Vec<libp2p::core::transport::ListenerId>,
+    pub(super) root: bool,
+    pub(super) zone: Zone,
+    pub(super) authority: Option<Authority>,
     /// Enrollments waiting for approval: domain -> key.
-    waiting: BTreeMap<String, String>,
-    max_waiting_enrollments: usize,
-    max_cached_records: usize,
-    on_accept: Option<OnAccept>,
+    pub(super) waiting: BTreeMap<String, String>,
+    pub(super) max_waiting_enrollments: usize,
+    pub(super) max_cached_records: usize,
+    pub(super) on_accept: Option<OnAccept>,
     /// Connected roots, in the order they were found.
-    roots: Vec<PeerId>,
-    bootstrap: Vec<(PeerId, Multiaddr)>,
-    pending: HashMap<OutboundRequestId, Pending>,
-    cache: HashMap<String, (SignedRecord, Instant)>,
-    blocked: HashSet<PeerId>,
-    topic: gossipsub::IdentTopic,
-    listening: Vec<Multiaddr>,
+    pub(super) roots: Vec<PeerId>,
+    pub(super) bootstrap: Vec<(PeerId, Multiaddr)>,
+    pub(super) pending: HashMap<OutboundRequestId, Pending>,
+    pub(super) cache: HashMap<String, (SignedRecord, Instant)>,
+    pub(super) blocked: HashSet<PeerId>,
+    pub(super) topic: gossipsub::IdentTopic,
+    pub(super) listening: Vec<Multiaddr>,
     /// Anti-entropy rounds so far (paces DHT announcements and lookups).
-    rounds: u64,
+    pub(super) rounds: u64,
     /// Delegated zones this node (an exchange) answers for.
-    zones: Vec<String>,
-    metrics: Arc<Metrics>,
+    pub(super) zones: Vec<String>,
+    pub(super) metrics: Arc<Metrics>,
 }
 
 impl State {
@@ -615,7 +116,7 @@ impl State {
         self.cache.insert(domain, (r, Instant::now() + ttl));
     }
 
-    fn dial_bootstrap(&mut self) {
+    pub(super) fn dial_bootstrap(&mut self) {
         let connected: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
         for (p, a) in self.bootstrap.clone() {
             if p != *self.swarm.local_peer_id()
@@ -642,7 +143,7 @@ impl State {
             .copied()
     }
 
-    fn accept(&mut self, r: SignedRecord, gossip: bool) -> Result<Accepted, ZoneError> {
+    pub(super) fn accept(&mut self, r: SignedRecord, gossip: bool) -> Result<Accepted, ZoneError> {
         self.take(r, gossip, false)
     }
 
@@ -680,7 +181,7 @@ impl State {
         Ok(out)
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<Command>, every: Duration) {
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Command>, every: Duration) {
         let mut tick = tokio::time::interval(every);
         loop {
             tokio::select! {
@@ -985,7 +486,7 @@ impl State {
         let Some(a) = &self.authority else {
             return Response::Refused("not a trust authority".into());
         };
-        let now = super::authority::now();
+        let now = super::super::authority::now();
         let domain = req.enrollment.domain.clone();
         let (issued, record) = match a.decide(&self.zone, &req, now) {
             Decision::Refuse(m) => {
@@ -1412,4 +913,8 @@ impl State {
             _ => {}
         }
     }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
