@@ -3,7 +3,6 @@
 use crate::element::Element;
 use crate::messages::{Report, Route};
 use crate::stanza::error_reply;
-use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -447,59 +446,14 @@ impl Link {
 
 // ------------------------------------------- what a link tells the router
 
-/// Where a link reports: the router, seen only through the messages it
-/// takes (so that this module does not depend on the router's).
-#[derive(Clone)]
-pub struct LinkEvents {
-    route: Recipient<Route>,
-    idle: Recipient<LinkIdle>,
-    reachable: Recipient<DomainReachable>,
-    unreachable: Recipient<DomainUnreachable>,
-}
-
-impl LinkEvents {
-    /// An actor that takes all four.
-    pub fn of<A>(a: &Addr<A>) -> LinkEvents
-    where
-        A: Handler<Route>
-            + Handler<LinkIdle>
-            + Handler<DomainReachable>
-            + Handler<DomainUnreachable>,
-        A::Context: ToEnvelope<A, Route>
-            + ToEnvelope<A, LinkIdle>
-            + ToEnvelope<A, DomainReachable>
-            + ToEnvelope<A, DomainUnreachable>,
-    {
-        LinkEvents {
-            route: a.clone().recipient(),
-            idle: a.clone().recipient(),
-            reachable: a.clone().recipient(),
-            unreachable: a.clone().recipient(),
-        }
-    }
-}
-
-impl Report<Route> for LinkEvents {
-    fn do_send(&self, m: Route) {
-        self.route.do_send(m)
-    }
-}
-
-impl Report<LinkIdle> for LinkEvents {
-    fn do_send(&self, m: LinkIdle) {
-        self.idle.do_send(m)
-    }
-}
-
-impl Report<DomainReachable> for LinkEvents {
-    fn do_send(&self, m: DomainReachable) {
-        self.reachable.do_send(m)
-    }
-}
-
-impl Report<DomainUnreachable> for LinkEvents {
-    fn do_send(&self, m: DomainUnreachable) {
-        self.unreachable.do_send(m)
+crate::recipients! {
+    /// Where a link reports: the router, seen only through the messages it
+    /// takes (so that this module does not depend on the router's).
+    pub struct LinkEvents {
+        route: Route,
+        idle: LinkIdle,
+        reachable: DomainReachable,
+        unreachable: DomainUnreachable,
     }
 }
 

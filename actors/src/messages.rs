@@ -28,3 +28,38 @@ pub struct IqResponse(pub Element);
 pub trait Report<M> {
     fn do_send(&self, m: M);
 }
+
+/// Declares a bundle of recipients — one field per message type — that
+/// stands for another actor without naming it: `of(&addr)` builds it from
+/// any actor taking all of them, and `Report::do_send` sends each.
+#[macro_export]
+macro_rules! recipients {
+    ($(#[$doc:meta])* pub struct $name:ident { $($field:ident: $msg:ty),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name {
+            $($field: actix::Recipient<$msg>,)+
+        }
+
+        impl $name {
+            /// An actor that takes every one of them.
+            pub fn of<A>(a: &actix::Addr<A>) -> $name
+            where
+                A: $(actix::Handler<$msg> +)+ actix::Actor,
+                A::Context: $(actix::dev::ToEnvelope<A, $msg> +)+ Sized,
+            {
+                $name {
+                    $($field: a.clone().recipient(),)+
+                }
+            }
+        }
+
+        $(
+            impl $crate::messages::Report<$msg> for $name {
+                fn do_send(&self, m: $msg) {
+                    self.$field.do_send(m)
+                }
+            }
+        )+
+    };
+}

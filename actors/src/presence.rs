@@ -7,7 +7,6 @@ use crate::roster::{self, RosterSet};
 use crate::stanza::{self, error_reply, iq_result};
 use crate::store::{RosterItem, Store};
 use crate::Settings;
-use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -661,56 +660,14 @@ impl Handler<DomainDown> for Presence {
 
 // ------------------------------------------- what presence asks the router
 
-/// Where presence sends what it decided: the router, seen only through the
-/// messages it takes.
-#[derive(Clone)]
-pub struct PresenceEvents {
-    route: Recipient<Route>,
-    deliver_to: Recipient<DeliverTo>,
-    roster_push: Recipient<RosterPush>,
-    interested: Recipient<SetInterested>,
-}
-
-impl PresenceEvents {
-    /// An actor that takes all four.
-    pub fn of<A>(a: &Addr<A>) -> PresenceEvents
-    where
-        A: Handler<Route> + Handler<DeliverTo> + Handler<RosterPush> + Handler<SetInterested>,
-        A::Context: ToEnvelope<A, Route>
-            + ToEnvelope<A, DeliverTo>
-            + ToEnvelope<A, RosterPush>
-            + ToEnvelope<A, SetInterested>,
-    {
-        PresenceEvents {
-            route: a.clone().recipient(),
-            deliver_to: a.clone().recipient(),
-            roster_push: a.clone().recipient(),
-            interested: a.clone().recipient(),
-        }
-    }
-}
-
-impl Report<Route> for PresenceEvents {
-    fn do_send(&self, m: Route) {
-        self.route.do_send(m)
-    }
-}
-
-impl Report<DeliverTo> for PresenceEvents {
-    fn do_send(&self, m: DeliverTo) {
-        self.deliver_to.do_send(m)
-    }
-}
-
-impl Report<RosterPush> for PresenceEvents {
-    fn do_send(&self, m: RosterPush) {
-        self.roster_push.do_send(m)
-    }
-}
-
-impl Report<SetInterested> for PresenceEvents {
-    fn do_send(&self, m: SetInterested) {
-        self.interested.do_send(m)
+crate::recipients! {
+    /// Where presence sends what it decided: the router, seen only through the
+    /// messages it takes.
+    pub struct PresenceEvents {
+        route: Route,
+        deliver_to: DeliverTo,
+        roster_push: RosterPush,
+        interested: SetInterested,
     }
 }
 
