@@ -396,6 +396,27 @@ pub async fn sync(c: &mut Client, id: &str) {
     iq_get(c, id, None, Element::new("ping", "urn:xmpp:ping")).await;
 }
 
+/// Like [`sync`], but returns the stanzas that arrived before the answer
+/// instead of dropping them (bounces racing the ping, for instance).
+pub async fn sync_keeping(c: &mut Client, id: &str) -> Vec<intercloud_actors::element::Element> {
+    use intercloud_actors::element::{Element, NS_CLIENT};
+    let iq = Element::new("iq", NS_CLIENT)
+        .attr("type", "get")
+        .attr("id", id)
+        .child(Element::new("ping", "urn:xmpp:ping"));
+    c.send(&iq).await.unwrap();
+    let mut kept = Vec::new();
+    loop {
+        match c.next(Duration::from_secs(15)).await.unwrap() {
+            intercloud::xmpp::codec::Event::Stanza(e) if e.get_attr("id") == Some(id) => {
+                return kept
+            }
+            intercloud::xmpp::codec::Event::Stanza(e) => kept.push(e),
+            e => panic!("waiting for {id}: {e:?}"),
+        }
+    }
+}
+
 /// Sends an iq get with `payload` (to the account's server when `to` is None) and returns its answer.
 pub async fn iq_get(
     c: &mut Client,
