@@ -1,18 +1,15 @@
-//! Client-to-server streams (RFC 6120): STARTTLS, SASL, then a session actor fed with the client's stanzas.
+//! Client-to-server streams (RFC 6120): the tokio driver of the negotiation core (`negotiation.rs`: STARTTLS, SASL), then a session actor fed with the client's stanzas and a writer for what it queues.
 
 use super::codec::{self, Event, Limits};
-use super::sasl::{self, Authenticator, Step, NS_SASL};
-use super::stream::{accept_starttls, new_id, Upgrade, XmlStream, NS_TLS};
+use super::sasl::{self, Authenticator};
+use super::stream::{accept_starttls, Upgrade, XmlStream};
 use crate::net::Stream;
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
 use intercloud_actors::element::{Element, NS_CLIENT};
 use intercloud_actors::jid::Jid;
 use intercloud_actors::metrics::{Metrics, Tally};
 use intercloud_actors::outbox::{Outbox, OutboxReader};
 use intercloud_actors::session::{Closed, Inbound, Outbound, Resume, Session};
 use intercloud_actors::sm::{self, NS_SM};
-use intercloud_actors::stanza::{NS_BIND, NS_SESSION};
 use intercloud_actors::Cloud;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -20,6 +17,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tracing::Instrument;
+
+pub mod negotiation;
+use negotiation::{Action, Input, Negotiation};
 
 /// What every client connection of a node shares.
 pub struct C2s {
@@ -142,90 +142,6 @@ impl C2s {
     }
 }
 
-/// Ends a stream: our header first if it was not sent, then the error.
-async fn fail<S: AsyncRead + AsyncWrite + Unpin>(
-    s: &mut XmlStream<S>,
-    c2s: &C2s,
-    header_sent: bool,
-    condition: &str,
-    text: &str,
-) {
-    tracing::info!(condition, text, "closing client stream with stream error");
-    c2s.cloud.metrics.stream_error(condition);
-    let header = (!header_sent)
-        .then(|| codec::stream_header(NS_CLIENT, Some(c2s.domain()), None, Some(&new_id()), &[]));
-    s.close_with_error(header, condition, text).await;
-}
-
-/// Reads the peer's stream header and answers with ours plus `features`.
-/// On failure the stream was already closed with the right error.
-async fn open_stream<S: AsyncRead + AsyncWrite + Unpin>(
-    s: &mut XmlStream<S>,
-    c2s: &C2s,
-    features: &[Element],
-) -> Option<()> {
-    let ev = match s.next_event(c2s.negotiation_timeout).await {
-        Ok(ev) => ev,
-        Err(e) => {
-            if let Some((c, t)) = e.stream_condition() {
-                fail(s, c2s, false, c, &t).await;
-            }
-            return None;
-        }
-    };
-    let Event::StreamStart(h) = ev else {
-        fail(s, c2s, false, "not-well-formed", "expected a stream header").await;
-        return None;
-    };
-    if h.default_ns != NS_CLIENT {
-        fail(
-            s,
-            c2s,
-            false,
-            "invalid-namespace",
-            "this port serves jabber:client",
-        )
-        .await;
-        return None;
-    }
-    if let Some(to) = h.get("to") {
-        if !to.eq_ignore_ascii_case(c2s.domain()) {
-            fail(
-                s,
-                c2s,
-                false,
-                "host-unknown",
-                "this server does not serve that domain",
-            )
-            .await;
-            return None;
-        }
-    }
-    match h.get("version") {
-        Some(v) if v.split('.').next() == Some("1") => {}
-        _ => {
-            fail(
-                s,
-                c2s,
-                false,
-                "unsupported-version",
-                "version 1.0 is required",
-            )
-            .await;
-            return None;
-        }
-    }
-    let mut out = codec::stream_header(
-        NS_CLIENT,
-        Some(c2s.domain()),
-        h.get("from"),
-        Some(&new_id()),
-        &[],
-    );
-    out.push_str(&codec::features(features));
-    s.send(&out).await.ok()
-}
-
 /// Serves one client connection from accept to close.
 pub async fn serve(tcp: Stream, peer: SocketAddr, c2s: Arc<C2s>, slot: ConnSlot) {
     let span = tracing::info_span!("c2s", domain = %c2s.domain(), peer = %peer);
@@ -246,16 +162,103 @@ pub async fn serve(tcp: Stream, peer: SocketAddr, c2s: Arc<C2s>, slot: ConnSlot)
     );
 }
 
-/// `fail`, for functions that answer None.
-async fn fail_none<S: AsyncRead + AsyncWrite + Unpin, T>(
+/// The node's side of what negotiation asks: accounts, registration, the throttle.
+struct NodeEnv<'a> {
+    c2s: &'a C2s,
+    ip: IpAddr,
+}
+
+impl negotiation::Env for NodeEnv<'_> {
+    fn start(&self, name: &str) -> Option<sasl::Mechanism> {
+        self.c2s.auth.start(name)
+    }
+    fn step(&self, m: &mut sasl::Mechanism, data: &[u8]) -> sasl::Step {
+        self.c2s.auth.step(m, data)
+    }
+    fn register(&self, request: &Element) -> Element {
+        match &self.c2s.registration {
+            Some(r) => r.answer(request),
+            None => intercloud_actors::stanza::error_reply(request, "service-unavailable", None),
+        }
+    }
+    fn throttled(&self) -> bool {
+        self.c2s
+            .throttle
+            .check(Some(self.ip), None, std::time::Instant::now())
+            .is_some()
+    }
+    fn login_failed(&self) {
+        self.c2s
+            .throttle
+            .failed(Some(self.ip), None, std::time::Instant::now());
+    }
+}
+
+/// Where driving the negotiation over one transport stopped.
+enum Driven {
+    StartTls,
+    Ready(Jid, bool),
+}
+
+/// Feeds `core` the events read from `s` and carries out its actions, until
+/// it asks for TLS or offers binding (Some) or the stream ended (None).
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut XmlStream<S>,
+    core: &mut Negotiation,
+    env: &NodeEnv<'_>,
+) -> Option<Driven> {
+    loop {
+        let input = read(s, env.c2s.negotiation_timeout).await;
+        for action in core.handle(input, env) {
+            match act(s, env.c2s, action).await? {
+                Some(d) => return Some(d),
+                None => continue,
+            }
+        }
+    }
+}
+
+/// The next event as the negotiation's input.
+async fn read<S: AsyncRead + AsyncWrite + Unpin>(s: &mut XmlStream<S>, timeout: Duration) -> Input {
+    match s.next_event(timeout).await {
+        Ok(Event::StreamStart(h)) => Input::Header(h),
+        Ok(Event::Stanza(e)) => Input::Element(e),
+        Ok(Event::StreamEnd) => Input::End,
+        Err(e) => Input::Broken(e.stream_condition()),
+    }
+}
+
+/// Carries out one action: Some(None) to go on, Some(Some(d)) when driving
+/// stops here, None when the stream is over.
+async fn act<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut XmlStream<S>,
     c2s: &C2s,
-    header_sent: bool,
-    condition: &str,
-    text: &str,
-) -> Option<T> {
-    fail(s, c2s, header_sent, condition, text).await;
-    None
+    action: Action,
+) -> Option<Option<Driven>> {
+    match action {
+        Action::Send(xml) => s.send(&xml).await.ok().map(|_| None),
+        Action::StartTls => Some(Some(Driven::StartTls)),
+        Action::Restart => {
+            s.decoder.reset();
+            Some(None)
+        }
+        Action::Ready { jid, anonymous } => Some(Some(Driven::Ready(jid, anonymous))),
+        Action::Close {
+            header,
+            condition,
+            text,
+        } => {
+            tracing::info!(condition, text, "closing client stream with stream error");
+            c2s.cloud.metrics.stream_error(condition);
+            s.close_with_error(header, condition, &text).await;
+            None
+        }
+        Action::End => {
+            let _ = s.send("</stream:stream>").await;
+            None
+        }
+        Action::Stop => None,
+    }
 }
 
 /// Stream negotiation up to binding: the TLS stream and the authenticated account.
@@ -268,224 +271,33 @@ async fn negotiate(
     Jid,
     bool,
 )> {
-    let c2s = c2s.clone();
+    let env = NodeEnv { c2s, ip };
+    let mut core = Negotiation::new(negotiation::Settings {
+        domain: c2s.domain().to_string(),
+        allow_anonymous: c2s.allow_anonymous,
+        registration: c2s.registration.is_some(),
+        max_auth_attempts: c2s.max_auth_attempts,
+    });
     let mut s = XmlStream::new(tcp, c2s.limits);
-    let starttls = Element::new("starttls", NS_TLS).child(Element::new("required", NS_TLS));
-    open_stream(&mut s, &c2s, &[starttls]).await?;
-    // Plain phase: only STARTTLS moves on.
-    loop {
-        match s.next_event(c2s.negotiation_timeout).await {
-            Ok(Event::Stanza(e)) if e.is("starttls", NS_TLS) => break,
-            Ok(Event::Stanza(e)) if e.ns == NS_SASL && e.name == "auth" => {
-                tracing::info!("refused SASL before TLS");
-                let f = Element::new("failure", NS_SASL)
-                    .child(Element::new("encryption-required", NS_SASL));
-                if s.send(&f.to_xml()).await.is_err() {
-                    return None;
-                }
-            }
-            Ok(Event::Stanza(_)) => {
-                return fail_none(
-                    &mut s,
-                    &c2s,
-                    true,
-                    "policy-violation",
-                    "STARTTLS is required",
-                )
-                .await
-            }
-            Ok(Event::StreamEnd) => {
-                let _ = s.send("</stream:stream>").await;
-                return None;
-            }
-            Ok(Event::StreamStart(_)) => {
-                return fail_none(
-                    &mut s,
-                    &c2s,
-                    true,
-                    "not-well-formed",
-                    "second stream header",
-                )
-                .await
-            }
-            Err(e) => {
-                if let Some((c, t)) = e.stream_condition() {
-                    fail(&mut s, &c2s, true, c, &t).await;
-                }
-                return None;
-            }
-        }
-    }
+    let Driven::StartTls = drive(&mut s, &mut core, &env).await? else {
+        return None;
+    };
     let tls = match accept_starttls(s, &c2s.tls, c2s.negotiation_timeout).await {
         Upgrade::Tls(t) => *t,
         Upgrade::Pipelined(mut s) => {
-            return fail_none(
-                &mut s,
-                &c2s,
-                true,
-                "policy-violation",
-                "data after <starttls/>",
-            )
-            .await
+            for action in core.handle(Input::Pipelined, &env) {
+                act(&mut s, c2s, action).await?;
+            }
+            return None;
         }
         Upgrade::Failed => return None,
     };
+    core.handle(Input::TlsReady, &env);
     let mut s = XmlStream::new(tls, c2s.limits);
-    let mut mechs = Element::new("mechanisms", NS_SASL);
-    for m in sasl::offered(true, c2s.allow_anonymous) {
-        mechs = mechs.child(Element::new("mechanism", NS_SASL).text(m));
+    match drive(&mut s, &mut core, &env).await? {
+        Driven::Ready(jid, anonymous) => Some((s, jid, anonymous)),
+        Driven::StartTls => None,
     }
-    let mut features = vec![mechs];
-    if c2s.registration.is_some() {
-        features.push(super::register::feature());
-    }
-    open_stream(&mut s, &c2s, &features).await?;
-    let (jid, anonymous) = authenticate(&mut s, ip, &c2s).await?;
-    tracing::info!(jid = %jid, "authenticated");
-    s.decoder.reset();
-    let bind = Element::new("bind", NS_BIND);
-    let session = Element::new("session", NS_SESSION).child(Element::new("optional", NS_SESSION));
-    let sm = Element::new("sm", NS_SM);
-    open_stream(&mut s, &c2s, &[bind, session, sm]).await?;
-    Some((s, jid, anonymous))
-}
-
-/// The SASL exchange; Some((account, anonymous)) on success.
-async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
-    s: &mut XmlStream<S>,
-    ip: IpAddr,
-    c2s: &C2s,
-) -> Option<(Jid, bool)> {
-    let offered = sasl::offered(true, c2s.allow_anonymous);
-    let mut failures = 0u32;
-    let mut mech: Option<sasl::Mechanism> = None;
-    loop {
-        let ev = match s.next_event(c2s.negotiation_timeout).await {
-            Ok(ev) => ev,
-            Err(e) => {
-                if let Some((c, t)) = e.stream_condition() {
-                    fail(s, c2s, true, c, &t).await;
-                }
-                return None;
-            }
-        };
-        let e = match ev {
-            Event::Stanza(e) => e,
-            Event::StreamEnd => {
-                let _ = s.send("</stream:stream>").await;
-                return None;
-            }
-            Event::StreamStart(_) => {
-                fail(s, c2s, true, "not-well-formed", "second stream header").await;
-                return None;
-            }
-        };
-        if let (Some(reg), true) = (&c2s.registration, super::register::is_request(&e)) {
-            let reply = reg.answer(&e);
-            s.send(&reply.to_xml_in(NS_CLIENT)).await.ok()?;
-            continue;
-        }
-        if e.ns != NS_SASL {
-            fail(s, c2s, true, "not-authorized", "authenticate first").await;
-            return None;
-        }
-        let refused = (e.name == "auth")
-            .then(|| {
-                c2s.throttle
-                    .check(Some(ip), None, std::time::Instant::now())
-            })
-            .flatten();
-        let step = match e.name.as_str() {
-            // Too many failed logins from this address: refused for now.
-            "auth" if refused.is_some() => Step::Failure("temporary-auth-failure"),
-            "auth" => {
-                let name = e.get_attr("mechanism").unwrap_or("");
-                match offered
-                    .contains(&name)
-                    .then(|| c2s.auth.start(name))
-                    .flatten()
-                {
-                    None => Step::Failure("invalid-mechanism"),
-                    Some(mut m) => {
-                        let text = e.text_content();
-                        let step = match decode_b64(&text) {
-                            Err(()) => Step::Failure("incorrect-encoding"),
-                            Ok(None)
-                                if matches!(
-                                    m,
-                                    sasl::Mechanism::Scram(_) | sasl::Mechanism::Plain
-                                ) =>
-                            {
-                                Step::Challenge(Vec::new())
-                            }
-                            Ok(data) => c2s.auth.step(&mut m, &data.unwrap_or_default()),
-                        };
-                        mech = Some(m);
-                        step
-                    }
-                }
-            }
-            "response" => match (&mut mech, decode_b64(&e.text_content())) {
-                (Some(m), Ok(data)) => c2s.auth.step(m, &data.unwrap_or_default()),
-                (Some(_), Err(())) => Step::Failure("incorrect-encoding"),
-                (None, _) => Step::Failure("malformed-request"),
-            },
-            "abort" => Step::Failure("aborted"),
-            _ => Step::Failure("malformed-request"),
-        };
-        match step {
-            Step::Challenge(c) => {
-                let el = Element::new("challenge", NS_SASL).text(B64.encode(c));
-                s.send(&el.to_xml()).await.ok()?;
-            }
-            Step::Success {
-                jid,
-                additional,
-                anonymous,
-            } => {
-                let mut el = Element::new("success", NS_SASL);
-                if let Some(a) = additional {
-                    el = el.text(B64.encode(a));
-                }
-                s.send(&el.to_xml()).await.ok()?;
-                return Some((jid, anonymous));
-            }
-            Step::Failure(cond) => {
-                mech = None;
-                failures += 1;
-                if cond == "not-authorized" {
-                    c2s.throttle
-                        .failed(Some(ip), None, std::time::Instant::now());
-                }
-                tracing::info!(condition = cond, failures, "SASL failure");
-                let el = Element::new("failure", NS_SASL).child(Element::new(cond, NS_SASL));
-                s.send(&el.to_xml()).await.ok()?;
-                if failures >= c2s.max_auth_attempts {
-                    fail(
-                        s,
-                        c2s,
-                        true,
-                        "policy-violation",
-                        "too many failed authentication attempts",
-                    )
-                    .await;
-                    return None;
-                }
-            }
-        }
-    }
-}
-
-/// Base64 of a SASL element: Ok(None) for no data, Ok(Some(empty)) for "=".
-fn decode_b64(text: &str) -> Result<Option<Vec<u8>>, ()> {
-    let t = text.trim();
-    if t.is_empty() {
-        return Ok(None);
-    }
-    if t == "=" {
-        return Ok(Some(Vec::new()));
-    }
-    B64.decode(t).map(Some).map_err(|_| ())
 }
 
 /// After binding is offered: a session actor, a writer task, and this task reading.
