@@ -10,3 +10,5 @@ pub mod resolve;
 pub mod s2s;
 pub mod sasl;
 pub mod stream;
+#[cfg(test)]
+mod testing;

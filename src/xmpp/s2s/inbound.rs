@@ -1,5 +1,6 @@
-//! Incoming s2s streams: STARTTLS, SASL EXTERNAL or dialback (answering for our domain, asking the authoritative server), then stanzas checked against the domains the stream authenticated.
+//! Incoming s2s streams: the tokio driver of the `incoming.rs` core (STARTTLS, SASL EXTERNAL or dialback, stanzas checked against the domains the stream authenticated), and the dialback question to the authoritative server.
 
+use super::incoming::{self, Action, Incoming, Input};
 use super::*;
 
 /// Serves one connection from a peer server.
@@ -8,477 +9,173 @@ pub async fn serve(tcp: Stream, peer: SocketAddr, s2s: Arc<S2s>, _slot: InSlot) 
     serve_inner(tcp, s2s).instrument(span).await
 }
 
-/// Reads the peer's header; checks namespace and `to`; answers with ours and `features`.
-async fn open_in<S: AsyncRead + AsyncWrite + Unpin>(
-    s: &mut XmlStream<S>,
-    s2s: &S2s,
-    features: impl Fn(&StreamHeader) -> Vec<Element>,
-) -> Option<(StreamHeader, String)> {
-    let h = match s.next_event(s2s.negotiation_timeout).await {
-        Ok(Event::StreamStart(h)) => h,
-        Ok(_) => {
-            fail(s, s2s, false, "not-well-formed", "expected a stream header").await;
-            return None;
-        }
-        Err(e) => {
-            if let Some((c, t)) = e.stream_condition() {
-                fail(s, s2s, false, c, &t).await;
-            }
-            return None;
-        }
-    };
-    if h.default_ns != NS_SERVER {
-        fail(
-            s,
-            s2s,
-            false,
-            "invalid-namespace",
-            "this port serves jabber:server",
-        )
-        .await;
-        return None;
+/// The node's side of what the stream asks: policy, certificates, resends.
+struct NodeEnv<'a> {
+    s2s: &'a S2s,
+    /// What the peer presented in the TLS handshake.
+    certs: Option<Vec<CertificateDer<'static>>>,
+}
+
+impl incoming::Env for NodeEnv<'_> {
+    fn allows(&self, domain: &str) -> bool {
+        self.s2s.cfg.allows(domain)
     }
-    match h.get("to") {
-        Some(to) if to.eq_ignore_ascii_case(&s2s.domain) => {}
-        _ => {
-            fail(
-                s,
-                s2s,
-                false,
-                "host-unknown",
-                "this server does not serve that domain",
-            )
-            .await;
-            return None;
-        }
+    fn cert_proves(&self, domain: &str) -> bool {
+        self.s2s.peer_verified(self.certs.as_deref(), domain)
     }
-    if let Some(from) = h.get("from") {
-        if !s2s.cfg.allows(from) {
-            fail(
-                s,
-                s2s,
-                false,
-                "policy-violation",
-                "federation with your domain is not allowed",
-            )
-            .await;
-            return None;
-        }
-        tracing::Span::current().record("remote", from);
+    fn first(&self, stanza: &Element) -> bool {
+        self.s2s
+            .dedup
+            .lock()
+            .map(|mut d| d.first(stanza))
+            .unwrap_or(true)
     }
-    let id = new_id();
-    let mut out = header(&s2s.domain, h.get("from"), Some(&id));
-    out.push_str(&codec::features(&features(&h)));
-    s.send(&out).await.ok()?;
-    Some((h, id))
 }
 
 async fn serve_inner(tcp: Stream, s2s: Arc<S2s>) {
+    let mut core = Incoming::new(
+        incoming::Settings {
+            domain: s2s.domain.clone(),
+            tls_required: s2s.cfg.tls_required,
+            dialback: s2s.cfg.dialback(),
+            external: s2s.cfg.external(),
+            dialback_secret: s2s.cfg.dialback_secret.clone(),
+        },
+        s2s.cloud.metrics.clone(),
+    );
+    let mut env = NodeEnv {
+        s2s: &s2s,
+        certs: None,
+    };
     let mut s = XmlStream::new(tcp, s2s.limits);
-    let tls_required = s2s.cfg.tls_required;
-    let dialback_ok = s2s.cfg.dialback();
-    let Some((_, id)) = open_in(&mut s, &s2s, |_| {
-        let mut f = vec![];
-        let mut st = Element::new("starttls", NS_TLS);
-        if tls_required {
-            st = st.child(Element::new("required", NS_TLS));
-        }
-        f.push(st);
-        if dialback_ok && !tls_required {
-            f.push(
-                Element::new("dialback", NS_DIALBACK_FEATURE)
-                    .child(Element::new("errors", NS_DIALBACK_FEATURE)),
-            );
-        }
-        f
-    })
-    .await
-    else {
+    if !drive(&mut s, &mut core, &env).await {
         return;
-    };
-    // Before TLS: STARTTLS, or (when TLS is optional) dialback on the plain stream.
-    let ev = match s.next_event(s2s.negotiation_timeout).await {
-        Ok(ev) => ev,
-        Err(e) => {
-            if let Some((c, t)) = e.stream_condition() {
-                fail(&mut s, &s2s, true, c, &t).await;
-            }
-            return;
-        }
-    };
-    match ev {
-        Event::Stanza(e) if e.is("starttls", NS_TLS) => {}
-        Event::Stanza(e) if !tls_required => {
-            // A plain stream: carry on without TLS.
-            return authenticated_loop(s, s2s, id, None, Some(e)).await;
-        }
-        Event::StreamEnd => {
-            let _ = s.send("</stream:stream>").await;
-            return;
-        }
-        _ => {
-            return fail(
-                &mut s,
-                &s2s,
-                true,
-                "policy-violation",
-                "STARTTLS is required",
-            )
-            .await;
-        }
     }
     let tls = match accept_starttls(s, &s2s.server_tls, s2s.negotiation_timeout).await {
         Upgrade::Tls(t) => *t,
         Upgrade::Pipelined(mut s) => {
-            let why = "data after <starttls/>";
-            return fail(&mut s, &s2s, true, "policy-violation", why).await;
+            carry_out(&mut s, &mut core, &env, Input::Pipelined).await;
+            return;
         }
         Upgrade::Failed => return,
     };
-    let certs: Option<Vec<CertificateDer<'static>>> =
-        tls.get_ref().1.peer_certificates().map(|c| c.to_vec());
+    env.certs = tls.get_ref().1.peer_certificates().map(|c| c.to_vec());
+    core.handle(Input::TlsReady, &env);
     let mut s = XmlStream::new(tls, s2s.limits);
-    let external_ok = s2s.cfg.external();
-    let s2s2 = s2s.clone();
-    let certs2 = certs.clone();
-    let Some((h, id)) = open_in(&mut s, &s2s, move |h| {
-        let mut f = vec![];
-        if external_ok {
-            if let Some(from) = h.get("from") {
-                if s2s2.peer_verified(certs2.as_deref(), from) {
-                    f.push(
-                        Element::new("mechanisms", NS_SASL)
-                            .child(Element::new("mechanism", NS_SASL).text("EXTERNAL")),
-                    );
-                }
-            }
-        }
-        if dialback_ok {
-            f.push(
-                Element::new("dialback", NS_DIALBACK_FEATURE)
-                    .child(Element::new("errors", NS_DIALBACK_FEATURE)),
-            );
-            // For the streams dialback authenticates.
-            f.push(Element::new("sm", NS_SM));
-        }
-        f
-    })
-    .await
-    else {
-        return;
-    };
-    // SASL EXTERNAL, if the peer goes for it, comes first.
-    let first = match s.next_event(s2s.negotiation_timeout).await {
-        Ok(Event::Stanza(e)) => e,
-        Ok(Event::StreamEnd) => {
-            let _ = s.send("</stream:stream>").await;
-            return;
-        }
-        Ok(_) => return fail(&mut s, &s2s, true, "not-well-formed", "unexpected header").await,
-        Err(e) => {
-            if let Some((c, t)) = e.stream_condition() {
-                fail(&mut s, &s2s, true, c, &t).await;
-            }
-            return;
-        }
-    };
-    if first.is("auth", NS_SASL) {
-        let from = h.get("from").unwrap_or("").to_string();
-        let authzid = match B64.decode(first.text_content().trim().trim_matches('=')) {
-            Ok(a) => String::from_utf8(a).unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        let ok = external_ok
-            && first.get_attr("mechanism") == Some("EXTERNAL")
-            && !from.is_empty()
-            && (authzid.is_empty() || authzid.eq_ignore_ascii_case(&from))
-            && s2s.peer_verified(certs.as_deref(), &from)
-            && !s2s.cert_revoked(certs.as_deref(), &from).await;
-        if !ok {
-            s2s.cloud.metrics.s2s_auth_failures.inc();
-            tracing::warn!(peer_domain = %from, "SASL EXTERNAL refused");
-            let f = Element::new("failure", NS_SASL).child(Element::new("not-authorized", NS_SASL));
-            let _ = s.send(&f.to_xml()).await;
-            return fail(
-                &mut s,
-                &s2s,
-                true,
-                "not-authorized",
-                "certificate does not prove that domain",
-            )
-            .await;
-        }
-        if s.send(&Element::new("success", NS_SASL).to_xml())
-            .await
-            .is_err()
-        {
-            return;
-        }
-        tracing::info!(peer_domain = %from, "peer authenticated with SASL EXTERNAL");
-        s.decoder.reset();
-        let Some((h2, id2)) = open_in(&mut s, &s2s, |_| vec![Element::new("sm", NS_SM)]).await
-        else {
-            return;
-        };
-        if h2
-            .get("from")
-            .map(|f| !f.eq_ignore_ascii_case(&from))
-            .unwrap_or(false)
-        {
-            return fail(
-                &mut s,
-                &s2s,
-                true,
-                "invalid-from",
-                "from changed after authentication",
-            )
-            .await;
-        }
-        let mut auth = HashSet::new();
-        auth.insert(from.to_ascii_lowercase());
-        return authenticated_loop(s, s2s, id2, Some(auth), None).await;
-    }
-    authenticated_loop(s, s2s, id, None, Some(first)).await
+    drive(&mut s, &mut core, &env).await;
 }
 
-/// The stream after negotiation: dialback requests, verify requests, and stanzas from authenticated domains.
-async fn authenticated_loop<S>(
-    mut s: XmlStream<S>,
-    s2s: Arc<S2s>,
-    stream_id: String,
-    authenticated: Option<HashSet<String>>,
-    mut pending: Option<Element>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut auth = authenticated.unwrap_or_default();
-    let counted = !auth.is_empty();
-    // XEP-0198: stanzas handled, once the peer enabled acknowledgements.
-    let mut handled: Option<u32> = None;
-    if counted {
-        s2s.cloud.metrics.s2s_links_in.inc();
-    }
-    // A stream that ends without its closing tag (peer killed, link cut,
-    // silence past the idle timeout) takes its domains' presence with it.
-    let mut clean = false;
+/// Feeds the core what `s` reads until it asks for TLS (true) or the stream is over (false).
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut XmlStream<S>,
+    core: &mut Incoming,
+    env: &NodeEnv<'_>,
+) -> bool {
     loop {
-        let e = match pending.take() {
-            Some(e) => e,
-            None => match s.next_event(s2s.idle_timeout).await {
-                Ok(Event::Stanza(e)) => e,
-                Ok(Event::StreamEnd) => {
-                    let _ = s.send("</stream:stream>").await;
-                    clean = true;
-                    break;
-                }
-                Ok(Event::StreamStart(_)) => {
-                    fail(
-                        &mut s,
-                        &s2s,
-                        true,
-                        "not-well-formed",
-                        "second stream header",
-                    )
-                    .await;
-                    break;
-                }
-                Err(e) => {
-                    if let Some((c, t)) = e.stream_condition() {
-                        fail(&mut s, &s2s, true, c, &t).await;
+        let timeout = if core.is_established() {
+            env.s2s.idle_timeout
+        } else {
+            env.s2s.negotiation_timeout
+        };
+        let input = match s.next_event(timeout).await {
+            Ok(Event::StreamStart(h)) => Input::Header(h),
+            Ok(Event::Stanza(e)) => Input::Element(e),
+            Ok(Event::StreamEnd) => Input::End,
+            Err(e) => Input::Broken(e.stream_condition()),
+        };
+        match carry_out(s, core, env, input).await {
+            Some(true) => return true,
+            Some(false) => {}
+            None => return false,
+        }
+    }
+}
+
+/// Hands `input` to the core and does what it says, answering its questions:
+/// Some(true) when it asks for TLS, None when the stream is over.
+async fn carry_out<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut XmlStream<S>,
+    core: &mut Incoming,
+    env: &NodeEnv<'_>,
+    input: Input,
+) -> Option<bool> {
+    let s2s = env.s2s;
+    let mut inputs = std::collections::VecDeque::from([input]);
+    let mut tls = false;
+    while let Some(input) = inputs.pop_front() {
+        for action in core.handle(input, env) {
+            match action {
+                Action::Send(xml) => {
+                    if s.send(&xml).await.is_err() {
+                        inputs.push_back(Input::Broken(None));
+                        break;
                     }
-                    break;
                 }
-            },
-        };
-        if e.ns == NS_DIALBACK && e.name == "result" && e.get_attr("type").is_none() {
-            let from = e.get_attr("from").unwrap_or("").to_ascii_lowercase();
-            let to = e.get_attr("to").unwrap_or("");
-            if !s2s.cfg.dialback() || !s2s.cfg.allows(&from) || from.is_empty() {
-                let r = Element::new("result", NS_DIALBACK)
-                    .attr("from", s2s.domain.clone())
-                    .attr("to", from.clone())
-                    .attr("type", "error")
-                    .child(
-                        Element::new("error", NS_DIALBACK)
-                            .attr("type", "cancel")
-                            .child(Element::new("not-allowed", stanza::NS_STANZAS)),
-                    );
-                let _ = s.send(&dialback::wire(&r)).await;
-                continue;
-            }
-            if !to.eq_ignore_ascii_case(&s2s.domain) {
-                let r = Element::new("result", NS_DIALBACK)
-                    .attr("from", to.to_string())
-                    .attr("to", from.clone())
-                    .attr("type", "error")
-                    .child(
-                        Element::new("error", NS_DIALBACK)
-                            .attr("type", "cancel")
-                            .child(Element::new("item-not-found", stanza::NS_STANZAS)),
-                    );
-                let _ = s.send(&dialback::wire(&r)).await;
-                continue;
-            }
-            let key = e.text_content();
-            let valid = verify_with_authoritative(&s2s, &from, &stream_id, &key).await;
-            let r = Element::new("result", NS_DIALBACK)
-                .attr("from", s2s.domain.clone())
-                .attr("to", from.clone())
-                .attr("type", if valid { "valid" } else { "invalid" });
-            if s.send(&dialback::wire(&r)).await.is_err() {
-                break;
-            }
-            if valid {
-                tracing::info!(peer_domain = %from, "peer authenticated with dialback");
-                if auth.is_empty() {
-                    s2s.cloud.metrics.s2s_links_in.inc();
+                Action::StartTls => tls = true,
+                Action::Restart => s.decoder.reset(),
+                Action::CheckRevoked(domain) => {
+                    let r = s2s.cert_revoked(env.certs.as_deref(), &domain).await;
+                    inputs.push_back(Input::Revoked(r));
                 }
-                auth.insert(from);
-            } else {
-                s2s.cloud.metrics.s2s_auth_failures.inc();
-                tracing::warn!(peer_domain = %from, "dialback key did not verify");
-                fail(
-                    &mut s,
-                    &s2s,
-                    true,
-                    "not-authorized",
-                    "dialback key did not verify",
-                )
-                .await;
-                break;
-            }
-            continue;
-        }
-        if e.ns == NS_DIALBACK && e.name == "verify" && e.get_attr("type").is_none() {
-            // We are the authoritative server: is this key one we made?
-            let from = e.get_attr("from").unwrap_or("");
-            let to = e.get_attr("to").unwrap_or("");
-            let id = e.get_attr("id").unwrap_or("");
-            let valid = to.eq_ignore_ascii_case(&s2s.domain)
-                && dialback::verify(&s2s.cfg.dialback_secret, from, to, id, &e.text_content());
-            let r = Element::new("verify", NS_DIALBACK)
-                .attr("from", to.to_string())
-                .attr("to", from.to_string())
-                .attr("id", id.to_string())
-                .attr("type", if valid { "valid" } else { "invalid" });
-            if s.send(&dialback::wire(&r)).await.is_err() {
-                break;
-            }
-            continue;
-        }
-        if e.ns == NS_SM {
-            let reply = match e.name.as_str() {
-                "enable" if !auth.is_empty() && handled.is_none() => {
-                    handled = Some(0);
-                    Some(Element::new("enabled", NS_SM))
+                Action::AskAuthoritative {
+                    domain,
+                    stream_id,
+                    key,
+                } => {
+                    let valid = verify_with_authoritative(s2s, &domain, &stream_id, &key).await;
+                    inputs.push_back(Input::Authoritative(valid));
                 }
-                "enable" => Some(sm::failed("unexpected-request")),
-                "r" => handled.map(sm::answer),
-                _ => None,
-            };
-            if let Some(r) = reply {
-                if s.send(&r.to_xml()).await.is_err() {
-                    break;
+                Action::Route(e) => route(s2s, e),
+                Action::Close {
+                    header,
+                    condition,
+                    text,
+                } => {
+                    tracing::info!(condition, text, "closing s2s stream with stream error");
+                    s2s.cloud.metrics.stream_error(condition);
+                    s.close_with_error(header, condition, &text).await;
+                }
+                Action::End => {
+                    let _ = s.send("</stream:stream>").await;
+                }
+                Action::Stop => {}
+                Action::Unreachable(domains) => {
+                    for d in domains {
+                        tracing::info!(peer_domain = %d, "inbound s2s stream broke");
+                        s2s.cloud
+                            .router
+                            .do_send(intercloud_actors::link::DomainUnreachable(d));
+                    }
                 }
             }
-            continue;
-        }
-        if stanza::kind(&e).is_none() || e.ns != NS_SERVER {
-            fail(
-                &mut s,
-                &s2s,
-                true,
-                "unsupported-stanza-type",
-                "not a stanza",
-            )
-            .await;
-            break;
-        }
-        // RFC 6120 §13.7.1 / §8.1.2.2: only authenticated domains, only to us.
-        let (from, to) = match (stanza::from(&e), stanza::to(&e)) {
-            (Ok(Some(f)), Ok(Some(t))) => (f, t),
-            _ => {
-                fail(
-                    &mut s,
-                    &s2s,
-                    true,
-                    "improper-addressing",
-                    "stanzas need valid from and to",
-                )
-                .await;
-                break;
-            }
-        };
-        // A domain's own services (service.<domain>) travel on its stream.
-        let sender = intercloud_actors::jid::server_of(from.domain());
-        if !auth.contains(from.domain()) && !auth.contains(sender) {
-            s2s.cloud.metrics.s2s_refused_stanzas.inc();
-            tracing::warn!(from = %from, "stanza from a domain this stream did not authenticate");
-            fail(
-                &mut s,
-                &s2s,
-                true,
-                "invalid-from",
-                "that domain is not authenticated on this stream",
-            )
-            .await;
-            break;
-        }
-        if intercloud_actors::jid::server_of(to.domain()) != s2s.domain {
-            s2s.cloud.metrics.s2s_refused_stanzas.inc();
-            fail(
-                &mut s,
-                &s2s,
-                true,
-                "host-unknown",
-                "this server does not serve that domain",
-            )
-            .await;
-            break;
-        }
-        let mut e = e;
-        to_internal_ns(&mut e);
-        s2s.cloud.metrics.s2s_in.count(&e.name);
-        let first = s2s.dedup.lock().map(|mut d| d.first(&e)).unwrap_or(true);
-        if !first {
-            // Resent by the peer after a cut: handled already, counted again
-            // so the peer's acknowledgements stay right.
-            s2s.cloud.metrics.s2s_duplicates.inc();
-            tracing::debug!(from = %from, id = ?e.get_attr("id"), "duplicate stanza from a resend dropped");
-            if let Some(h) = &mut handled {
-                *h = h.wrapping_add(1);
-            }
-            continue;
-        }
-        // Builds for tests only: the fault table may discard or forge it.
-        #[cfg(feature = "test-faults")]
-        let deliver = crate::net::fault::test_only::tamper(s2s.net.faults(), &s2s.domain, &mut e);
-        #[cfg(not(feature = "test-faults"))]
-        let deliver = true;
-        if deliver {
-            s2s.cloud.router.do_send(Route(e));
-        }
-        if let Some(h) = &mut handled {
-            *h = h.wrapping_add(1);
         }
     }
-    if !auth.is_empty() || counted {
-        s2s.cloud.metrics.s2s_links_in.dec();
+    if core.is_over() {
+        None
+    } else {
+        Some(tls)
     }
-    if !clean {
-        for d in auth {
-            tracing::info!(peer_domain = %d, "inbound s2s stream broke");
-            s2s.cloud
-                .router
-                .do_send(intercloud_actors::link::DomainUnreachable(d));
-        }
+}
+
+/// Hands an admitted stanza to the router.
+fn route(s2s: &S2s, mut e: Element) {
+    // Builds for tests only: the fault table may discard or forge it.
+    #[cfg(feature = "test-faults")]
+    let deliver = crate::net::fault::test_only::tamper(s2s.net.faults(), &s2s.domain, &mut e);
+    #[cfg(not(feature = "test-faults"))]
+    let deliver = {
+        let _ = &mut e;
+        true
+    };
+    if deliver {
+        s2s.cloud.router.do_send(Route(e));
     }
 }
 
 /// Asks the authoritative server of `originating` whether `key` is its key
 /// for our stream `stream_id` (XEP-0220 §2.3).
 async fn verify_with_authoritative(
-    s2s: &Arc<S2s>,
+    s2s: &S2s,
     originating: &str,
     stream_id: &str,
     key: &str,

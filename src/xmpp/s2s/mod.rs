@@ -1,22 +1,17 @@
 //! Server-to-server streams (RFC 6120): the listener for peers and the dialer of outgoing links, with STARTTLS, SASL EXTERNAL (XEP-0178) and Server Dialback (XEP-0220).
 
 use super::codec::{self, Event, Limits, StreamHeader};
-use super::dialback::{self, NS_DIALBACK, NS_DIALBACK_FEATURE};
+use super::dialback::{self, NS_DIALBACK};
 use super::resolve::Resolver;
-use super::sasl::NS_SASL;
-use super::stream::{accept_starttls, new_id, Upgrade, WireError, XmlStream, NS_TLS};
+use super::stream::{accept_starttls, Upgrade, XmlStream};
 use crate::net::{Net, Stream};
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
 use intercloud_actors::element::{Element, NS_CLIENT, NS_SERVER};
 use intercloud_actors::link::{DialError, DialFuture, Dialer, LinkSink};
 use intercloud_actors::messages::Route;
 use intercloud_actors::metrics::Tally;
 use intercloud_actors::sm::{self, NS_SM};
-use intercloud_actors::stanza;
 use intercloud_actors::Cloud;
 use rustls::pki_types::{CertificateDer, ServerName};
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -180,21 +175,9 @@ impl S2s {
     }
 }
 
-/// Ends a stream with a stream error (our header first when not yet sent).
-async fn fail<S: AsyncRead + AsyncWrite + Unpin>(
-    s: &mut XmlStream<S>,
-    s2s: &S2s,
-    header_sent: bool,
-    condition: &str,
-    text: &str,
-) {
-    tracing::info!(condition, text, "closing s2s stream with stream error");
-    s2s.cloud.metrics.stream_error(condition);
-    let h = (!header_sent).then(|| header(&s2s.domain, None, Some(&new_id())));
-    s.close_with_error(h, condition, text).await;
-}
-
+pub mod connect;
 mod inbound;
+pub mod incoming;
 mod outbound;
 
 pub use inbound::serve;

@@ -1,44 +1,9 @@
 //! Outgoing s2s streams: dialing a domain (resolution, TLS, authentication, XEP-0198), and the writer that carries a link's queue with acknowledgements.
 
+use super::connect::{self, Action, Connect, Input};
 use super::*;
 
 type TlsOut = tokio_rustls::client::TlsStream<Stream>;
-
-/// A write that failed while negotiating: the connection broke under us
-/// (worth another dial), not a refusal.
-fn broke(what: &str, e: impl std::fmt::Display) -> DialError {
-    DialError::Broken(format!("{what}: {e}"))
-}
-
-/// Not the answer expected while negotiating: a read that failed (the
-/// connection broke or timed out) or something else the peer sent (its
-/// refusal, which another dial would meet again).
-fn unexpected(what: &str, got: Result<Event, WireError>) -> DialError {
-    match got {
-        Err(WireError::Timeout) => DialError::Timeout(format!("{what}: no answer")),
-        Err(e) => broke(what, e),
-        // The peer could not read what the network did to our bytes, or
-        // is going away: the stream broke, nobody refused us.
-        Ok(Event::Stanza(e))
-            if e.is("error", codec::NS_STREAM)
-                && e.elements().any(|c| {
-                    matches!(
-                        c.name.as_str(),
-                        "not-well-formed"
-                            | "bad-format"
-                            | "connection-timeout"
-                            | "reset"
-                            | "system-shutdown"
-                            | "internal-server-error"
-                            | "remote-connection-failed"
-                    )
-                }) =>
-        {
-            broke(what, format!("stream error {}", e.to_xml()))
-        }
-        Ok(other) => DialError::NotFound(format!("{what}: got {other:?}")),
-    }
-}
 
 /// A TLS handshake that failed: a certificate refused (by either side) is a
 /// refusal; anything else is a broken connection.
@@ -67,17 +32,18 @@ fn tls_failed(e: std::io::Error) -> DialError {
     if refused {
         DialError::NotFound(format!("TLS: {e}"))
     } else {
-        broke("TLS", e)
+        connect::broke("TLS", e)
     }
 }
 
 /// Connects to `remote`, does STARTTLS; returns the stream, the peer's stream
-/// header and its features. With `authenticate`, also authenticates us.
+/// header and features, and whether acknowledgements are on. With
+/// `authenticate`, also authenticates us and enables XEP-0198.
 pub(super) async fn open_out(
-    s2s: &Arc<S2s>,
+    s2s: &S2s,
     remote: &str,
     authenticate: bool,
-) -> Result<(XmlStream<TlsOut>, StreamHeader, Element), DialError> {
+) -> Result<(XmlStream<TlsOut>, StreamHeader, Element, bool), DialError> {
     let addrs = match s2s.resolver.resolve(remote).await {
         Ok(a) => a,
         Err(super::super::resolve::Unresolved::DirectoryUnreachable) => {
@@ -99,140 +65,100 @@ pub(super) async fn open_out(
         }
     }
     let tcp = tcp.ok_or(DialError::NotFound(last))?;
-    let local = s2s.domain.clone();
-    let nf = |m: String| DialError::NotFound(m);
+    let (mut core, hello) = Connect::new(connect::Settings {
+        local: s2s.domain.clone(),
+        remote: remote.to_string(),
+        authenticate,
+        external: s2s.cfg.external(),
+        dialback: s2s.cfg.dialback(),
+        dialback_secret: s2s.cfg.dialback_secret.clone(),
+    });
+    let mut env = NodeEnv { s2s, certs: None };
     let mut s = XmlStream::new(tcp, s2s.limits);
-    s.send(&header(&local, Some(remote), None))
-        .await
-        .map_err(|e| broke("writing", e))?;
-    let (_, f) = read_header_features(&mut s, s2s).await?;
-    if f.get_child("starttls", NS_TLS).is_none() {
-        return Err(nf(format!("{remote} does not offer STARTTLS")));
-    }
-    s.send(&Element::new("starttls", NS_TLS).to_xml())
-        .await
-        .map_err(|e| broke("writing", e))?;
-    match s.next_event(s2s.negotiation_timeout).await {
-        Ok(Event::Stanza(p)) if p.name == "proceed" => {}
-        other => return Err(unexpected("STARTTLS", other)),
-    }
+    let Driven::StartTls = drive(&mut s, &mut core, &env, Step::Act(hello)).await? else {
+        return Err(DialError::NotFound(format!("{remote}: no STARTTLS")));
+    };
     let (tcp, _) = s.into_parts();
-    let name = ServerName::try_from(remote.to_string()).map_err(|e| nf(e.to_string()))?;
+    let name =
+        ServerName::try_from(remote.to_string()).map_err(|e| DialError::NotFound(e.to_string()))?;
     let tls = s2s
         .client_tls
         .connect(name, tcp)
         .await
         .map_err(tls_failed)?;
-    let server_certs: Option<Vec<CertificateDer<'static>>> =
-        tls.get_ref().1.peer_certificates().map(|c| c.to_vec());
+    env.certs = tls.get_ref().1.peer_certificates().map(|c| c.to_vec());
     let mut s = XmlStream::new(tls, s2s.limits);
-    s.send(&header(&local, Some(remote), None))
-        .await
-        .map_err(|e| broke("writing", e))?;
-    let (h, f) = read_header_features(&mut s, s2s).await?;
-    if !authenticate {
-        return Ok((s, h, f));
+    match drive(&mut s, &mut core, &env, Step::Feed(Input::TlsReady)).await? {
+        Driven::Ready(h, f, managed) => Ok((s, h, f, managed)),
+        Driven::StartTls => Err(DialError::NotFound(format!("{remote}: STARTTLS twice"))),
     }
-    let offers_external = f
-        .get_child("mechanisms", NS_SASL)
-        .map(|m| m.elements().any(|x| x.text_content().trim() == "EXTERNAL"))
-        .unwrap_or(false);
-    if s2s.cfg.external()
-        && offers_external
-        && s2s.peer_verified(server_certs.as_deref(), remote)
-        && !s2s.cert_revoked(server_certs.as_deref(), remote).await
-    {
-        let auth = Element::new("auth", NS_SASL)
-            .attr("mechanism", "EXTERNAL")
-            .text(B64.encode(local.as_bytes()));
-        s.send(&auth.to_xml())
-            .await
-            .map_err(|e| broke("writing", e))?;
-        match s.next_event(s2s.negotiation_timeout).await {
-            Ok(Event::Stanza(r)) if r.is("success", NS_SASL) => {}
-            other => return Err(unexpected(&format!("SASL EXTERNAL with {remote}"), other)),
-        }
-        s.decoder.reset();
-        s.send(&header(&local, Some(remote), None))
-            .await
-            .map_err(|e| broke("writing", e))?;
-        let (h, f) = read_header_features(&mut s, s2s).await?;
-        tracing::info!(%remote, "authenticated to peer with SASL EXTERNAL");
-        return Ok((s, h, f));
+}
+
+/// The node's side of what the dial asks: whether the certificate proves the peer.
+struct NodeEnv<'a> {
+    s2s: &'a S2s,
+    certs: Option<Vec<CertificateDer<'static>>>,
+}
+
+impl connect::Env for NodeEnv<'_> {
+    fn cert_proves(&self, domain: &str) -> bool {
+        self.s2s.peer_verified(self.certs.as_deref(), domain)
     }
-    let offers_dialback = f.get_child("dialback", NS_DIALBACK_FEATURE).is_some()
-        || h.prefixes.iter().any(|(_, ns)| ns == NS_DIALBACK);
-    if s2s.cfg.dialback() && offers_dialback {
-        let id = h.get("id").unwrap_or("").to_string();
-        let key = dialback::key(&s2s.cfg.dialback_secret, remote, &local, &id);
-        let r = Element::new("result", NS_DIALBACK)
-            .attr("from", local.clone())
-            .attr("to", remote.to_string())
-            .text(key);
-        s.send(&dialback::wire(&r))
-            .await
-            .map_err(|e| broke("writing", e))?;
-        loop {
-            match s.next_event(s2s.connect_timeout).await {
-                Ok(Event::Stanza(r)) if r.ns == NS_DIALBACK && r.name == "result" => {
-                    if r.get_attr("type") == Some("valid") {
-                        tracing::info!(%remote, "authenticated to peer with dialback");
-                        return Ok((s, h, f));
-                    }
-                    return Err(nf(format!("{remote} refused our dialback key")));
+}
+
+/// Where driving the dial over one transport stopped.
+enum Driven {
+    StartTls,
+    Ready(StreamHeader, Element, bool),
+}
+
+/// What to give the core next.
+enum Step {
+    Act(Action),
+    Feed(Input),
+}
+
+/// Carries out the core's actions and feeds it what `s` reads, until it
+/// asks for TLS or the stream is ready.
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut XmlStream<S>,
+    core: &mut Connect,
+    env: &NodeEnv<'_>,
+    first: Step,
+) -> Result<Driven, DialError> {
+    let mut pending: std::collections::VecDeque<Action> = match first {
+        Step::Act(a) => [a].into(),
+        Step::Feed(i) => core.handle(i, env).into(),
+    };
+    loop {
+        while let Some(action) = pending.pop_front() {
+            match action {
+                Action::Send(xml) => s
+                    .send(&xml)
+                    .await
+                    .map_err(|e| connect::broke("writing", e))?,
+                Action::StartTls => return Ok(Driven::StartTls),
+                Action::Restart => s.decoder.reset(),
+                Action::CheckRevoked => {
+                    let remote = core.remote().to_string();
+                    let r = env.s2s.cert_revoked(env.certs.as_deref(), &remote).await;
+                    pending.extend(core.handle(Input::Revoked(r), env));
                 }
-                Ok(Event::Stanza(_)) => {}
-                Err(WireError::Timeout) => {
-                    return Err(DialError::Timeout(format!("{remote}: dialback")))
-                }
-                other => return Err(unexpected(&format!("dialback with {remote}"), other)),
+                Action::Ready {
+                    header,
+                    features,
+                    managed,
+                } => return Ok(Driven::Ready(*header, features, managed)),
+                Action::Fail(e) => return Err(e),
             }
         }
-    }
-    // Most often, in a federation that is enrolling, one side does not yet
-    // trust the other's new certificate (it asks the directory for the
-    // trust authorities again): worth another dial, not a refusal.
-    Err(broke(
-        "authentication",
-        format!("no authentication method in common with {remote} (yet)"),
-    ))
-}
-
-async fn read_header_features<S: AsyncRead + AsyncWrite + Unpin>(
-    s: &mut XmlStream<S>,
-    s2s: &S2s,
-) -> Result<(StreamHeader, Element), DialError> {
-    let nf = |m: String| DialError::NotFound(m);
-    let h = match s.next_event(s2s.negotiation_timeout).await {
-        Ok(Event::StreamStart(h)) => h,
-        Err(WireError::Timeout) => return Err(DialError::Timeout("no stream header".into())),
-        other => return Err(unexpected("expected a stream header", other)),
-    };
-    if h.default_ns != NS_SERVER {
-        return Err(nf("peer does not speak jabber:server".into()));
-    }
-    match s.next_event(s2s.negotiation_timeout).await {
-        Ok(Event::Stanza(f)) if f.name == "features" => Ok((h, f)),
-        Err(WireError::Timeout) => Err(DialError::Timeout("no stream features".into())),
-        other => Err(unexpected("expected stream features", other)),
-    }
-}
-
-/// Turns on XEP-0198 acknowledgements on an outgoing stream: true when
-/// enabled, false when the peer refused. A stream that breaks meanwhile is a
-/// failed dial — not a link without acknowledgements, on which whatever is
-/// written could vanish unnoticed.
-async fn enable_sm(s: &mut XmlStream<TlsOut>, s2s: &S2s) -> Result<bool, DialError> {
-    s.send(&Element::new("enable", NS_SM).to_xml())
-        .await
-        .map_err(|e| broke("enabling stream management", e))?;
-    loop {
-        match s.next_event(s2s.negotiation_timeout).await {
-            Ok(Event::Stanza(e)) if e.is("enabled", NS_SM) => return Ok(true),
-            Ok(Event::Stanza(e)) if e.is("failed", NS_SM) => return Ok(false),
-            Ok(Event::Stanza(_)) => {}
-            other => return Err(unexpected("enabling stream management", other)),
-        }
+        let input = match s.next_event(env.s2s.negotiation_timeout).await {
+            Ok(Event::StreamStart(h)) => Input::Header(h),
+            Ok(Event::Stanza(e)) => Input::Element(e),
+            Ok(Event::StreamEnd) => Input::End,
+            Err(e) => Input::Broken(e),
+        };
+        pending.extend(core.handle(input, env));
     }
 }
 
@@ -252,7 +178,7 @@ impl Dialer for S2sDialer {
             let r = tokio::time::timeout(s2s.connect_timeout, open_out(&s2s, &remote, true))
                 .instrument(span.clone())
                 .await;
-            let (mut s, _, features) = match r {
+            let (s, _, _, managed) = match r {
                 Ok(Ok(x)) => x,
                 Ok(Err(e)) => {
                     s2s.cloud.metrics.s2s_dial_failures.inc();
@@ -265,17 +191,6 @@ impl Dialer for S2sDialer {
                         s2s.connect_timeout
                     )));
                 }
-            };
-            let managed = if features.get_child("sm", NS_SM).is_some() {
-                match enable_sm(&mut s, &s2s).instrument(span.clone()).await {
-                    Ok(m) => m,
-                    Err(e) => {
-                        s2s.cloud.metrics.s2s_dial_failures.inc();
-                        return Err(e);
-                    }
-                }
-            } else {
-                false
             };
             let (tx, rx) = mpsc::channel(1024);
             let (closed_tx, closed_rx) = oneshot::channel();

@@ -1,13 +1,8 @@
 //! The c2s negotiation's decisions, event by event, without sockets or clocks.
 
 use super::*;
-use crate::xmpp::codec::{Decoder, Event, Limits};
+use crate::xmpp::testing;
 use std::cell::Cell;
-
-const LIMITS: Limits = Limits {
-    max_stanza_bytes: 65536,
-    max_depth: 16,
-};
 
 /// Accepts PLAIN alice/pw; counts what the throttle is told.
 #[derive(Default)]
@@ -53,20 +48,12 @@ fn settings() -> Settings {
     }
 }
 
-/// A client's stream header, parsed as the driver would.
+/// A client's stream header.
 fn header(ns: &str, to: &str, version: &str) -> Input {
-    let mut d = Decoder::new(LIMITS);
-    d.feed(
-        format!(
-            "<stream:stream xmlns='{ns}' xmlns:stream='http://etherx.jabber.org/streams' \
-             to='{to}' version='{version}'>"
-        )
-        .as_bytes(),
-    );
-    match d.next_event() {
-        Ok(Some(Event::StreamStart(h))) => Input::Header(h),
-        other => panic!("{other:?}"),
-    }
+    Input::Header(testing::header(
+        ns,
+        &format!("to='{to}' version='{version}'"),
+    ))
 }
 
 fn hello() -> Input {
@@ -75,18 +62,7 @@ fn hello() -> Input {
 
 /// An element as it arrives inside a client stream.
 fn el(xml: &str) -> Input {
-    let mut d = Decoder::new(LIMITS);
-    d.feed(
-        format!(
-            "<stream:stream xmlns='{NS_CLIENT}' xmlns:stream='http://etherx.jabber.org/streams'>{xml}"
-        )
-        .as_bytes(),
-    );
-    assert!(matches!(d.next_event(), Ok(Some(Event::StreamStart(_)))));
-    match d.next_event() {
-        Ok(Some(Event::Stanza(e))) => Input::Element(e),
-        other => panic!("{other:?}"),
-    }
+    Input::Element(testing::element(NS_CLIENT, xml))
 }
 
 fn auth(mechanism: &str, data: &[u8]) -> Input {
@@ -101,15 +77,7 @@ fn features(actions: &[Action]) -> Vec<String> {
     let [Action::Send(out), ..] = actions else {
         panic!("{actions:?}")
     };
-    let mut d = Decoder::new(LIMITS);
-    d.feed(out.as_bytes());
-    assert!(matches!(d.next_event(), Ok(Some(Event::StreamStart(_)))));
-    match d.next_event() {
-        Ok(Some(Event::Stanza(f))) if f.name == "features" => {
-            f.elements().map(|c| c.name.clone()).collect()
-        }
-        other => panic!("{other:?}"),
-    }
+    testing::answer(out).1
 }
 
 /// The stanza an action sends (one element).
@@ -117,10 +85,7 @@ fn sent(a: &Action) -> Element {
     let Action::Send(xml) = a else {
         panic!("{a:?}")
     };
-    match el(xml) {
-        Input::Element(e) => e,
-        other => panic!("{other:?}"),
-    }
+    testing::element(NS_CLIENT, xml)
 }
 
 fn closed(actions: &[Action]) -> (&'static str, bool) {
