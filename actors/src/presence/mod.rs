@@ -15,18 +15,6 @@ use std::sync::Arc;
 static REMOTE_FULL: crate::lograte::LogRate =
     crate::lograte::LogRate::new(5, std::time::Duration::from_secs(10));
 
-/// Remote presences tracked now (tests, status).
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct CountRemote;
-
-impl Handler<CountRemote> for Presence {
-    type Result = usize;
-    fn handle(&mut self, _: CountRemote, _: &mut Context<Self>) -> usize {
-        self.remote_pairs
-    }
-}
-
 /// Tracks who is available and applies subscriptions to rosters.
 pub struct Presence {
     settings: Settings,
@@ -127,36 +115,6 @@ impl Presence {
 
     fn is_local(&self, j: &Jid) -> bool {
         j.domain() == self.settings.domain
-    }
-
-    fn item(&self, owner: &Jid, contact: &Jid) -> Option<RosterItem> {
-        self.store
-            .roster_item(&owner.to_string(), &contact.to_string())
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "roster read failed");
-                None
-            })
-    }
-
-    fn roster(&self, owner: &Jid) -> Vec<RosterItem> {
-        self.store.roster(&owner.to_string()).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "roster read failed");
-            Vec::new()
-        })
-    }
-
-    /// Persists `item` and pushes it to the owner's interested resources.
-    fn save(&self, owner: &Jid, item: &RosterItem) {
-        if let Err(e) = self.store.put_roster_item(&owner.to_string(), item) {
-            tracing::error!(error = %e, "roster write failed");
-            return;
-        }
-        if item.visible {
-            self.router.do_send(RosterPush {
-                owner: owner.clone(),
-                item: roster::item_element(item),
-            });
-        }
     }
 
     fn route(&self, st: Element) {
@@ -343,75 +301,6 @@ impl Presence {
         }
     }
 
-    fn track_remote(&mut self, from: &Jid, local: &Jid, available: bool) {
-        if available {
-            if self.remote_pairs >= self.settings.max_remote_presences {
-                if let Some(held_back) = REMOTE_FULL.allow() {
-                    tracing::warn!(%from, pairs = self.remote_pairs, held_back, "remote presences at their bound: not tracked");
-                }
-                return;
-            }
-            let d = self.remote.entry(from.domain().to_string()).or_default();
-            if d.entry(from.clone()).or_default().insert(local.clone()) {
-                self.remote_pairs += 1;
-            }
-        } else if let Some(d) = self.remote.get_mut(from.domain()) {
-            if let Some(seen) = d.get_mut(from) {
-                if seen.remove(local) {
-                    self.remote_pairs -= 1;
-                }
-                if seen.is_empty() {
-                    d.remove(from);
-                }
-            }
-            if d.is_empty() {
-                self.remote.remove(from.domain());
-            }
-        }
-    }
-
-    /// The link with `domain` died: everyone there is unavailable to us now
-    /// (they announce themselves again when the link comes back).
-    fn domain_down(&mut self, domain: &str) {
-        let Some(seen) = self.remote.remove(domain) else {
-            return;
-        };
-        tracing::info!(%domain, resources = seen.len(), "link down: remote contacts now unavailable");
-        let mut lost = self.lost.remove(domain).unwrap_or_default();
-        for (remote, locals) in seen {
-            for local in locals {
-                self.remote_pairs -= 1;
-                let p = presence(Some("unavailable"), &remote, &local);
-                if lost.len() < self.settings.max_remote_presences {
-                    lost.insert((local.clone(), remote.to_bare()));
-                }
-                self.to_available(&local, &p);
-            }
-        }
-        self.lost.insert(domain.to_string(), lost);
-    }
-
-    /// The domain is reachable again: each local account still online asks
-    /// (RFC 6121 §4.3 probe) for the presence its broken link took away —
-    /// otherwise nothing would tell it the contact is still there.
-    fn domain_up(&mut self, domain: &str) {
-        let Some(lost) = self.lost.remove(domain) else {
-            return;
-        };
-        tracing::info!(%domain, contacts = lost.len(), "link up again: probing contacts");
-        for (local, remote) in lost {
-            if !self.online.contains_key(&local) {
-                continue;
-            }
-            if self
-                .item(&local, &remote)
-                .is_some_and(|i| i.subscription.has_to())
-            {
-                self.route(presence(Some("probe"), &local, &remote));
-            }
-        }
-    }
-
     fn inbound(&mut self, st: Element) {
         let (Ok(Some(to)), Ok(Some(from))) = (stanza::to(&st), stanza::from(&st)) else {
             return;
@@ -525,72 +414,6 @@ impl Presence {
             _ => {}
         }
     }
-
-    fn roster_iq(&mut self, from: Jid, iq: Element, reply_to: Recipient<Deliver>) {
-        let owner = from.to_bare();
-        let reply = match stanza::stype(&iq) {
-            "get" => {
-                self.router.do_send(SetInterested { full: from.clone() });
-                roster::get_result(&iq, &self.store, &owner.to_string())
-            }
-            "set" => match roster::parse_set(&iq, self.settings.max_roster_item_bytes) {
-                Err(e) => e,
-                Ok(RosterSet::Update {
-                    contact,
-                    name,
-                    groups,
-                }) => {
-                    if contact == owner {
-                        error_reply(&iq, "not-allowed", Some("your own JID"))
-                    } else {
-                        let existing = self.item(&owner, &contact);
-                        if existing.is_none()
-                            && self.roster(&owner).len() >= self.settings.max_roster_items
-                        {
-                            error_reply(&iq, "not-allowed", Some("roster is full"))
-                        } else {
-                            let mut item =
-                                existing.unwrap_or_else(|| RosterItem::new(&contact.to_string()));
-                            item.name = name;
-                            item.groups = groups;
-                            item.visible = true;
-                            self.save(&owner, &item);
-                            iq_result(&iq)
-                        }
-                    }
-                }
-                Ok(RosterSet::Remove { contact }) => match self.item(&owner, &contact) {
-                    None => error_reply(&iq, "item-not-found", None),
-                    Some(item) => {
-                        if item.subscription.has_to() || item.ask {
-                            self.route(presence(Some("unsubscribe"), &owner, &contact));
-                        }
-                        if item.subscription.has_from() || item.pending_in {
-                            self.route(presence(Some("unsubscribed"), &owner, &contact));
-                            if item.subscription.has_from() {
-                                self.send_unavailable_from(&owner, &contact);
-                            }
-                        }
-                        if let Err(e) = self
-                            .store
-                            .delete_roster_item(&owner.to_string(), &contact.to_string())
-                        {
-                            tracing::error!(error = %e, "roster write failed");
-                        }
-                        if item.visible {
-                            self.router.do_send(RosterPush {
-                                owner: owner.clone(),
-                                item: roster::removed_element(&contact.to_string()),
-                            });
-                        }
-                        iq_result(&iq)
-                    }
-                },
-            },
-            _ => return,
-        };
-        reply_to.do_send(Deliver(reply));
-    }
 }
 
 impl Handler<Broadcast> for Presence {
@@ -627,13 +450,6 @@ impl Handler<ResourceGone> for Presence {
     }
 }
 
-impl Handler<RosterIq> for Presence {
-    type Result = ();
-    fn handle(&mut self, m: RosterIq, _: &mut Context<Self>) {
-        self.roster_iq(m.from, m.iq, m.reply_to);
-    }
-}
-
 impl Handler<IsAvailable> for Presence {
     type Result = bool;
     fn handle(&mut self, m: IsAvailable, _: &mut Context<Self>) -> bool {
@@ -641,20 +457,6 @@ impl Handler<IsAvailable> for Presence {
             None => false,
             Some(r) => m.0.resource().map(|x| r.contains_key(x)).unwrap_or(true),
         }
-    }
-}
-
-impl Handler<DomainUp> for Presence {
-    type Result = ();
-    fn handle(&mut self, m: DomainUp, _: &mut Context<Self>) {
-        self.domain_up(&m.0);
-    }
-}
-
-impl Handler<DomainDown> for Presence {
-    type Result = ();
-    fn handle(&mut self, m: DomainDown, _: &mut Context<Self>) {
-        self.domain_down(&m.0);
     }
 }
 
@@ -694,51 +496,10 @@ pub struct RosterPush {
     pub item: Element,
 }
 
+mod remote;
+pub use remote::CountRemote;
+
+mod roster_iq;
+
 #[cfg(test)]
-mod tests {
-    //! The presence actor's bookkeeping of remote presence, fed stanzas
-    //! directly (no sockets).
-    use super::*;
-    use crate::element::NS_CLIENT;
-    use crate::{Cloud, Settings};
-
-    fn available(from: &str) -> InboundPresence {
-        InboundPresence(
-            Element::new("presence", NS_CLIENT)
-                .attr("from", from)
-                .attr("to", "alice@local.test"),
-        )
-    }
-
-    #[actix_rt::test]
-    async fn remote_presences_tracked_are_bounded() {
-        let cloud = Cloud::start(
-            Settings {
-                domain: "local.test".into(),
-                max_remote_presences: 10,
-                ..Settings::default()
-            },
-            Arc::new(Store::in_memory().unwrap()),
-        );
-        // A remote server may send presence from any resource of its domain.
-        for i in 0..50 {
-            cloud
-                .presence
-                .send(available(&format!("u@remote.test/r{i}")))
-                .await
-                .unwrap();
-        }
-        assert_eq!(cloud.presence.send(CountRemote).await.unwrap(), 10);
-        // Unavailable from one tracked frees its place; the link dying frees all.
-        let mut gone = available("u@remote.test/r0");
-        gone.0.set_attr("type", "unavailable");
-        cloud.presence.send(gone).await.unwrap();
-        assert_eq!(cloud.presence.send(CountRemote).await.unwrap(), 9);
-        cloud
-            .presence
-            .send(DomainDown("remote.test".into()))
-            .await
-            .unwrap();
-        assert_eq!(cloud.presence.send(CountRemote).await.unwrap(), 0);
-    }
-}
+mod tests;

@@ -508,144 +508,11 @@ impl Service {
             }
         }
     }
-
-    fn publish(&mut self, iq: &Element, node: &str, sid: &str, input: &Element) -> Element {
-        let Some(domain) = stanza::from(iq)
-            .ok()
-            .flatten()
-            .map(|j| j.domain().to_string())
-        else {
-            return error_reply(iq, "bad-request", Some("no sender"));
-        };
-        let turtle = input
-            .elements()
-            .find(|e| e.name == "description")
-            .map(|e| e.text_content())
-            .unwrap_or_else(|| input.text_content());
-        match self.catalog.publish(&domain, &turtle) {
-            Ok(n) => {
-                if let Err(e) = self.store.put_description(&domain, &turtle) {
-                    tracing::error!(%domain, error = %e, "description not persisted");
-                }
-                tracing::info!(%domain, triples = n, "resource description published");
-                adhoc::response(
-                    iq,
-                    node,
-                    sid,
-                    "completed",
-                    vec![
-                        iodata::output(vec![Element::new("published", NS_RES)
-                            .attr("cloud", domain.clone())
-                            .attr("triples", n.to_string())]),
-                        adhoc::note("info", &format!("{n} triples published for {domain}")),
-                    ],
-                )
-            }
-            Err(e @ CatalogError::ForeignSubject { .. }) => {
-                error_reply(iq, "forbidden", Some(&e.to_string()))
-            }
-            Err(e) => bad_payload(iq, &e.to_string()),
-        }
-    }
 }
 
 /// `bad-request` with XEP-0050's `bad-payload` and a reason.
 fn bad_payload(iq: &Element, why: &str) -> Element {
     adhoc::error(iq, "bad-request", Some("bad-payload"), Some(why))
-}
-
-/// SPARQL Query Results XML Format.
-fn sparql_results(a: &Answer) -> Element {
-    let mut root = Element::new("sparql", NS_SPARQL_RESULTS);
-    match a {
-        Answer::Boolean(b) => {
-            root = root
-                .child(Element::new("head", NS_SPARQL_RESULTS))
-                .child(Element::new("boolean", NS_SPARQL_RESULTS).text(b.to_string()));
-        }
-        Answer::Rows {
-            vars,
-            rows,
-            truncated,
-        } => {
-            let mut head = Element::new("head", NS_SPARQL_RESULTS);
-            for v in vars {
-                head =
-                    head.child(Element::new("variable", NS_SPARQL_RESULTS).attr("name", v.clone()));
-            }
-            let mut results = Element::new("results", NS_SPARQL_RESULTS);
-            if *truncated {
-                results = results.attr("truncated", "true");
-            }
-            for row in rows {
-                let mut r = Element::new("result", NS_SPARQL_RESULTS);
-                for (v, val) in vars.iter().zip(row) {
-                    if let Some(val) = val {
-                        let (kind, text) = match val {
-                            crate::catalog::Value::Iri(s) => ("uri", s),
-                            crate::catalog::Value::Blank(s) => ("bnode", s),
-                            crate::catalog::Value::Literal(s) => ("literal", s),
-                        };
-                        r = r.child(
-                            Element::new("binding", NS_SPARQL_RESULTS)
-                                .attr("name", v.clone())
-                                .child(Element::new(kind, NS_SPARQL_RESULTS).text(text.clone())),
-                        );
-                    }
-                }
-                results = results.child(r);
-            }
-            root = root.child(head).child(results);
-        }
-    }
-    root
-}
-
-/// The XSDs of a command's input and output (XEP-0244 io-schemata-result).
-fn schemata(node: &str) -> Element {
-    let (input, output) = match node {
-        CONSTRAINTS => (
-            iodata::schema(
-                NS_RES,
-                Xsd::Seq(
-                    "constraints",
-                    false,
-                    vec![Xsd::Seq(
-                        "constraint",
-                        true,
-                        vec![
-                            Xsd::Leaf("attribute", "string", false),
-                            Xsd::Leaf("value", "string", false),
-                        ],
-                    )],
-                ),
-            ),
-            iodata::schema(
-                NS_RES,
-                Xsd::Seq(
-                    "matchingClouds",
-                    false,
-                    vec![Xsd::Leaf("cloudName", "string", true)],
-                ),
-            ),
-        ),
-        SPARQL => (
-            iodata::schema(NS_IODATA, Xsd::Leaf("query", "string", false)),
-            iodata::schema(NS_SPARQL_RESULTS, Xsd::Leaf("sparql", "anyType", false)),
-        ),
-        PUBLISH => (
-            iodata::schema(NS_IODATA, Xsd::Leaf("description", "string", false)),
-            iodata::schema(NS_RES, Xsd::Leaf("published", "anyType", false)),
-        ),
-        _ => (
-            iodata::schema(NS_IODATA, Xsd::Seq("in", false, vec![])),
-            iodata::schema(
-                NS_RES,
-                Xsd::Seq("clouds", false, vec![Xsd::Leaf("cloud", "anyType", true)]),
-            ),
-        ),
-    };
-    iodata::schemata(input, output)
 }
 
 impl Handler<ToService> for Service {
@@ -711,3 +578,8 @@ impl Handler<CountClouds> for Service {
         self.catalog.clouds().map(|c| c.len()).unwrap_or(0)
     }
 }
+
+mod payloads;
+use payloads::{schemata, sparql_results};
+
+mod publish;
