@@ -14,9 +14,14 @@ pub enum Request {
     GetOutput,
 }
 
+/// An `<iodata>` whose type the XEP does not define for requests.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("iodata type {0:?} is not a request")]
+pub struct NotARequest(pub Option<String>);
+
 /// The command's `<iodata>` child and its type; None when there is none,
 /// Err when it is there with a type the XEP does not define for requests.
-pub fn request(cmd: &Element) -> Result<Option<(Request, &Element)>, String> {
+pub fn request(cmd: &Element) -> Result<Option<(Request, &Element)>, NotARequest> {
     let Some(io) = cmd.get_child("iodata", NS_IODATA) else {
         return Ok(None);
     };
@@ -25,7 +30,7 @@ pub fn request(cmd: &Element) -> Result<Option<(Request, &Element)>, String> {
         Some("input") => Request::Input,
         Some("getStatus") => Request::GetStatus,
         Some("getOutput") => Request::GetOutput,
-        other => return Err(format!("iodata type {other:?} is not a request")),
+        other => return Err(NotARequest(other.map(str::to_string))),
     };
     Ok(Some((t, io)))
 }

@@ -78,7 +78,17 @@ struct CmdSession {
 }
 
 /// A job's result: output payload, or an error to show in a note.
-type JobResult = Result<Vec<Element>, String>;
+type JobResult = Result<Vec<Element>, JobError>;
+
+/// Why a command's job gave no answer.
+#[derive(Debug, thiserror::Error)]
+enum JobError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The blocking task died (a panic in the evaluator).
+    #[error("the query failed: {0}")]
+    Died(#[from] tokio::task::JoinError),
+}
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -298,7 +308,7 @@ impl Service {
         }
         let io = match iodata::request(cmd) {
             Ok(io) => io,
-            Err(e) => return self.send(bad_payload(&iq, &e)),
+            Err(e) => return self.send(bad_payload(&iq, &e.to_string())),
         };
         match io {
             Some((Request::SchemataGet, _)) => {
@@ -392,7 +402,7 @@ impl Service {
                 };
                 let limit = self.settings.match_limit;
                 Box::new(move |c: &Catalog| {
-                    let names = c.matching(&cs, limit).map_err(|e| e.to_string())?;
+                    let names = c.matching(&cs, limit)?;
                     let mut m = Element::new("matchingClouds", NS_RES);
                     for n in names {
                         m = m.child(Element::new("cloudName", NS_RES).text(n));
@@ -429,14 +439,14 @@ impl Service {
                     runner
                         .run(c, &text, &token)
                         .map(|a| vec![sparql_results(&a)])
-                        .map_err(|e| e.to_string())
+                        .map_err(JobError::from)
                 })
             }
             _ => {
                 // list_clouds
                 Box::new(|c: &Catalog| {
                     let mut l = Element::new("clouds", NS_RES);
-                    for e in c.clouds().map_err(|e| e.to_string())? {
+                    for e in c.clouds()? {
                         l = l.child(
                             Element::new("cloud", NS_RES)
                                 .attr("name", e.name)
@@ -477,11 +487,11 @@ impl Service {
             });
             let result = match tokio::time::timeout(limit, task).await {
                 Ok(Ok(r)) => r,
-                Ok(Err(e)) => Err(format!("the query failed: {e}")),
+                Ok(Err(e)) => Err(JobError::Died(e)),
                 Err(_) => {
                     // Stops the evaluation itself, not just the wait for it.
                     cancel.cancel();
-                    Err(CatalogError::Timeout(limit).to_string())
+                    Err(CatalogError::Timeout(limit).into())
                 }
             };
             me.do_send(JobDone { sid: s2, result });
@@ -546,7 +556,7 @@ impl Handler<JobDone> for Service {
             Ok(out) => vec![iodata::output(out)],
             Err(e) => {
                 tracing::info!(node = sess.node, error = %e, "command failed");
-                vec![adhoc::note("error", &e)]
+                vec![adhoc::note("error", &e.to_string())]
             }
         };
         if !*replied {
