@@ -176,8 +176,12 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
         max_sessions_per_account: l.max_sessions_per_account,
         sm_resume_timeout: Duration::from_secs(l.sm_resume_timeout_secs),
         sm_ack_every: l.sm_ack_every.max(1),
+        services: advertised_services(&config),
     };
     let cloud = Cloud::start(settings, store);
+    if config.pubsub.enabled {
+        start_pubsub(&cloud, &config)?;
+    }
     if config.has_role("exchange") || config.has_role("root") {
         let c = &config.catalog;
         let svc = intercloud_actors::service::Service::new(
@@ -210,9 +214,10 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
         )
         .map_err(|e| NodeError::Start(format!("catalog: {e}")))?;
         use actix::Actor;
-        cloud.router.do_send(intercloud_actors::router::SetService(
-            svc.start().recipient(),
-        ));
+        cloud.router.do_send(intercloud_actors::router::SetService {
+            host: format!("service.{domain}"),
+            to: svc.start().recipient(),
+        });
         tracing::info!(service = %format!("service.{domain}"), "catalog service up");
     }
     let tls = crate::tls::server_config(
@@ -440,4 +445,52 @@ fn refuse(tcp: crate::net::Stream, domain: &str) {
         let mut tcp = tcp;
         let _ = tokio::time::timeout(Duration::from_secs(2), tcp.write_all(msg.as_bytes())).await;
     });
+}
+
+/// The subdomain services a node's configuration runs (listed in its disco#items).
+fn advertised_services(config: &Config) -> Vec<String> {
+    let d = &config.node.domain;
+    let mut s = Vec::new();
+    if config.has_role("exchange") || config.has_role("root") {
+        s.push(format!("service.{d}"));
+    }
+    if config.pubsub.enabled {
+        s.push(format!("pubsub.{d}"));
+    }
+    s
+}
+
+/// Starts XEP-0060 publish-subscribe at `pubsub.<domain>` with what the store holds.
+fn start_pubsub(cloud: &Arc<Cloud>, config: &Config) -> Result<(), NodeError> {
+    use actix::Actor;
+    let p = &config.pubsub;
+    let domain = &config.node.domain;
+    let host = format!("pubsub.{domain}");
+    let core = intercloud_actors::pubsub::PubSub::load(
+        &host,
+        domain,
+        intercloud_actors::pubsub::Limits {
+            max_nodes: p.max_nodes,
+            max_nodes_per_owner: p.max_nodes_per_owner,
+            max_items_per_node: p.max_items_per_node,
+            max_subscriptions_per_node: p.max_subscriptions_per_node,
+            max_payload_bytes: p.max_payload_bytes,
+        },
+        cloud.store.clone(),
+    )
+    .map_err(|e| NodeError::Start(format!("pubsub: {e}")))?;
+    let nodes = core.node_count();
+    let actor = intercloud_actors::pubsub::PubSubActor::new(
+        core,
+        cloud.store.clone(),
+        cloud.router.clone().recipient(),
+        cloud.metrics.clone(),
+    )
+    .start();
+    cloud.router.do_send(intercloud_actors::router::SetService {
+        host: host.clone(),
+        to: actor.recipient(),
+    });
+    tracing::info!(service = %host, nodes, "publish-subscribe up");
+    Ok(())
 }

@@ -14,8 +14,9 @@ pub const SERVER_FEATURES: &[&str] = &[
     crate::stanza::NS_DELAY,
 ];
 
-/// Answers disco#info / disco#items addressed to the server; None when not disco.
-pub fn answer_server(iq: &Element) -> Option<Element> {
+/// Answers disco#info / disco#items addressed to the server (the items are
+/// the `services` it hosts); None when not disco.
+pub fn answer_server(iq: &Element, services: &[String]) -> Option<Element> {
     if iq.get_attr("type") != Some("get") {
         return None;
     }
@@ -38,7 +39,11 @@ pub fn answer_server(iq: &Element) -> Option<Element> {
         if q.get_attr("node").is_some() {
             return Some(error_reply(iq, "item-not-found", None));
         }
-        return Some(iq_result(iq).child(Element::new("query", NS_DISCO_ITEMS)));
+        let mut q = Element::new("query", NS_DISCO_ITEMS);
+        for s in services {
+            q = q.child(Element::new("item", NS_DISCO_ITEMS).attr("jid", s.clone()));
+        }
+        return Some(iq_result(iq).child(q));
     }
     None
 }

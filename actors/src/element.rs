@@ -7,22 +7,23 @@ pub const NS_SERVER: &str = "jabber:server";
 pub const NS_XML: &str = "http://www.w3.org/XML/1998/namespace";
 
 /// A child of an element.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Node {
     Element(Element),
     Text(String),
 }
 
 /// An attribute; `ns` is set for namespace-qualified attributes (e.g. `xml:lang`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Attr {
     pub ns: Option<String>,
     pub name: String,
     pub value: String,
 }
 
-/// An XML element with its namespace resolved.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An XML element with its namespace resolved (serializable, for what is
+/// stored as it came: pubsub items).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Element {
     pub name: String,
     pub ns: String,

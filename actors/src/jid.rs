@@ -200,13 +200,16 @@ impl fmt::Debug for Jid {
     }
 }
 
-/// The server domain that hosts `domain`: a service (`service.<domain>`)
-/// is hosted, reached and authenticated through its parent; any other
-/// domain is its own server.
+/// The subdomains a node hosts its services at.
+pub const SERVICE_PREFIXES: [&str; 3] = ["service.", "pubsub.", "conference."];
+
+/// The server domain that hosts `domain`: a service (`service.<domain>`,
+/// `pubsub.<domain>`, `conference.<domain>`) is hosted, reached and
+/// authenticated through its parent; any other domain is its own server.
 pub fn server_of(domain: &str) -> &str {
-    domain
-        .strip_prefix("service.")
-        .filter(|d| d.contains('.'))
+    SERVICE_PREFIXES
+        .iter()
+        .find_map(|p| domain.strip_prefix(p).filter(|d| d.contains('.')))
         .unwrap_or(domain)
 }
 

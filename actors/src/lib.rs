@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod clock;
 pub mod copies;
 pub mod credentials;
+pub mod dataform;
 pub mod dedup;
 pub mod directory;
 pub mod disco;
@@ -25,6 +26,7 @@ pub mod offline;
 pub mod outbox;
 pub mod ping;
 pub mod presence;
+pub mod pubsub;
 pub mod roster;
 pub mod router;
 pub mod server_iq;
@@ -67,6 +69,9 @@ pub struct Settings {
     pub sm_resume_timeout: std::time::Duration,
     /// Ask for an acknowledgement after this many stanzas.
     pub sm_ack_every: u32,
+    /// The services this node hosts at subdomains (`pubsub.<domain>`, …),
+    /// listed in the server's disco#items.
+    pub services: Vec<String>,
 }
 
 impl Default for Settings {
@@ -83,6 +88,7 @@ impl Default for Settings {
             max_sessions_per_account: 10,
             sm_resume_timeout: std::time::Duration::from_secs(300),
             sm_ack_every: 5,
+            services: Vec::new(),
         }
     }
 }

@@ -136,6 +136,10 @@ pub struct Metrics {
     pub negotiations: Family<Label, Counter>,
     /// Agreements in force that this cloud holds, either role.
     pub agreements: Gauge,
+    /// Publish-subscribe notifications sent (events to subscribers, XEP-0060).
+    pub pubsub_notifications: Counter,
+    /// Publish-subscribe nodes held (XEP-0060).
+    pub pubsub_nodes: Gauge,
 }
 
 impl Default for Metrics {
@@ -199,6 +203,8 @@ impl Metrics {
             catalog_queries: Family::new_with_constructor(query_histogram),
             negotiations: Family::default(),
             agreements: Gauge::default(),
+            pubsub_notifications: Counter::default(),
+            pubsub_nodes: Gauge::default(),
         };
         m.register();
         m
@@ -295,6 +301,16 @@ impl Metrics {
             "agreements",
             "Agreements in force that this cloud holds, either role",
             self.agreements.clone(),
+        );
+        r.register(
+            "pubsub_notifications",
+            "Publish-subscribe notifications sent to subscribers",
+            self.pubsub_notifications.clone(),
+        );
+        r.register(
+            "pubsub_nodes",
+            "Publish-subscribe nodes held",
+            self.pubsub_nodes.clone(),
         );
     }
 

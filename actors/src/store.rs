@@ -1,4 +1,4 @@
-//! The node's embedded database (SQLite, WAL): accounts, rosters, offline messages, the directory zone and audit chain, catalog descriptions, agreements, the negotiation outbox and node secrets.
+//! The node's embedded database (SQLite, WAL): accounts, rosters, offline messages, the directory zone and audit chain, catalog descriptions, agreements, the negotiation outbox, node secrets, and publish-subscribe state (store/pubsub.rs).
 
 use crate::credentials::{ScramHash, ScramKeys};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -172,6 +172,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(pubsub::SCHEMA)?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
@@ -181,6 +182,7 @@ impl Store {
     pub fn in_memory() -> Result<Store, StoreError> {
         let conn = Connection::open_in_memory()?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(pubsub::SCHEMA)?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
@@ -577,6 +579,9 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }
+
+mod pubsub;
+pub use pubsub::StoredNode;
 
 #[cfg(test)]
 mod tests;

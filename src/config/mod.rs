@@ -39,6 +39,8 @@ pub struct Config {
     #[serde(default)]
     pub metrics: MetricsSection,
     #[serde(default)]
+    pub pubsub: PubsubSection,
+    #[serde(default)]
     pub limits: Limits,
     /// The directory relative paths are resolved against (the config file's).
     #[serde(skip)]
@@ -591,6 +593,9 @@ pub use template::template;
 
 mod limits;
 pub use limits::Limits;
+
+mod pubsub;
+pub use pubsub::PubsubSection;
 
 #[cfg(test)]
 mod tests;

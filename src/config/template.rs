@@ -173,6 +173,20 @@ poll_ms = 200
 bind = "127.0.0.1"
 port = 0
 
+[pubsub]
+# XEP-0060 publish-subscribe at pubsub.<domain>: accounts of this server create nodes,
+# anyone the node's access model allows (here or on other servers) subscribes.
+enabled = true
+# Nodes the service holds in all, and per owning account.
+max_nodes = 10000
+max_nodes_per_owner = 100
+# Items a node keeps (a node's pubsub#max_items may be lower, not higher).
+max_items_per_node = 100
+# Subscriptions one node may have.
+max_subscriptions_per_node = 10000
+# Bytes of one item's payload; larger ones get <not-acceptable/><payload-too-big/>.
+max_payload_bytes = 65536
+
 [tls]
 # Certificate and key for STARTTLS (PEM). `intercloud init` generated a self-signed pair.
 cert = "tls/cert.pem"

@@ -362,7 +362,13 @@ pub fn repo() -> &'static Path {
 
 /// Runs `tests/py/s2s_flow.py` between two servers; returns its JSON line.
 pub fn s2s_flow(args: &[(&str, String)], logs: &dyn Fn() -> String) -> String {
-    let script = repo().join("tests/py/s2s_flow.py");
+    slixmpp("s2s_flow.py", args, logs)
+}
+
+/// Runs the slixmpp script `tests/py/<script>` with `--key value` arguments;
+/// returns what it printed, failing with its output and `logs()` when it fails.
+pub fn slixmpp(script: &str, args: &[(&str, String)], logs: &dyn Fn() -> String) -> String {
+    let script = repo().join("tests/py").join(script);
     let mut cmd = Command::new("/usr/bin/python3");
     cmd.arg(&script);
     for (k, v) in args {
@@ -374,7 +380,8 @@ pub fn s2s_flow(args: &[(&str, String)], logs: &dyn Fn() -> String) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "s2s flow failed:\n{stdout}\n{}\n{}",
+        "{} failed:\n{stdout}\n{}\n{}",
+        script.display(),
         String::from_utf8_lossy(&out.stderr),
         logs()
     );

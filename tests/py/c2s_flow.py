@@ -14,6 +14,8 @@ import time
 
 import slixmpp
 
+from waiting import until
+
 TIMEOUT = 30
 
 
@@ -61,14 +63,6 @@ async def login(jid, password, mech, port):
         raise AssertionError(f'{jid}: no session within {TIMEOUT}s')
     return bot
 
-
-async def until(pred, what, timeout=TIMEOUT):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f'timed out waiting for {what}')
 
 
 async def main(port, domain, count):

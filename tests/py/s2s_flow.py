@@ -13,6 +13,8 @@ import time
 
 import slixmpp
 
+from waiting import until
+
 TIMEOUT = 30
 
 
@@ -43,14 +45,6 @@ async def login(jid, password, host, port):
         raise AssertionError(f'{jid}: could not log in')
     return bot
 
-
-async def until(pred, what, timeout=TIMEOUT, poll=0.02):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        await asyncio.sleep(poll)
-    raise AssertionError(f'timed out waiting for {what}')
 
 
 async def main(a):

@@ -46,8 +46,8 @@ pub struct Router {
     pending: HashMap<String, String>,
     /// How many of `pending` each sender made.
     pending_by_sender: HashMap<String, usize>,
-    /// The catalog service at `service.<domain>` (exchanges and roots).
-    service: Option<Recipient<ToService>>,
+    /// The services at subdomains of ours (`service.`, `pubsub.`, …), by host.
+    services: HashMap<String, Recipient<ToService>>,
     /// Who gets the answers to iqs it sent, by id prefix.
     iq_results: Vec<(String, Recipient<IqResponse>)>,
     /// New domains refused (the log says so at powers of two, not each time).
@@ -67,10 +67,14 @@ impl Actor for Router {
 #[rtype(result = "bool")]
 pub struct EndOldestDetached;
 
-/// Plugs in the catalog service; stanzas to `service.<domain>` go to it.
+/// Plugs in a service at a subdomain (the catalog at `service.<domain>`,
+/// publish-subscribe at `pubsub.<domain>`); stanzas to that host go to it.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SetService(pub Recipient<ToService>);
+pub struct SetService {
+    pub host: String,
+    pub to: Recipient<ToService>,
+}
 
 /// Results and errors of iqs whose id starts with `prefix` go to `to`
 /// (whoever sent the requests: the catalog publisher, …).
@@ -118,7 +122,7 @@ impl Router {
             links: HashMap::new(),
             pending: HashMap::new(),
             pending_by_sender: HashMap::new(),
-            service: None,
+            services: HashMap::new(),
             iq_results: Vec::new(),
             refused_dials: 0,
             detached: Default::default(),
@@ -227,12 +231,13 @@ impl Router {
         };
         if to.domain() != self.settings.domain {
             // Services of a domain are reached through its server.
-            if to.domain().strip_prefix("service.") == Some(self.settings.domain.as_str()) {
-                match &self.service {
-                    Some(svc) => svc.do_send(ToService(st)),
-                    None => self.bounce(&st, "service-unavailable", ctx),
-                }
+            if let Some(svc) = self.services.get(to.domain()) {
+                svc.do_send(ToService(st));
                 return;
+            }
+            if crate::jid::server_of(to.domain()) == self.settings.domain {
+                // A service of ours that is switched off.
+                return self.bounce(&st, "service-unavailable", ctx);
             }
             let server = crate::jid::server_of(to.domain()).to_string();
             return self.route_remote(server, st, ctx);
@@ -254,7 +259,7 @@ impl Router {
                 }
             }
             if kind == Kind::Iq {
-                if let Some(reply) = answer_server_iq(&st) {
+                if let Some(reply) = answer_server_iq(&st, &self.settings.services) {
                     self.route(reply, ctx);
                 }
             }
@@ -391,7 +396,7 @@ impl Handler<HandleIqResults> for Router {
 impl Handler<SetService> for Router {
     type Result = ();
     fn handle(&mut self, msg: SetService, _: &mut Context<Self>) {
-        self.service = Some(msg.0);
+        self.services.insert(msg.host, msg.to);
     }
 }
 

@@ -381,7 +381,7 @@ impl Session {
             }
             let mut st = st;
             st.set_attr("to", self.cloud.settings.domain.clone());
-            if let Some(mut reply) = answer_server_iq(&st) {
+            if let Some(mut reply) = answer_server_iq(&st, &self.cloud.settings.services) {
                 reply.set_attr("to", self.jid.to_string());
                 self.send(ctx, Outbound::stanza(reply));
             }
