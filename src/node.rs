@@ -182,6 +182,9 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
     if config.pubsub.enabled {
         start_pubsub(&cloud, &config)?;
     }
+    if config.muc.enabled {
+        start_muc(&cloud, &config)?;
+    }
     if config.has_role("exchange") || config.has_role("root") {
         let c = &config.catalog;
         let svc = intercloud_actors::service::Service::new(
@@ -457,6 +460,9 @@ fn advertised_services(config: &Config) -> Vec<String> {
     if config.pubsub.enabled {
         s.push(format!("pubsub.{d}"));
     }
+    if config.muc.enabled {
+        s.push(format!("conference.{d}"));
+    }
     s
 }
 
@@ -485,12 +491,49 @@ fn start_pubsub(cloud: &Arc<Cloud>, config: &Config) -> Result<(), NodeError> {
         cloud.store.clone(),
         cloud.router.clone().recipient(),
         cloud.metrics.clone(),
-    )
-    .start();
-    cloud.router.do_send(intercloud_actors::router::SetService {
-        host: host.clone(),
-        to: actor.recipient(),
-    });
+    );
+    serve_at(cloud, &host, actor.start().recipient());
     tracing::info!(service = %host, nodes, "publish-subscribe up");
     Ok(())
+}
+
+/// Starts XEP-0045 multi-user chat at `conference.<domain>` with the persistent rooms the store holds.
+fn start_muc(cloud: &Arc<Cloud>, config: &Config) -> Result<(), NodeError> {
+    use actix::Actor;
+    let m = &config.muc;
+    let domain = &config.node.domain;
+    let host = format!("conference.{domain}");
+    let core = intercloud_actors::muc::Muc::load(
+        &host,
+        domain,
+        intercloud_actors::muc::Limits {
+            max_rooms: m.max_rooms,
+            max_occupants_per_room: m.max_occupants_per_room.max(1),
+            max_history: m.max_history,
+            max_affiliations_per_room: m.max_affiliations_per_room.max(1),
+        },
+        cloud.store.clone(),
+    )
+    .map_err(|e| NodeError::Start(format!("muc: {e}")))?;
+    let rooms = core.room_count();
+    let actor = intercloud_actors::muc::MucActor::new(
+        core,
+        cloud.router.clone().recipient(),
+        cloud.metrics.clone(),
+    );
+    serve_at(cloud, &host, actor.start().recipient());
+    tracing::info!(service = %host, rooms, "multi-user chat up");
+    Ok(())
+}
+
+/// Has the router hand what is addressed to `host` (a subdomain service) to `to`.
+fn serve_at(
+    cloud: &Arc<Cloud>,
+    host: &str,
+    to: actix::Recipient<intercloud_actors::messages::ToService>,
+) {
+    cloud.router.do_send(intercloud_actors::router::SetService {
+        host: host.to_string(),
+        to,
+    });
 }

@@ -120,7 +120,55 @@ impl Form {
     }
 }
 
+/// A submitted field whose value cannot be taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field {field}: {why}")]
+pub struct FieldError {
+    pub field: String,
+    pub why: &'static str,
+}
+
 impl Field {
+    /// The first value, or "" when there is none.
+    pub fn first(&self) -> &str {
+        self.values.first().map(String::as_str).unwrap_or("")
+    }
+
+    /// This field refused for `why`.
+    pub fn refused(&self, why: &'static str) -> FieldError {
+        FieldError {
+            field: self.var.clone(),
+            why,
+        }
+    }
+
+    /// The value as a boolean (XEP-0004 §3.3).
+    pub fn flag(&self) -> Result<bool, FieldError> {
+        boolean(self.first()).ok_or_else(|| self.refused("not a boolean"))
+    }
+
+    /// The value as a count no higher than `limit` (`max` stands for the limit).
+    pub fn count(&self, limit: usize) -> Result<usize, FieldError> {
+        let n = match self.first() {
+            "max" => limit,
+            v => v.parse().map_err(|_| self.refused("not a number"))?,
+        };
+        if n > limit {
+            return Err(self.refused("over the service's limit"));
+        }
+        Ok(n)
+    }
+
+    /// The value, which must be one of `choices`.
+    pub fn choice(&self, choices: &[&str]) -> Result<String, FieldError> {
+        let v = self.first();
+        if choices.contains(&v) {
+            Ok(v.to_string())
+        } else {
+            Err(self.refused("unknown choice"))
+        }
+    }
+
     pub fn new(var: &str, kind: &str) -> Field {
         Field {
             var: var.into(),

@@ -21,6 +21,7 @@ pub mod link;
 pub mod lograte;
 pub mod messages;
 pub mod metrics;
+pub mod muc;
 pub mod negotiation;
 pub mod offline;
 pub mod outbox;

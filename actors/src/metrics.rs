@@ -140,6 +140,10 @@ pub struct Metrics {
     pub pubsub_notifications: Counter,
     /// Publish-subscribe nodes held (XEP-0060).
     pub pubsub_nodes: Gauge,
+    /// Multi-user chat rooms that exist (XEP-0045).
+    pub muc_rooms: Gauge,
+    /// Occupants present in all rooms.
+    pub muc_occupants: Gauge,
 }
 
 impl Default for Metrics {
@@ -205,6 +209,8 @@ impl Metrics {
             agreements: Gauge::default(),
             pubsub_notifications: Counter::default(),
             pubsub_nodes: Gauge::default(),
+            muc_rooms: Gauge::default(),
+            muc_occupants: Gauge::default(),
         };
         m.register();
         m
@@ -311,6 +317,16 @@ impl Metrics {
             "pubsub_nodes",
             "Publish-subscribe nodes held",
             self.pubsub_nodes.clone(),
+        );
+        r.register(
+            "muc_rooms",
+            "Multi-user chat rooms that exist",
+            self.muc_rooms.clone(),
+        );
+        r.register(
+            "muc_occupants",
+            "Occupants present in multi-user chat rooms",
+            self.muc_occupants.clone(),
         );
     }
 

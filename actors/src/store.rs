@@ -1,4 +1,4 @@
-//! The node's embedded database (SQLite, WAL): accounts, rosters, offline messages, the directory zone and audit chain, catalog descriptions, agreements, the negotiation outbox, node secrets, and publish-subscribe state (store/pubsub.rs).
+//! The node's embedded database (SQLite, WAL): accounts, rosters, offline messages, the directory zone and audit chain, catalog descriptions, agreements, the negotiation outbox, node secrets, publish-subscribe state (store/pubsub.rs) and persistent rooms (store/muc.rs).
 
 use crate::credentials::{ScramHash, ScramKeys};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -173,6 +173,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(pubsub::SCHEMA)?;
+        conn.execute_batch(muc::SCHEMA)?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
@@ -183,6 +184,7 @@ impl Store {
         let conn = Connection::open_in_memory()?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(pubsub::SCHEMA)?;
+        conn.execute_batch(muc::SCHEMA)?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
@@ -580,7 +582,9 @@ impl Store {
     }
 }
 
+mod muc;
 mod pubsub;
+pub use muc::StoredRoom;
 pub use pubsub::StoredNode;
 
 #[cfg(test)]

@@ -41,6 +41,8 @@ pub struct Config {
     #[serde(default)]
     pub pubsub: PubsubSection,
     #[serde(default)]
+    pub muc: MucSection,
+    #[serde(default)]
     pub limits: Limits,
     /// The directory relative paths are resolved against (the config file's).
     #[serde(skip)]
@@ -594,7 +596,9 @@ pub use template::template;
 mod limits;
 pub use limits::Limits;
 
+mod muc;
 mod pubsub;
+pub use muc::MucSection;
 pub use pubsub::PubsubSection;
 
 #[cfg(test)]

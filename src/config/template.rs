@@ -187,6 +187,19 @@ max_subscriptions_per_node = 10000
 # Bytes of one item's payload; larger ones get <not-acceptable/><payload-too-big/>.
 max_payload_bytes = 65536
 
+[muc]
+# XEP-0045 multi-user chat at conference.<domain>: accounts of this server create rooms,
+# anyone a room lets in (here or on other servers) joins.
+enabled = true
+# Rooms the service holds in all.
+max_rooms = 10000
+# Occupants one room may have (a room's maxusers may be lower).
+max_occupants_per_room = 200
+# Groupchat messages a room keeps for newcomers (a room's history length may be lower).
+max_history = 50
+# Affiliations (members, admins, owners, outcasts) one room may record.
+max_affiliations_per_room = 1000
+
 [tls]
 # Certificate and key for STARTTLS (PEM). `intercloud init` generated a self-signed pair.
 cert = "tls/cert.pem"

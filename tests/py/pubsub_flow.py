@@ -6,16 +6,14 @@ notify, purge and deletion with their notifications, configuration, and
 the XEP's errors. Prints one JSON line of results; exits non-zero on any
 failure."""
 
-import argparse
 import asyncio
 import json
 import ssl
-import sys
 import xml.etree.ElementTree as ET
 
 import slixmpp
 
-from waiting import until
+from waiting import run, until
 from slixmpp.exceptions import IqError
 
 TIMEOUT = 30
@@ -137,12 +135,4 @@ async def main(port, domain):
 
 
 if __name__ == '__main__':
-    ap = argparse.ArgumentParser()
-    ap.add_argument('--port', type=int, required=True)
-    ap.add_argument('--domain', required=True)
-    a = ap.parse_args()
-    try:
-        asyncio.get_event_loop().run_until_complete(main(a.port, a.domain))
-    except Exception as e:  # noqa: BLE001 - the test prints why
-        print(f'FAILED: {e!r}', file=sys.stderr)
-        sys.exit(1)
+    run(main)

@@ -1,16 +1,36 @@
-"""What the slixmpp test scripts share: waiting for a condition, bounded in time."""
+"""What the slixmpp test scripts share: waiting for a condition, bounded in
+time, and running a script's main(port, domain) with its exit status."""
 
+import argparse
 import asyncio
+import sys
 import time
 
 TIMEOUT = 30
 
 
 async def until(pred, what, timeout=TIMEOUT, poll=0.02):
-    """Returns once pred() holds; fails after `timeout` seconds."""
+    """Returns once pred() holds; fails after `timeout` seconds, saying
+    `what` (or what `what()` returns then)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if pred():
             return
         await asyncio.sleep(poll)
+    if callable(what):
+        what = what()
     raise AssertionError(f'timed out waiting for {what}')
+
+
+def run(main):
+    """Runs `main(port, domain)` from --port and --domain; exits 1, saying
+    why on stderr, when it raises."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--port', type=int, required=True)
+    ap.add_argument('--domain', required=True)
+    a = ap.parse_args()
+    try:
+        asyncio.get_event_loop().run_until_complete(main(a.port, a.domain))
+    except Exception as e:  # noqa: BLE001 - the test prints why
+        print(f'FAILED: {e!r}', file=sys.stderr)
+        sys.exit(1)

@@ -98,12 +98,7 @@ pub struct Config {
 }
 
 /// A field of a submitted configuration the node cannot take.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("field {field}: {why}")]
-pub struct ConfigError {
-    pub field: String,
-    pub why: &'static str,
-}
+pub type ConfigError = crate::dataform::FieldError;
 
 impl Config {
     /// The defaults, with at most `max_items` kept.
@@ -176,50 +171,31 @@ impl Config {
     /// bad values refused (nothing applied then). `max_items` is capped at `limit`.
     pub fn apply(&mut self, form: &Form, limit: usize) -> Result<(), ConfigError> {
         let mut next = self.clone();
-        let bad = |field: &str, why| ConfigError {
-            field: field.to_string(),
-            why,
-        };
         for f in &form.fields {
-            let v = f.values.first().map(String::as_str).unwrap_or("");
-            let flag = || boolean(v).ok_or_else(|| bad(&f.var, "not a boolean"));
+            let v = f.first();
             match f.var.as_str() {
                 "pubsub#title" => next.title = v.to_string(),
-                "pubsub#max_items" => {
-                    let n = if v == "max" {
-                        limit
-                    } else {
-                        v.parse::<usize>()
-                            .map_err(|_| bad(&f.var, "not a number"))?
-                    };
-                    if n > limit {
-                        return Err(bad(&f.var, "over the node's limit"));
-                    }
-                    next.max_items = n;
-                }
+                "pubsub#max_items" => next.max_items = f.count(limit)?,
                 "pubsub#access_model" => {
-                    next.access = Access::parse(v).ok_or_else(|| bad(&f.var, "unknown model"))?
+                    next.access = Access::parse(v).ok_or_else(|| f.refused("unknown model"))?
                 }
                 "pubsub#roster_groups_allowed" => next.roster_groups = f.values.clone(),
                 "pubsub#publish_model" => {
                     next.publish_model =
-                        PublishModel::parse(v).ok_or_else(|| bad(&f.var, "unknown model"))?
+                        PublishModel::parse(v).ok_or_else(|| f.refused("unknown model"))?
                 }
-                "pubsub#deliver_payloads" => next.deliver_payloads = flag()?,
-                "pubsub#notify_retract" => next.notify_retract = flag()?,
-                "pubsub#notify_delete" => next.notify_delete = flag()?,
-                "pubsub#notify_config" => next.notify_config = flag()?,
-                "pubsub#persist_items" => next.persist_items = flag()?,
-                "pubsub#send_last_published_item" => match v {
-                    "never" | "on_sub" | "on_sub_and_presence" => {
-                        next.send_last_published_item = v.to_string()
-                    }
-                    _ => return Err(bad(&f.var, "unknown choice")),
-                },
-                "pubsub#notification_type" => match v {
-                    "headline" | "normal" => next.notification_type = v.to_string(),
-                    _ => return Err(bad(&f.var, "unknown choice")),
-                },
+                "pubsub#deliver_payloads" => next.deliver_payloads = f.flag()?,
+                "pubsub#notify_retract" => next.notify_retract = f.flag()?,
+                "pubsub#notify_delete" => next.notify_delete = f.flag()?,
+                "pubsub#notify_config" => next.notify_config = f.flag()?,
+                "pubsub#persist_items" => next.persist_items = f.flag()?,
+                "pubsub#send_last_published_item" => {
+                    next.send_last_published_item =
+                        f.choice(&["never", "on_sub", "on_sub_and_presence"])?
+                }
+                "pubsub#notification_type" => {
+                    next.notification_type = f.choice(&["headline", "normal"])?
+                }
                 _ => {}
             }
         }
