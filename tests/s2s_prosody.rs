@@ -16,8 +16,16 @@ const OUR_ADDR: &str = "127.0.0.2";
 const PROSODY_DOMAIN: &str = "prosody.test";
 const PROSODY_ADDR: &str = "127.0.0.3";
 
+/// The tests share fixed addresses and port 5269: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn hosts() {
-    common::etc_hosts(&[(OUR_ADDR, OUR_DOMAIN), (PROSODY_ADDR, PROSODY_DOMAIN)]);
+    common::etc_hosts(&[
+        (OUR_ADDR, OUR_DOMAIN),
+        // Prosody reaches our rooms' service as a host of its own.
+        (OUR_ADDR, "conference.icnode.test"),
+        (PROSODY_ADDR, PROSODY_DOMAIN),
+    ]);
 }
 
 fn run_as_prosody(args: &[&str]) -> Command {
@@ -141,11 +149,9 @@ impl Drop for Prosody {
     }
 }
 
-#[test]
-fn prosody_and_our_node_federate_over_dialback() {
-    hosts();
-    let prosody = Prosody::start();
-    let mut node = Node::init("interop", OUR_DOMAIN, &[]);
+/// Our node on OUR_ADDR:5269, where Prosody looks for it, with alice.
+fn our_node(tag: &str) -> Node {
+    let mut node = Node::init(tag, OUR_DOMAIN, &[]);
     // Prosody reaches a domain on port 5269 of the address it resolves.
     node.edit(
         &format!("bind = \"127.0.0.1\"\nport = {}", node.s2s_port),
@@ -154,22 +160,36 @@ fn prosody_and_our_node_federate_over_dialback() {
     node.s2s_port = 5269;
     node.add_user("alice", "alice-pw");
     node.start();
-    let out = common::s2s_flow(
-        &[
-            ("host1", "127.0.0.1".into()),
-            ("port1", node.port.to_string()),
-            ("domain1", OUR_DOMAIN.into()),
-            ("user1", "alice".into()),
-            ("password1", "alice-pw".into()),
-            ("host2", PROSODY_ADDR.into()),
-            ("port2", prosody.c2s_port.to_string()),
-            ("domain2", PROSODY_DOMAIN.into()),
-            ("user2", "bob".into()),
-            ("password2", "bob-pw".into()),
-            ("count", "200".into()),
-        ],
-        &|| format!("== our node\n{}\n== prosody\n{}", node.log(), prosody.log()),
-    );
+    node
+}
+
+/// The scripts' arguments for alice on our node and bob on Prosody.
+fn two_users(node: &Node, prosody: &Prosody) -> Vec<(&'static str, String)> {
+    vec![
+        ("host1", "127.0.0.1".into()),
+        ("port1", node.port.to_string()),
+        ("domain1", OUR_DOMAIN.into()),
+        ("user1", "alice".into()),
+        ("password1", "alice-pw".into()),
+        ("host2", PROSODY_ADDR.into()),
+        ("port2", prosody.c2s_port.to_string()),
+        ("domain2", PROSODY_DOMAIN.into()),
+        ("user2", "bob".into()),
+        ("password2", "bob-pw".into()),
+    ]
+}
+
+#[test]
+fn prosody_and_our_node_federate_over_dialback() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    hosts();
+    let prosody = Prosody::start();
+    let node = our_node("interop");
+    let mut args = two_users(&node, &prosody);
+    args.push(("count", "200".into()));
+    let out = common::s2s_flow(&args, &|| {
+        format!("== our node\n{}\n== prosody\n{}", node.log(), prosody.log())
+    });
     println!("prosody interop: {out}");
     assert!(out.contains("\"messages\": 400"), "{out}");
     assert!(
@@ -182,4 +202,22 @@ fn prosody_and_our_node_federate_over_dialback() {
         "{}",
         node.log()
     );
+}
+
+#[test]
+fn a_prosody_user_talks_in_a_room_on_our_node() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    hosts();
+    let prosody = Prosody::start();
+    let node = our_node("interop-muc");
+    let mut args = two_users(&node, &prosody);
+    args.extend([("room", "interop".into()), ("count", "20".into())]);
+    let out = common::slixmpp("muc_remote.py", &args, &|| {
+        format!("== our node\n{}\n== prosody\n{}", node.log(), prosody.log())
+    });
+    let last = out.lines().last().unwrap_or("");
+    let r: serde_json::Value = serde_json::from_str(last).expect("a JSON line");
+    assert_eq!(r["joined_as"], "participant", "{r}");
+    assert_eq!(r["saw"], serde_json::json!(["one", "two"]), "{r}");
+    assert_eq!(r["messages"], 80, "{r}");
 }

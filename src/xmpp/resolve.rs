@@ -111,7 +111,10 @@ impl Resolver {
     pub async fn resolve(&self, domain: &str) -> Result<Vec<SocketAddr>, Unresolved> {
         let found =
             |a: Vec<SocketAddr>, why: Unresolved| if a.is_empty() { Err(why) } else { Ok(a) };
-        if let Some(r) = self.routes.get(domain) {
+        // A service of a domain (`conference.<domain>`) is served by its
+        // domain's server unless a route or the DNS says otherwise.
+        let server = intercloud_actors::jid::server_of(domain);
+        if let Some(r) = self.routes.get(domain).or_else(|| self.routes.get(server)) {
             return match tokio::net::lookup_host(r.as_str()).await {
                 Ok(a) => found(a.collect(), Unresolved::Unknown),
                 Err(e) => {
@@ -122,7 +125,7 @@ impl Resolver {
         }
         let mut why = Unresolved::Unknown;
         if let Some(d) = &self.directory {
-            match d.s2s_endpoints(domain).await {
+            match d.s2s_endpoints(server).await {
                 Ok(a) if !a.is_empty() => return Ok(a),
                 Ok(_) => {}
                 Err(DirectoryUnreachable) => why = Unresolved::DirectoryUnreachable,

@@ -119,10 +119,12 @@ async fn carry_out<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 Action::AskAuthoritative {
                     domain,
+                    receiving,
                     stream_id,
                     key,
                 } => {
-                    let valid = verify_with_authoritative(s2s, &domain, &stream_id, &key).await;
+                    let valid =
+                        verify_with_authoritative(s2s, &domain, &receiving, &stream_id, &key).await;
                     inputs.push_back(Input::Authoritative(valid));
                 }
                 Action::Route(e) => route(s2s, e),
@@ -177,13 +179,14 @@ fn route(s2s: &S2s, mut e: Element) {
 async fn verify_with_authoritative(
     s2s: &S2s,
     originating: &str,
+    receiving: &str,
     stream_id: &str,
     key: &str,
 ) -> bool {
     let r = tokio::time::timeout(s2s.connect_timeout, async {
         let mut s = open_out(s2s, originating, false).await.ok()?.0;
         let v = Element::new("verify", NS_DIALBACK)
-            .attr("from", s2s.domain.clone())
+            .attr("from", receiving.to_string())
             .attr("to", originating.to_string())
             .attr("id", stream_id.to_string())
             .text(key.trim());

@@ -66,6 +66,8 @@ pub enum Action {
     /// Ask the authoritative server of `domain` whether `key` is its key for our stream `stream_id`.
     AskAuthoritative {
         domain: String,
+        /// Us, or the service of ours the peer wants to reach.
+        receiving: String,
         stream_id: String,
         key: String,
     },
@@ -104,6 +106,7 @@ enum Phase {
     /// Dialback waits for the authoritative server.
     Authoritative {
         from: String,
+        receiving: String,
         stream: Stream,
     },
     Stream(Stream),
@@ -148,6 +151,13 @@ impl Incoming {
     /// Whether negotiation is over and stanzas flow (the idle timeout applies).
     pub fn is_established(&self) -> bool {
         matches!(self.phase, Phase::Stream(_) | Phase::Authoritative { .. })
+    }
+
+    /// Whether `domain` is ours: the node's domain or a service it hosts at a
+    /// subdomain (stock servers reach `conference.<domain>` as a host of its own).
+    fn hosted(&self, domain: &str) -> bool {
+        let d = domain.to_ascii_lowercase();
+        intercloud_actors::jid::server_of(&d) == self.settings.domain
     }
 
     pub fn is_over(&self) -> bool {
@@ -202,8 +212,14 @@ impl Incoming {
                 Input::Revoked(true) => self.external_refused(&from),
                 other => self.unexpected(other),
             },
-            Phase::Authoritative { from, stream } => match input {
-                Input::Authoritative(valid) => self.dialback_answer(from, valid, stream),
+            Phase::Authoritative {
+                from,
+                receiving,
+                stream,
+            } => match input {
+                Input::Authoritative(valid) => {
+                    self.dialback_answer(from, &receiving, valid, stream)
+                }
                 other => self.end_stream(other, stream),
             },
             Phase::Stream(stream) => match input {
@@ -253,7 +269,7 @@ impl Incoming {
         if h.default_ns != NS_SERVER {
             return self.close(false, "invalid-namespace", "this port serves jabber:server");
         }
-        if !matches!(h.get("to"), Some(to) if to.eq_ignore_ascii_case(&self.settings.domain)) {
+        if !matches!(h.get("to"), Some(to) if self.hosted(to)) {
             return self.close(
                 false,
                 "host-unknown",
@@ -393,7 +409,7 @@ impl Incoming {
             let to = e.get_attr("to").unwrap_or("");
             let refusal = if !self.settings.dialback || !env.allows(&from) || from.is_empty() {
                 Some((domain.as_str(), "not-allowed"))
-            } else if !to.eq_ignore_ascii_case(&domain) {
+            } else if !self.hosted(to) {
                 Some((to, "item-not-found"))
             } else {
                 None
@@ -411,12 +427,18 @@ impl Incoming {
                 self.phase = Phase::Stream(stream);
                 return vec![Action::Send(dialback::wire(&r))];
             }
+            let receiving = to.to_ascii_lowercase();
             let ask = Action::AskAuthoritative {
                 domain: from.clone(),
+                receiving: receiving.clone(),
                 stream_id: stream.stream_id.clone(),
                 key: e.text_content().trim().to_string(),
             };
-            self.phase = Phase::Authoritative { from, stream };
+            self.phase = Phase::Authoritative {
+                from,
+                receiving,
+                stream,
+            };
             return vec![ask];
         }
         if e.ns == NS_DIALBACK && e.name == "verify" && e.get_attr("type").is_none() {
@@ -424,7 +446,7 @@ impl Incoming {
             let from = e.get_attr("from").unwrap_or("");
             let to = e.get_attr("to").unwrap_or("");
             let id = e.get_attr("id").unwrap_or("");
-            let valid = to.eq_ignore_ascii_case(&domain)
+            let valid = self.hosted(to)
                 && dialback::verify(
                     &self.settings.dialback_secret,
                     from,
@@ -506,9 +528,15 @@ impl Incoming {
     }
 
     /// The authoritative server answered about a dialback key.
-    fn dialback_answer(&mut self, from: String, valid: bool, mut stream: Stream) -> Vec<Action> {
+    fn dialback_answer(
+        &mut self,
+        from: String,
+        receiving: &str,
+        valid: bool,
+        mut stream: Stream,
+    ) -> Vec<Action> {
         let r = Element::new("result", NS_DIALBACK)
-            .attr("from", self.settings.domain.clone())
+            .attr("from", receiving)
             .attr("to", from.clone())
             .attr("type", if valid { "valid" } else { "invalid" });
         let mut actions = vec![Action::Send(dialback::wire(&r))];

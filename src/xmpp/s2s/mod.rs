@@ -179,6 +179,7 @@ pub mod connect;
 mod inbound;
 pub mod incoming;
 mod outbound;
+pub mod piggyback;
 
 pub use inbound::serve;
 use outbound::open_out;

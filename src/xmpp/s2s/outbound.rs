@@ -2,6 +2,7 @@
 
 use super::connect::{self, Action, Connect, Input};
 use super::*;
+use intercloud_actors::stanza;
 
 type TlsOut = tokio_rustls::client::TlsStream<Stream>;
 
@@ -178,7 +179,7 @@ impl Dialer for S2sDialer {
             let r = tokio::time::timeout(s2s.connect_timeout, open_out(&s2s, &remote, true))
                 .instrument(span.clone())
                 .await;
-            let (s, _, _, managed) = match r {
+            let (s, header, features, managed) = match r {
                 Ok(Ok(x)) => x,
                 Ok(Err(e)) => {
                     s2s.cloud.metrics.s2s_dial_failures.inc();
@@ -192,12 +193,34 @@ impl Dialer for S2sDialer {
                     )));
                 }
             };
+            // With a peer that does dialback, services of ours may send on this
+            // stream once it authorizes their domains (XEP-0220 §2.5).
+            let offers_dialback = features
+                .get_child("dialback", super::dialback::NS_DIALBACK_FEATURE)
+                .is_some()
+                || header.prefixes.iter().any(|(_, ns)| ns == NS_DIALBACK);
+            let dialback_id = (s2s.cfg.dialback() && offers_dialback)
+                .then(|| header.get("id").unwrap_or("").to_string());
             let (tx, rx) = mpsc::channel(1024);
             let (closed_tx, closed_rx) = oneshot::channel();
             s2s.cloud.metrics.s2s_links_out.inc();
             let inflight: Arc<std::sync::atomic::AtomicUsize> = Default::default();
             tokio::spawn(
-                run_out(s, rx, closed_tx, s2s.clone(), managed, inflight.clone()).instrument(span),
+                run_out(
+                    s,
+                    rx,
+                    closed_tx,
+                    s2s.clone(),
+                    managed,
+                    inflight.clone(),
+                    super::piggyback::Piggyback::new(
+                        &s2s.domain,
+                        &remote,
+                        dialback_id,
+                        &s2s.cfg.dialback_secret,
+                    ),
+                )
+                .instrument(span),
             );
             Ok(LinkSink {
                 tx,
@@ -217,6 +240,7 @@ async fn run_out(
     s2s: Arc<S2s>,
     managed: bool,
     inflight: Arc<std::sync::atomic::AtomicUsize>,
+    mut piggyback: super::piggyback::Piggyback,
 ) {
     let (io, mut decoder) = s.into_parts();
     let (mut rd, mut wr) = tokio::io::split(io);
@@ -243,29 +267,18 @@ async fn run_out(
                     batch.push(e);
                     if batch.len() >= 256 { break; }
                 }
-                let mut tally = Tally::default();
-                for e in &batch {
-                    write_server_stanza(e, &mut out);
-                    tally.add(&e.name);
-                }
-                if managed {
-                    sm::request().write_to(&mut out, NS_SERVER);
-                }
-                if managed {
-                    for e in batch {
-                        // We ask for acks per batch above, not per count.
-                        acks.sent(intercloud_actors::sm::Unacked::Stanza(e), u32::MAX);
+                // Stanzas of a service of ours wait for dialback to authorize its domain.
+                let mut ready = Vec::with_capacity(batch.len());
+                for e in batch {
+                    let o = piggyback.outgoing(e);
+                    if let Some(r) = o.request {
+                        out.push_str(&r);
                     }
-                } else {
-                    // Written is as far as it is known to go: its bytes are free.
-                    let w: usize = batch.iter().map(Element::weight).sum();
-                    inflight.fetch_sub(w, Ordering::Relaxed);
+                    ready.extend(o.write);
                 }
-                if wr.write_all(out.as_bytes()).await.is_err() || wr.flush().await.is_err() {
+                if !emit(&mut wr, &mut out, ready, managed, &mut acks, &inflight, &s2s).await {
                     break;
                 }
-                s2s.cloud.metrics.s2s_out.add(&tally);
-                out.clear();
             }
             r = tokio::io::AsyncReadExt::read(&mut rd, &mut buf) => {
                 match r {
@@ -273,6 +286,7 @@ async fn run_out(
                     Ok(k) => {
                         decoder.feed(&buf[..k]);
                         let mut end = false;
+                        let mut released = Vec::new();
                         loop {
                             match decoder.next_event() {
                                 Ok(Some(Event::StreamEnd)) | Err(_) => { end = true; break; }
@@ -289,12 +303,32 @@ async fn run_out(
                                     }
                                 }
                                 Ok(Some(Event::Stanza(e))) if e.is("r", NS_SM) => {}
+                                Ok(Some(Event::Stanza(e))) if e.ns == NS_DIALBACK => {
+                                    match piggyback.answer(&e) {
+                                        Some((true, held)) => released.extend(held),
+                                        Some((false, held)) => {
+                                            tracing::warn!(answer = %e.to_xml(), "peer refused dialback for a service domain");
+                                            for st in held.iter().filter(|st| stanza::may_bounce(st)) {
+                                                let why = "the peer did not authorize this domain";
+                                                s2s.cloud.router.do_send(Route(stanza::error_reply(st, "remote-server-not-found", Some(why))));
+                                            }
+                                            let w: usize = held.iter().map(Element::weight).sum();
+                                            inflight.fetch_sub(w, Ordering::Relaxed);
+                                        }
+                                        None => {}
+                                    }
+                                }
                                 Ok(Some(Event::Stanza(e))) if e.name == "error" => {
                                     tracing::warn!(error = %e.to_xml(), "peer sent a stream error");
                                 }
                                 Ok(Some(_)) => {}
                                 Ok(None) => break,
                             }
+                        }
+                        if !released.is_empty()
+                            && !emit(&mut wr, &mut out, released, managed, &mut acks, &inflight, &s2s).await
+                        {
+                            break;
                         }
                         if end {
                             let _ = wr.write_all(b"</stream:stream>").await;
@@ -317,6 +351,7 @@ async fn run_out(
             _ => None,
         })
         .collect();
+    rest.extend(piggyback.take_held());
     rx.close();
     while let Ok(e) = rx.try_recv() {
         rest.push(e);
@@ -326,4 +361,44 @@ async fn run_out(
         tracing::info!(n = rest.len(), "s2s link lost with stanzas to resend");
     }
     let _ = closed.send(rest);
+}
+
+/// Writes what `out` holds (dialback requests) and `batch`, asking for an
+/// acknowledgement when the stream is managed; false when the write failed.
+async fn emit<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    out: &mut String,
+    batch: Vec<Element>,
+    managed: bool,
+    acks: &mut intercloud_actors::sm::StreamManagement,
+    inflight: &std::sync::atomic::AtomicUsize,
+    s2s: &S2s,
+) -> bool {
+    if batch.is_empty() && out.is_empty() {
+        return true;
+    }
+    let mut tally = Tally::default();
+    for e in &batch {
+        write_server_stanza(e, out);
+        tally.add(&e.name);
+    }
+    if managed && !batch.is_empty() {
+        sm::request().write_to(out, NS_SERVER);
+    }
+    if managed {
+        for e in batch {
+            // We ask for acks per batch above, not per count.
+            acks.sent(intercloud_actors::sm::Unacked::Stanza(e), u32::MAX);
+        }
+    } else {
+        // Written is as far as it is known to go: its bytes are free.
+        let w: usize = batch.iter().map(Element::weight).sum();
+        inflight.fetch_sub(w, Ordering::Relaxed);
+    }
+    if wr.write_all(out.as_bytes()).await.is_err() || wr.flush().await.is_err() {
+        return false;
+    }
+    s2s.cloud.metrics.s2s_out.add(&tally);
+    out.clear();
+    true
 }

@@ -245,6 +245,7 @@ fn dialback_asks_the_authoritative_server_and_admits_on_its_word() {
         a,
         vec![Action::AskAuthoritative {
             domain: "b.test".into(),
+            receiving: "a.test".into(),
             stream_id: id.clone(),
             key: key.clone()
         }]
@@ -375,4 +376,52 @@ fn a_broken_or_silent_stream_makes_its_domains_unreachable() {
         );
         assert_eq!(m.s2s_links_in.get(), 0);
     }
+}
+
+#[test]
+fn a_service_of_ours_is_reached_as_a_host_of_its_own() {
+    let env = Fake::default();
+    let (mut n, _) = new();
+    // Stock servers open streams to conference.a.test.
+    let a = n.handle(header(NS_SERVER, "b.test", "conference.a.test"), &env);
+    assert_eq!(answer(&a).1, ["starttls"]);
+    n.handle(el(&format!("<starttls xmlns='{NS_TLS}'/>")), &env);
+    n.handle(Input::TlsReady, &env);
+    let (id, _) = answer(&n.handle(header(NS_SERVER, "b.test", "conference.a.test"), &env));
+    let a = n.handle(
+        el("<db:result from='b.test' to='conference.a.test'>k</db:result>"),
+        &env,
+    );
+    assert_eq!(
+        a,
+        vec![Action::AskAuthoritative {
+            domain: "b.test".into(),
+            receiving: "conference.a.test".into(),
+            stream_id: id,
+            key: "k".into()
+        }]
+    );
+    let r = element(&n.handle(Input::Authoritative(true), &env)[0]);
+    assert_eq!(
+        (r.get_attr("from"), r.get_attr("type")),
+        (Some("conference.a.test"), Some("valid"))
+    );
+    // Our key for the room service verifies; a domain not ours does not.
+    let key = dialback::key(SECRET, "b.test", "conference.a.test", "S9");
+    for (to, want) in [
+        ("conference.a.test", "valid"),
+        ("conference.z.test", "invalid"),
+    ] {
+        let a = n.handle(
+            el(&format!(
+                "<db:verify from='b.test' to='{to}' id='S9'>{key}</db:verify>"
+            )),
+            &env,
+        );
+        assert_eq!(element(&a[0]).get_attr("type"), Some(want), "{to}");
+    }
+    // Elsewhere: refused at the header.
+    let (mut n, _) = new();
+    let a = n.handle(header(NS_SERVER, "b.test", "conference.z.test"), &env);
+    assert_eq!(closed(&a), "host-unknown");
 }
