@@ -521,7 +521,12 @@ fn start_muc(cloud: &Arc<Cloud>, config: &Config) -> Result<(), NodeError> {
         cloud.router.clone().recipient(),
         cloud.metrics.clone(),
     );
-    serve_at(cloud, &host, actor.start().recipient());
+    let addr = actor.start();
+    serve_at(cloud, &host, addr.clone().recipient());
+    // Occupants whose domain cannot be reached leave the rooms.
+    cloud
+        .router
+        .do_send(intercloud_actors::router::WatchDomains(addr.recipient()));
     tracing::info!(service = %host, rooms, "multi-user chat up");
     Ok(())
 }

@@ -161,11 +161,11 @@ async fn a_persistent_room_survives_kill_9() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_occupant_from_another_node_talks_over_s2s() {
-    let ca = common::Ca::new("muc-s2s");
-    let mut a = Node::init("muc-s2s1", "cloud1.test", &[]);
-    let mut b = Node::init("muc-s2s2", "cloud2.test", &[]);
+/// Alice on cloud1 and bob on cloud2 (federated), both in meet@conference.cloud1.test.
+async fn meeting(tag: &str) -> (common::Ca, Node, Node, Client, Client) {
+    let ca = common::Ca::new(tag);
+    let mut a = Node::init(&format!("{tag}1"), "cloud1.test", &[]);
+    let mut b = Node::init(&format!("{tag}2"), "cloud2.test", &[]);
     a.federate(&b, Some(&ca), Some("external"));
     a.add_user("alice", "pw");
     b.add_user("bob", "pw");
@@ -184,6 +184,14 @@ async fn an_occupant_from_another_node_talks_over_s2s() {
         .unwrap();
     bob.send(&join(room, "bob")).await.unwrap();
     joined(&mut bob, room, &logs).await;
+    (ca, a, b, alice, bob)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_occupant_from_another_node_talks_over_s2s() {
+    let (_ca, a, b, mut alice, mut bob) = meeting("muc-s2s").await;
+    let room = "meet@conference.cloud1.test";
+    let logs = || format!("{}\n{}", a.log(), b.log());
     for i in 0..5 {
         alice
             .send(&groupchat(room, &format!("a{i}")))
@@ -214,4 +222,24 @@ async fn an_occupant_from_another_node_talks_over_s2s() {
         assert_eq!(from_alice, ["a0", "a1", "a2", "a3", "a4"]);
         assert_eq!(from_bob, ["b0", "b1", "b2", "b3", "b4"]);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn occupants_leave_when_their_server_dies() {
+    let (_ca, a, mut b, mut alice, _bob) = meeting("muc-gone").await;
+    // Cloud2 dies without closing its streams: bob is gone from the room.
+    b.kill9();
+    let left = alice
+        .wait_for(T, |e| {
+            e.name == "presence"
+                && e.get_attr("type") == Some("unavailable")
+                && e.get_attr("from") == Some("meet@conference.cloud1.test/bob")
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", a.log()));
+    let codes: Vec<&str> = left
+        .get_child("x", NS_USER)
+        .map(|x| x.elements().filter_map(|s| s.get_attr("code")).collect())
+        .unwrap_or_default();
+    assert_eq!(codes, ["333"], "{}", left.to_xml());
 }

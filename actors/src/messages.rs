@@ -18,6 +18,12 @@ pub struct Deliver(pub Element);
 #[rtype(result = "()")]
 pub struct ToService(pub Element);
 
+/// A remote domain's links broke (its stream ended uncleanly, or it cannot
+/// be reached): what its users held here — room occupancy — goes.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct DomainGone(pub String);
+
 /// A result or error for an iq the receiver sent (see `router::HandleIqResults`).
 #[derive(Message)]
 #[rtype(result = "()")]

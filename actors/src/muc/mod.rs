@@ -3,7 +3,7 @@
 pub mod room;
 pub mod service;
 
-use crate::messages::{Route, ToService};
+use crate::messages::{DomainGone, Route, ToService};
 use crate::metrics::Metrics;
 use actix::prelude::*;
 use std::sync::Arc;
@@ -31,10 +31,8 @@ impl Actor for MucActor {
     type Context = Context<Self>;
 }
 
-impl Handler<ToService> for MucActor {
-    type Result = ();
-    fn handle(&mut self, msg: ToService, _: &mut Context<Self>) {
-        let out = self.core.handle(&msg.0, crate::clock::unix_now());
+impl MucActor {
+    fn send(&mut self, out: Vec<crate::element::Element>) {
         self.metrics.muc_rooms.set(self.core.room_count() as i64);
         self.metrics
             .muc_occupants
@@ -42,5 +40,21 @@ impl Handler<ToService> for MucActor {
         for e in out {
             self.route.do_send(Route(e));
         }
+    }
+}
+
+impl Handler<DomainGone> for MucActor {
+    type Result = ();
+    fn handle(&mut self, msg: DomainGone, _: &mut Context<Self>) {
+        let out = self.core.domain_gone(&msg.0);
+        self.send(out);
+    }
+}
+
+impl Handler<ToService> for MucActor {
+    type Result = ();
+    fn handle(&mut self, msg: ToService, _: &mut Context<Self>) {
+        let out = self.core.handle(&msg.0, crate::clock::unix_now());
+        self.send(out);
     }
 }

@@ -225,6 +225,33 @@ impl Muc {
         Err(refuse("feature-not-implemented"))
     }
 
+    /// A remote domain became unreachable: its users leave every room, with
+    /// status 333 (removed because of a technical problem, XEP-0045 §9.8).
+    pub fn domain_gone(&mut self, domain: &str) -> Vec<Element> {
+        let mut gone = Vec::new();
+        for (name, room) in &self.rooms {
+            for o in room.occupants.values() {
+                if let Some(j) = o.jids.iter().find(|j| {
+                    let host = bare_of(j).rsplit('@').next().unwrap_or("");
+                    crate::jid::server_of(host) == domain
+                }) {
+                    gone.push((name.clone(), j.clone()));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (name, jid) in gone {
+            out.extend(self.depart(&name, &jid, None, &["333"], None));
+        }
+        // Nothing goes to the departed: their domain is out of reach.
+        out.retain(|e| {
+            let to = e.get_attr("to").unwrap_or("");
+            let host = bare_of(to).rsplit('@').next().unwrap_or("");
+            crate::jid::server_of(host) != domain
+        });
+        out
+    }
+
     /// An error came back for something the room sent: the occupant it went
     /// to is gone (XEP-0045 §7.2.11 leaves this to the service; we remove it).
     fn bounced(&mut self, from: &Jid, to: &Jid) -> Answer {

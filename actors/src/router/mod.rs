@@ -48,6 +48,8 @@ pub struct Router {
     pending_by_sender: HashMap<String, usize>,
     /// The services at subdomains of ours (`service.`, `pubsub.`, …), by host.
     services: HashMap<String, Recipient<ToService>>,
+    /// Who hears of remote domains becoming unreachable (the room service).
+    domain_watchers: Vec<Recipient<crate::messages::DomainGone>>,
     /// Who gets the answers to iqs it sent, by id prefix.
     iq_results: Vec<(String, Recipient<IqResponse>)>,
     /// New domains refused (the log says so at powers of two, not each time).
@@ -75,6 +77,11 @@ pub struct SetService {
     pub host: String,
     pub to: Recipient<ToService>,
 }
+
+/// `to` hears of every remote domain that becomes unreachable.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WatchDomains(pub Recipient<crate::messages::DomainGone>);
 
 /// Results and errors of iqs whose id starts with `prefix` go to `to`
 /// (whoever sent the requests: the catalog publisher, …).
@@ -123,6 +130,7 @@ impl Router {
             pending: HashMap::new(),
             pending_by_sender: HashMap::new(),
             services: HashMap::new(),
+            domain_watchers: Vec::new(),
             iq_results: Vec::new(),
             refused_dials: 0,
             detached: Default::default(),
@@ -400,6 +408,13 @@ impl Handler<SetService> for Router {
     }
 }
 
+impl Handler<WatchDomains> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: WatchDomains, _: &mut Context<Self>) {
+        self.domain_watchers.push(msg.0);
+    }
+}
+
 impl Handler<Route> for Router {
     type Result = ();
     fn handle(&mut self, msg: Route, ctx: &mut Context<Self>) {
@@ -505,6 +520,9 @@ impl Handler<DomainReachable> for Router {
 impl Handler<DomainUnreachable> for Router {
     type Result = ();
     fn handle(&mut self, msg: DomainUnreachable, _: &mut Context<Self>) {
+        for w in &self.domain_watchers {
+            w.do_send(crate::messages::DomainGone(msg.0.clone()));
+        }
         self.presence.do_send(crate::presence::DomainDown(msg.0));
     }
 }

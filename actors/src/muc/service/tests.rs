@@ -486,3 +486,22 @@ fn rooms_are_bounded_and_an_occupant_whose_client_bounces_leaves() {
         .attr("to", format!("r1@{HOST}"));
     assert_eq!(error_of(&m.handle(&bare, 0)), "jid-malformed");
 }
+
+#[test]
+fn occupants_of_an_unreachable_domain_leave_with_333() {
+    let (mut m, _) = new();
+    instant(&mut m, "r");
+    m.handle(&join("bob@b.test/b", "r", "bob"), 0);
+    m.handle(&join("carol@a.test/c", "r", "carol"), 0);
+    let out = m.domain_gone("b.test");
+    // Alice and carol hear bob left; nothing goes to b.test.
+    let alice = to(&out, "alice@a.test/a");
+    assert_eq!(alice[0].get_attr("from"), Some("r@conference.a.test/bob"));
+    assert_eq!(alice[0].get_attr("type"), Some("unavailable"));
+    assert_eq!(codes(alice[0]), ["333"]);
+    assert_eq!(to(&out, "carol@a.test/c").len(), 1);
+    assert!(to(&out, "bob@b.test/b").is_empty(), "{out:?}");
+    assert_eq!(m.occupant_count(), 2);
+    // Another domain going leaves the room as it is.
+    assert!(m.domain_gone("z.test").is_empty());
+}
