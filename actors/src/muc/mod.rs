@@ -32,11 +32,15 @@ impl Actor for MucActor {
 }
 
 impl MucActor {
-    fn send(&mut self, out: Vec<crate::element::Element>) {
-        self.metrics.muc_rooms.set(self.core.room_count() as i64);
-        self.metrics
-            .muc_occupants
-            .set(self.core.occupant_count() as i64);
+    /// Routes what the service sends; `counted` when occupancy may have
+    /// changed (counting walks every room: not for each groupchat message).
+    fn send(&mut self, out: Vec<crate::element::Element>, counted: bool) {
+        if counted {
+            self.metrics.muc_rooms.set(self.core.room_count() as i64);
+            self.metrics
+                .muc_occupants
+                .set(self.core.occupant_count() as i64);
+        }
         for e in out {
             self.route.do_send(Route(e));
         }
@@ -47,7 +51,7 @@ impl Handler<DomainGone> for MucActor {
     type Result = ();
     fn handle(&mut self, msg: DomainGone, _: &mut Context<Self>) {
         let out = self.core.domain_gone(&msg.0);
-        self.send(out);
+        self.send(out, true);
     }
 }
 
@@ -55,6 +59,8 @@ impl Handler<ToService> for MucActor {
     type Result = ();
     fn handle(&mut self, msg: ToService, _: &mut Context<Self>) {
         let out = self.core.handle(&msg.0, crate::clock::unix_now());
-        self.send(out);
+        // Only presences, iqs and bounced messages change who is in which room.
+        let counted = msg.0.name != "message" || msg.0.get_attr("type") == Some("error");
+        self.send(out, counted);
     }
 }

@@ -57,14 +57,7 @@ impl PubSub {
             },
             deliver,
         };
-        self.store.pubsub_put_subscription(
-            &self.jid,
-            &name,
-            &s.subid,
-            &s.jid,
-            s.state.as_str(),
-            s.deliver,
-        )?;
+        self.put_subscription(&name, &s, s.state.as_str(), s.deliver)?;
         let mut out = vec![subscription_reply(iq, &name, &s)];
         let n = self.nodes.get_mut(&name).expect("checked above");
         n.subscriptions.push(s.clone());
@@ -148,14 +141,7 @@ impl PubSub {
             return vec![];
         };
         let stored = if allow {
-            self.store.pubsub_put_subscription(
-                &self.jid,
-                &name,
-                &s.subid,
-                &s.jid,
-                "subscribed",
-                s.deliver,
-            )
+            self.put_subscription(&name, &s, "subscribed", s.deliver)
         } else {
             self.store
                 .pubsub_delete_subscription(&self.jid, &name, &s.subid)
@@ -256,14 +242,7 @@ impl PubSub {
                 crate::dataform::boolean(v).ok_or(refuse("bad-request", Some("invalid-options")))?
             }
         };
-        self.store.pubsub_put_subscription(
-            &self.jid,
-            &name,
-            &s.subid,
-            &s.jid,
-            s.state.as_str(),
-            deliver,
-        )?;
+        self.put_subscription(&name, &s, s.state.as_str(), deliver)?;
         if let Some(x) = self
             .nodes
             .get_mut(&name)
@@ -370,14 +349,7 @@ impl PubSub {
                         }
                     }
                 };
-                self.store.pubsub_put_subscription(
-                    &self.jid,
-                    name,
-                    &s.subid,
-                    &s.jid,
-                    s.state.as_str(),
-                    s.deliver,
-                )?;
+                self.put_subscription(name, &s, s.state.as_str(), s.deliver)?;
                 let n = self.nodes.get_mut(name).expect("checked by the caller");
                 match n.subscriptions.iter_mut().find(|x| x.subid == s.subid) {
                     Some(x) => *x = s,
@@ -400,5 +372,19 @@ impl PubSub {
             );
         }
         Ok(out)
+    }
+}
+
+impl PubSub {
+    /// Writes subscription `s` of node `name` with `state` and `deliver`.
+    fn put_subscription(
+        &self,
+        name: &str,
+        s: &Subscription,
+        state: &str,
+        deliver: bool,
+    ) -> Result<(), StoreError> {
+        self.store
+            .pubsub_put_subscription(&self.jid, name, &s.subid, &s.jid, state, deliver)
     }
 }
