@@ -185,6 +185,9 @@ async fn run_async(config: Config, control: Control) -> Result<(), NodeError> {
     if config.muc.enabled {
         start_muc(&cloud, &config)?;
     }
+    if config.pep.enabled {
+        start_pep(&cloud, &config);
+    }
     if config.has_role("exchange") || config.has_role("root") {
         let c = &config.catalog;
         let svc = intercloud_actors::service::Service::new(
@@ -529,6 +532,47 @@ fn start_muc(cloud: &Arc<Cloud>, config: &Config) -> Result<(), NodeError> {
         .do_send(intercloud_actors::router::WatchDomains(addr.recipient()));
     tracing::info!(service = %host, rooms, "multi-user chat up");
     Ok(())
+}
+
+/// Starts XEP-0163 personal eventing on every account: the router hands it
+/// pubsub iqs to bare JIDs, the presence actor the capabilities it sees.
+fn start_pep(cloud: &Arc<Cloud>, config: &Config) {
+    use actix::Actor;
+    let p = &config.pep;
+    let core = intercloud_actors::pep::Pep::new(
+        intercloud_actors::pep::Limits {
+            pubsub: intercloud_actors::pubsub::Limits {
+                max_nodes: p.max_nodes_per_account,
+                max_nodes_per_owner: p.max_nodes_per_account,
+                max_items_per_node: p.max_items_per_node.max(1),
+                max_subscriptions_per_node: p.max_subscriptions_per_node,
+                max_payload_bytes: p.max_payload_bytes,
+            },
+            max_recipients: p.max_recipients,
+            max_caps: p.max_caps,
+            max_pending: p.max_pending_queries,
+        },
+        cloud.store.clone(),
+    );
+    let addr = intercloud_actors::pep::PepActor::new(
+        core,
+        cloud.store.clone(),
+        cloud.router.clone().recipient(),
+        cloud.metrics.clone(),
+    )
+    .start();
+    cloud
+        .router
+        .do_send(intercloud_actors::router::SetPep(addr.clone().recipient()));
+    cloud
+        .router
+        .do_send(intercloud_actors::router::WatchDomains(
+            addr.clone().recipient(),
+        ));
+    cloud
+        .presence
+        .do_send(intercloud_actors::presence::WatchPresence(addr.recipient()));
+    tracing::info!("personal eventing up");
 }
 
 /// Has the router hand what is addressed to `host` (a subdomain service) to `to`.

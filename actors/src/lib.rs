@@ -25,6 +25,7 @@ pub mod muc;
 pub mod negotiation;
 pub mod offline;
 pub mod outbox;
+pub mod pep;
 pub mod ping;
 pub mod presence;
 pub mod pubsub;

@@ -24,6 +24,19 @@ pub struct ToService(pub Element);
 #[rtype(result = "()")]
 pub struct DomainGone(pub String);
 
+/// Presence that a local account sent (from one of its resources) or
+/// received (from a contact's resource): who is available with which
+/// capabilities, for the personal eventing service (XEP-0163).
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct PresenceSeen {
+    /// The local account (bare JID).
+    pub owner: crate::jid::Jid,
+    /// The resource the presence is from (full JID).
+    pub from: crate::jid::Jid,
+    pub stanza: Element,
+}
+
 /// A result or error for an iq the receiver sent (see `router::HandleIqResults`).
 #[derive(Message)]
 #[rtype(result = "()")]

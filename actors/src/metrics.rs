@@ -140,6 +140,10 @@ pub struct Metrics {
     pub pubsub_notifications: Counter,
     /// Publish-subscribe nodes held (XEP-0060).
     pub pubsub_nodes: Gauge,
+    /// Personal eventing nodes held (XEP-0163).
+    pub pep_nodes: Gauge,
+    /// Resources whose capabilities say which personal nodes they want.
+    pub pep_interests: Gauge,
     /// Multi-user chat rooms that exist (XEP-0045).
     pub muc_rooms: Gauge,
     /// Occupants present in all rooms.
@@ -209,6 +213,8 @@ impl Metrics {
             agreements: Gauge::default(),
             pubsub_notifications: Counter::default(),
             pubsub_nodes: Gauge::default(),
+            pep_nodes: Gauge::default(),
+            pep_interests: Gauge::default(),
             muc_rooms: Gauge::default(),
             muc_occupants: Gauge::default(),
         };
@@ -317,6 +323,16 @@ impl Metrics {
             "pubsub_nodes",
             "Publish-subscribe nodes held",
             self.pubsub_nodes.clone(),
+        );
+        r.register(
+            "pep_nodes",
+            "Personal eventing nodes held",
+            self.pep_nodes.clone(),
+        );
+        r.register(
+            "pep_interests",
+            "Resources whose capabilities say which personal nodes they want",
+            self.pep_interests.clone(),
         );
         r.register(
             "muc_rooms",

@@ -43,6 +43,8 @@ pub struct Config {
     #[serde(default)]
     pub muc: MucSection,
     #[serde(default)]
+    pub pep: PepSection,
+    #[serde(default)]
     pub limits: Limits,
     /// The directory relative paths are resolved against (the config file's).
     #[serde(skip)]
@@ -597,8 +599,10 @@ mod limits;
 pub use limits::Limits;
 
 mod muc;
+mod pep;
 mod pubsub;
 pub use muc::MucSection;
+pub use pep::PepSection;
 pub use pubsub::PubsubSection;
 
 #[cfg(test)]

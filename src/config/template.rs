@@ -187,6 +187,24 @@ max_subscriptions_per_node = 10000
 # Bytes of one item's payload; larger ones get <not-acceptable/><payload-too-big/>.
 max_payload_bytes = 65536
 
+[pep]
+# XEP-0163 personal eventing: every account's bare JID is a pubsub service for its own
+# nodes (user tune, avatar, …); contacts whose XEP-0115 capabilities say <node>+notify
+# get what it publishes.
+enabled = true
+max_nodes_per_account = 100
+# Items a node keeps (a node's pubsub#max_items may be lower, not higher; it defaults to 1).
+max_items_per_node = 100
+# Explicit subscriptions one node may have (contacts with +notify need none).
+max_subscriptions_per_node = 1000
+max_payload_bytes = 65536
+# (account, resource) pairs whose capabilities are tracked, in all; past it, no notifications for newcomers.
+max_recipients = 50000
+# XEP-0115 hashes whose features are remembered (the oldest forgotten first).
+max_caps = 10000
+# disco#info queries about unknown hashes waiting for an answer (the oldest forgotten first).
+max_pending_queries = 1000
+
 [muc]
 # XEP-0045 multi-user chat at conference.<domain>: accounts of this server create rooms,
 # anyone a room lets in (here or on other servers) joins.

@@ -13,8 +13,7 @@ import xml.etree.ElementTree as ET
 
 import slixmpp
 
-from waiting import run, until
-from slixmpp.exceptions import IqError
+from waiting import condition, run, until
 
 TIMEOUT = 30
 NS = 'urn:intercloud:test'
@@ -64,15 +63,6 @@ def entry(text):
     e = ET.Element(f'{{{NS}}}entry')
     e.text = text
     return e
-
-
-async def condition(coro):
-    """The error condition an iq request gets (None when it succeeds)."""
-    try:
-        await coro
-        return None
-    except IqError as e:
-        return e.iq['error']['condition']
 
 
 async def main(port, domain):

@@ -32,6 +32,9 @@ pub struct Presence {
     /// may send presence from any resource of its domain, so this is bounded
     /// by `max_remote_presences` (past it, presence is passed on untracked).
     remote_pairs: usize,
+    /// Who hears of the presence local accounts send and receive (the
+    /// personal eventing service), if anyone.
+    watcher: Option<Recipient<crate::messages::PresenceSeen>>,
 }
 
 impl Actor for Presence {
@@ -110,6 +113,18 @@ impl Presence {
             remote: HashMap::new(),
             lost: HashMap::new(),
             remote_pairs: 0,
+            watcher: None,
+        }
+    }
+
+    /// Tells the watcher that `owner` sent or received `st` from `from`.
+    fn seen(&self, owner: &Jid, from: &Jid, st: &Element) {
+        if let Some(w) = &self.watcher {
+            w.do_send(crate::messages::PresenceSeen {
+                owner: owner.to_bare(),
+                from: from.clone(),
+                stanza: st.clone(),
+            });
         }
     }
 
@@ -151,6 +166,7 @@ impl Presence {
         if !available && !was_online {
             return;
         }
+        self.seen(&bare, &from, &st);
         let items = self.roster(&bare);
         if available {
             self.online
@@ -313,6 +329,7 @@ impl Presence {
                 if !self.is_local(&from) {
                     self.track_remote(&from, &local, ty.is_empty());
                 }
+                self.seen(&local, &from, &st);
                 if to.is_bare() {
                     self.to_available(&local, &st);
                 } else {
@@ -447,6 +464,18 @@ impl Handler<ResourceGone> for Presence {
     fn handle(&mut self, m: ResourceGone, _: &mut Context<Self>) {
         let p = Element::new("presence", NS_CLIENT).attr("type", "unavailable");
         self.broadcast(m.full, p);
+    }
+}
+
+/// `to` hears of the presence local accounts send and receive.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WatchPresence(pub Recipient<crate::messages::PresenceSeen>);
+
+impl Handler<WatchPresence> for Presence {
+    type Result = ();
+    fn handle(&mut self, m: WatchPresence, _: &mut Context<Self>) {
+        self.watcher = Some(m.0);
     }
 }
 

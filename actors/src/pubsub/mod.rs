@@ -12,7 +12,7 @@ use std::sync::Arc;
 pub use service::{Limits, PubSub};
 
 /// Rosters from the store, for the presence and roster access models.
-struct StoreRosters(Arc<Store>);
+pub struct StoreRosters(pub Arc<Store>);
 
 impl service::Env for StoreRosters {
     fn roster(&self, owner: &str, contact: &str) -> Option<(bool, Vec<String>)> {

@@ -48,6 +48,8 @@ pub struct Router {
     pending_by_sender: HashMap<String, usize>,
     /// The services at subdomains of ours (`service.`, `pubsub.`, …), by host.
     services: HashMap<String, Recipient<ToService>>,
+    /// The personal eventing service: iqs to accounts' bare JIDs for it.
+    pep: Option<Recipient<ToService>>,
     /// Who hears of remote domains becoming unreachable (the room service).
     domain_watchers: Vec<Recipient<crate::messages::DomainGone>>,
     /// Who gets the answers to iqs it sent, by id prefix.
@@ -77,6 +79,12 @@ pub struct SetService {
     pub host: String,
     pub to: Recipient<ToService>,
 }
+
+/// Plugs in the personal eventing service (XEP-0163): publish-subscribe and
+/// disco requests to accounts' bare JIDs, and the answers to its queries.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetPep(pub Recipient<ToService>);
 
 /// `to` hears of every remote domain that becomes unreachable.
 #[derive(Message)]
@@ -130,6 +138,7 @@ impl Router {
             pending: HashMap::new(),
             pending_by_sender: HashMap::new(),
             services: HashMap::new(),
+            pep: None,
             domain_watchers: Vec::new(),
             iq_results: Vec::new(),
             refused_dials: 0,
@@ -364,6 +373,14 @@ impl Router {
     fn route_iq(&mut self, to: &Jid, st: Element, ctx: &mut Context<Self>) {
         let is_request = matches!(stanza::stype(&st), "get" | "set");
         if to.is_bare() {
+            if let Some(pep) = self.pep.as_ref().filter(|_| for_pep(&st, is_request)) {
+                let pep = pep.clone();
+                if is_request && !self.store.user_exists(&to.to_string()).unwrap_or(false) {
+                    return self.bounce(&st, "service-unavailable", ctx);
+                }
+                pep.do_send(ToService(st));
+                return;
+            }
             if !is_request {
                 return;
             }
@@ -405,6 +422,13 @@ impl Handler<SetService> for Router {
     type Result = ();
     fn handle(&mut self, msg: SetService, _: &mut Context<Self>) {
         self.services.insert(msg.host, msg.to);
+    }
+}
+
+impl Handler<SetPep> for Router {
+    type Result = ();
+    fn handle(&mut self, m: SetPep, _: &mut Context<Self>) {
+        self.pep = Some(m.0);
     }
 }
 
@@ -528,3 +552,19 @@ impl Handler<DomainUnreachable> for Router {
 }
 
 mod bindings;
+
+/// Whether an iq to an account's bare JID is for its personal service: a
+/// publish-subscribe or disco request, or the answer to a capabilities query.
+fn for_pep(st: &Element, is_request: bool) -> bool {
+    use crate::pubsub::node::{NS_OWNER, NS_PUBSUB};
+    use crate::stanza::{NS_DISCO_INFO, NS_DISCO_ITEMS};
+    if !is_request {
+        return st
+            .get_attr("id")
+            .is_some_and(|id| id.starts_with(crate::pep::QUERY_PREFIX));
+    }
+    st.get_child("pubsub", NS_PUBSUB).is_some()
+        || st.get_child("pubsub", NS_OWNER).is_some()
+        || st.get_child("query", NS_DISCO_INFO).is_some()
+        || st.get_child("query", NS_DISCO_ITEMS).is_some()
+}

@@ -363,6 +363,16 @@ impl Session {
             });
             return;
         }
+        // XEP-0163: pubsub without a `to` is for the account's own service.
+        let pubsub = st
+            .get_child("pubsub", crate::pubsub::node::NS_PUBSUB)
+            .or_else(|| st.get_child("pubsub", crate::pubsub::node::NS_OWNER))
+            .is_some();
+        if to.is_none() && pubsub {
+            let mut st = st;
+            st.set_attr("to", own_bare.to_string());
+            return self.cloud.router.do_send(Route(st));
+        }
         let for_server = match &to {
             None => true,
             Some(t) => {

@@ -9,6 +9,7 @@ impl PubSub {
         from: &Jid,
         publish: &Element,
         p: &Element,
+        env: &dyn Env,
     ) -> Answer {
         let bare = from.to_bare().to_string();
         let name = node_attr(publish)?;
@@ -35,9 +36,17 @@ impl PubSub {
             return Err(refuse("not-acceptable", Some("payload-too-big")));
         }
         if !self.nodes.contains_key(&name) {
-            // Auto-create (XEP-0060 §7.1.4), for accounts of this server.
-            if from.domain() != self.domain {
-                return Err(refuse("item-not-found", None));
+            // Auto-create (XEP-0060 §7.1.4), for accounts of this server
+            // (in a personal service, for the account itself).
+            if self.may_create(from).is_err() {
+                return Err(refuse(
+                    if self.pep {
+                        "forbidden"
+                    } else {
+                        "item-not-found"
+                    },
+                    None,
+                ));
             }
             let config = self.config_from(preconditions.clone().map(|mut f| {
                 f.kind = "submit".into();
@@ -88,13 +97,19 @@ impl PubSub {
                     .child(Element::new("item", NS_PUBSUB).attr("id", id)),
             ),
         )];
-        out.extend(self.notify(n, items_event(n, &[&new])));
+        out.extend(self.notify(n, items_event(n, &[&new]), env));
         Ok(out)
     }
 }
 
 impl PubSub {
-    pub(super) fn retract(&mut self, iq: &Element, bare: &str, r: &Element) -> Answer {
+    pub(super) fn retract(
+        &mut self,
+        iq: &Element,
+        bare: &str,
+        r: &Element,
+        env: &dyn Env,
+    ) -> Answer {
         let name = node_attr(r)?;
         let ids: Vec<String> = r
             .elements()
@@ -134,7 +149,7 @@ impl PubSub {
             for id in ids {
                 items = items.child(Element::new("retract", NS_EVENT).attr("id", id));
             }
-            out.extend(self.notify(n, Element::new("event", NS_EVENT).child(items)));
+            out.extend(self.notify(n, Element::new("event", NS_EVENT).child(items), env));
         }
         Ok(out)
     }

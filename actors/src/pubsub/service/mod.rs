@@ -36,6 +36,13 @@ pub trait Env {
     /// The item `owner` (a bare JID) keeps for `contact`: whether `contact`
     /// receives `owner`'s presence (subscription from or both), and its groups.
     fn roster(&self, owner: &str, contact: &str) -> Option<(bool, Vec<String>)>;
+
+    /// XEP-0163: the full JIDs that asked, through their entity capabilities,
+    /// for notifications of `node` (`<node>+notify`); the node's access model
+    /// still decides who gets them. Empty outside a personal (PEP) service.
+    fn interested(&self, _node: &str) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The features disco#info announces.
@@ -86,6 +93,10 @@ pub struct PubSub {
     store: Arc<Store>,
     /// The last publish order handed out.
     seq: u64,
+    /// A personal eventing service (XEP-0163): the service is an account's
+    /// bare JID, only that account creates and publishes, nodes default to
+    /// the presence access model, and contacts are notified by interest.
+    pep: bool,
 }
 
 /// Why a request failed: the stanza condition and XEP-0060's own, if any.
@@ -161,11 +172,24 @@ impl PubSub {
             limits,
             store,
             seq,
+            pep: false,
         })
+    }
+
+    /// The personal eventing service (XEP-0163) of the account `owner` (a bare JID).
+    pub fn load_pep(owner: &Jid, limits: Limits, store: Arc<Store>) -> Result<PubSub, StoreError> {
+        let mut s = PubSub::load(&owner.to_string(), owner.domain(), limits, store)?;
+        s.pep = true;
+        Ok(s)
     }
 
     pub fn jid(&self) -> &str {
         &self.jid
+    }
+
+    /// The features a service announces in disco#info.
+    pub fn features() -> &'static [&'static str] {
+        FEATURES
     }
 
     /// How many nodes the service holds.
@@ -209,8 +233,8 @@ impl PubSub {
                 (false, "subscribe") => self.subscribe(iq, from, first, p, env),
                 (false, "unsubscribe") => self.unsubscribe(iq, &bare, first),
                 (_, "options") => self.options(iq, &bare, first, get),
-                (false, "publish") => self.publish(iq, from, first, p),
-                (false, "retract") => self.retract(iq, &bare, first),
+                (false, "publish") => self.publish(iq, from, first, p, env),
+                (false, "retract") => self.retract(iq, &bare, first, env),
                 (true, "items") => self.items(iq, &bare, first, env),
                 (true, "subscriptions") => self.own_subscriptions(iq, &bare, first),
                 (true, "affiliations") => self.own_affiliations(iq, &bare, first),
@@ -244,9 +268,9 @@ impl PubSub {
                             .child(node.config.form("form").to_element()),
                     ),
                 )]),
-                (false, "configure") => self.configure(iq, &name, first),
-                (false, "delete") => self.delete(iq, &name),
-                (false, "purge") => self.purge(iq, &name),
+                (false, "configure") => self.configure(iq, &name, first, env),
+                (false, "delete") => self.delete(iq, &name, env),
+                (false, "purge") => self.purge(iq, &name, env),
                 (true, "subscriptions") => Ok(vec![self.owner_subscriptions(iq, &name)]),
                 (false, "subscriptions") => self.set_subscriptions(iq, &name, first),
                 (true, "affiliations") => Ok(vec![self.owner_affiliations(iq, &name)]),
@@ -264,7 +288,7 @@ impl PubSub {
                 q = q.child(
                     Element::new("identity", NS_DISCO_INFO)
                         .attr("category", "pubsub")
-                        .attr("type", "service")
+                        .attr("type", if self.pep { "pep" } else { "service" })
                         .attr("name", "Publish-Subscribe"),
                 );
                 for f in FEATURES {
@@ -301,7 +325,12 @@ impl PubSub {
         let mut q = Element::new("query", NS_DISCO_ITEMS);
         match node {
             None => {
+                let bare = from.to_bare().to_string();
                 for (name, n) in &self.nodes {
+                    // A person's nodes are listed only to whom may read them.
+                    if self.pep && self.may_retrieve(n, &bare, env).is_err() {
+                        continue;
+                    }
                     let mut item = Element::new("item", NS_DISCO_ITEMS)
                         .attr("jid", self.jid.clone())
                         .attr("node", name.clone());
@@ -328,15 +357,9 @@ impl PubSub {
     }
 
     fn default_config(&self, iq: &Element, ns: &str) -> Element {
-        iq_result(iq).child(
-            Element::new("pubsub", ns).child(
-                Element::new("default", ns).child(
-                    Config::new(self.limits.max_items_per_node)
-                        .form("form")
-                        .to_element(),
-                ),
-            ),
-        )
+        iq_result(iq).child(Element::new("pubsub", ns).child(
+            Element::new("default", ns).child(self.default_node_config().form("form").to_element()),
+        ))
     }
 
     /// Makes a node owned by `owner` (creation, or publish to a missing node).
@@ -366,9 +389,38 @@ impl PubSub {
         Ok(())
     }
 
+    /// A new node's configuration before any form: for a person's nodes
+    /// (XEP-0163 §4.3) readable by presence subscribers, keeping one item,
+    /// and sent to contacts again when they come online.
+    fn default_node_config(&self) -> Config {
+        let mut c = Config::new(self.limits.max_items_per_node);
+        if self.pep {
+            c.access = Access::Presence;
+            c.max_items = 1.min(self.limits.max_items_per_node);
+            c.send_last_published_item = "on_sub_and_presence".into();
+        }
+        c
+    }
+
+    /// Only the account itself creates nodes in its personal service.
+    fn may_create(&self, from: &Jid) -> Result<(), Refusal> {
+        if from.domain() != self.domain || (self.pep && from.to_bare().to_string() != self.jid) {
+            return Err(Refusal(
+                "forbidden",
+                None,
+                Some(if self.pep {
+                    "only the account itself creates its nodes".into()
+                } else {
+                    "only accounts of this server create nodes".into()
+                }),
+            ));
+        }
+        Ok(())
+    }
+
     /// A configuration from a submitted node_config form (if any) over the defaults.
     fn config_from(&self, form: Option<Form>) -> Result<Config, Refusal> {
-        let mut c = Config::new(self.limits.max_items_per_node);
+        let mut c = self.default_node_config();
         if let Some(f) = form {
             c.apply(&f, self.limits.max_items_per_node)
                 .map_err(|e| Refusal("not-acceptable", None, Some(e.to_string())))?;
@@ -377,13 +429,7 @@ impl PubSub {
     }
 
     fn create(&mut self, iq: &Element, from: &Jid, create: &Element, p: &Element) -> Answer {
-        if from.domain() != self.domain {
-            return Err(Refusal(
-                "forbidden",
-                None,
-                Some("only accounts of this server create nodes".into()),
-            ));
-        }
+        self.may_create(from)?;
         let instant = create.get_attr("node").is_none();
         let name = match create.get_attr("node") {
             Some(n) if !n.is_empty() => n.to_string(),
@@ -455,15 +501,68 @@ impl PubSub {
         }
     }
 
-    /// `event` to every subscriber of `n` that takes deliveries (one message per JID).
-    fn notify(&self, n: &Node, event: Element) -> Vec<Element> {
+    /// `event` to every subscriber of `n` that takes deliveries (one message
+    /// per JID), and in a personal service to every resource whose
+    /// capabilities ask for the node and that the access model lets read it.
+    fn notify(&self, n: &Node, event: Element, env: &dyn Env) -> Vec<Element> {
         let mut seen = std::collections::HashSet::new();
-        n.subscriptions
+        let mut to: Vec<String> = n
+            .subscriptions
             .iter()
             .filter(|s| s.state == SubState::Subscribed && s.deliver)
             .filter(|s| seen.insert(s.jid.clone()))
-            .map(|s| self.notification(n, &s.jid, event.clone()))
+            .map(|s| s.jid.clone())
+            .collect();
+        if self.pep {
+            to.extend(
+                self.interested_readers(n, env)
+                    .filter(|j| seen.insert(j.clone())),
+            );
+        }
+        to.into_iter()
+            .map(|j| self.notification(n, &j, event.clone()))
             .collect()
+    }
+
+    /// The full JIDs interested in `n` (XEP-0163 `+notify`) that may read it,
+    /// leaving out those whose account holds an explicit subscription.
+    fn interested_readers<'a>(
+        &'a self,
+        n: &'a Node,
+        env: &'a dyn Env,
+    ) -> impl Iterator<Item = String> + 'a {
+        env.interested(&n.name).into_iter().filter(move |full| {
+            let Ok(j) = full.parse::<Jid>() else {
+                return false;
+            };
+            let bare = j.to_bare().to_string();
+            !n.subscriptions.iter().any(|s| s.jid == bare)
+                && (bare == self.jid || self.may_retrieve(n, &bare, env).is_ok())
+        })
+    }
+
+    /// XEP-0163 §4.3.2: when `full` becomes available with interest in some
+    /// of this person's nodes, the last item of each it may read.
+    pub fn last_items_for(&self, full: &str, nodes: &[String], env: &dyn Env) -> Vec<Element> {
+        let Ok(j) = full.parse::<Jid>() else {
+            return vec![];
+        };
+        let bare = j.to_bare().to_string();
+        nodes
+            .iter()
+            .filter_map(|name| self.nodes.get(name))
+            .filter(|n| n.config.send_last_published_item == "on_sub_and_presence")
+            .filter(|n| bare == self.jid || self.may_retrieve(n, &bare, env).is_ok())
+            .filter_map(|n| {
+                n.last()
+                    .map(|last| self.notification(n, full, items_event(n, &[last])))
+            })
+            .collect()
+    }
+
+    /// The names of the nodes of this service.
+    pub fn node_names(&self) -> impl Iterator<Item = &String> {
+        self.nodes.keys()
     }
 
     fn notification(&self, n: &Node, to: &str, event: Element) -> Element {

@@ -27,7 +27,13 @@ impl PubSub {
 }
 
 impl PubSub {
-    pub(super) fn configure(&mut self, iq: &Element, name: &str, c: &Element) -> Answer {
+    pub(super) fn configure(
+        &mut self,
+        iq: &Element,
+        name: &str,
+        c: &Element,
+        env: &dyn Env,
+    ) -> Answer {
         let Some(form) = Form::find(c) else {
             return Err(refuse("bad-request", None));
         };
@@ -56,6 +62,7 @@ impl PubSub {
                     n,
                     Element::new("event", NS_EVENT)
                         .child(Element::new("configuration", NS_EVENT).attr("node", name)),
+                    env,
                 ),
             );
         }
@@ -64,7 +71,7 @@ impl PubSub {
 }
 
 impl PubSub {
-    pub(super) fn delete(&mut self, iq: &Element, name: &str) -> Answer {
+    pub(super) fn delete(&mut self, iq: &Element, name: &str, env: &dyn Env) -> Answer {
         self.store.pubsub_delete_node(&self.jid, name)?;
         let n = self.nodes.remove(name).expect("checked by the caller");
         let mut out = vec![iq_result(iq)];
@@ -74,6 +81,7 @@ impl PubSub {
                     &n,
                     Element::new("event", NS_EVENT)
                         .child(Element::new("delete", NS_EVENT).attr("node", name)),
+                    env,
                 ),
             );
         }
@@ -83,7 +91,7 @@ impl PubSub {
 }
 
 impl PubSub {
-    pub(super) fn purge(&mut self, iq: &Element, name: &str) -> Answer {
+    pub(super) fn purge(&mut self, iq: &Element, name: &str, env: &dyn Env) -> Answer {
         self.store.pubsub_delete_items(&self.jid, name, None)?;
         let n = self.nodes.get_mut(name).expect("checked by the caller");
         n.items.clear();
@@ -94,6 +102,7 @@ impl PubSub {
                 n,
                 Element::new("event", NS_EVENT)
                     .child(Element::new("purge", NS_EVENT).attr("node", name)),
+                env,
             ),
         );
         Ok(out)
