@@ -96,7 +96,9 @@ shaper_rules:
 modules:
   mod_caps: {{}}
   mod_disco: {{}}
+  mod_muc: {{}}
   mod_ping: {{}}
+  mod_pubsub: {{}}
   mod_roster: {{}}
   mod_s2s_dialback: {{}}
   mod_stream_mgmt: {{}}
@@ -314,4 +316,58 @@ fn ejabberd_and_our_node_federate_over_sasl_external_with_one_ca() {
         Some(&ca),
         "SASL EXTERNAL",
     );
+}
+
+/// The scripts' arguments for alice on our node and bob on ejabberd.
+fn two_users(node: &Node, ej: &Ejabberd) -> Vec<(&'static str, String)> {
+    vec![
+        ("host1", "127.0.0.1".into()),
+        ("port1", node.port.to_string()),
+        ("domain1", node.domain.clone()),
+        ("user1", "alice".into()),
+        ("password1", "alice-pw".into()),
+        ("host2", ej.addr.into()),
+        ("port2", ej.c2s_port.to_string()),
+        ("domain2", ej.domain.into()),
+        ("user2", "bob".into()),
+        ("password2", "bob-pw".into()),
+    ]
+}
+
+#[test]
+fn an_ejabberd_user_talks_in_our_rooms_and_pubsub_crosses_both_ways() {
+    let (ours, ours_addr) = ("icej3.test", "127.0.0.8");
+    let (ej, ej_addr) = ("ejabberd3.test", "127.0.0.9");
+    // Each side reaches the other's services as hosts of their own.
+    common::etc_hosts(&[
+        (ours_addr, ours),
+        (ours_addr, "conference.icej3.test"),
+        (ours_addr, "pubsub.icej3.test"),
+        (ej_addr, ej),
+        (ej_addr, "pubsub.ejabberd3.test"),
+    ]);
+    let server = Ejabberd::start("ej-many-ejabberd", ej, ej_addr, None);
+    server.register("bob", "bob-pw");
+    let mut node = our_node("ej-many", ours, ours_addr);
+    node.start();
+    let logs = || format!("== our node\n{}\n== ejabberd\n{}", node.log(), server.log());
+    let mut args = two_users(&node, &server);
+    args.extend([("room", "interop".into()), ("count", "20".into())]);
+    let out = common::slixmpp("muc_remote.py", &args, &logs);
+    let r: serde_json::Value =
+        serde_json::from_str(out.lines().last().unwrap_or("")).expect("a JSON line");
+    assert_eq!(r["joined_as"], "participant", "{r}");
+    assert_eq!(r["saw"], serde_json::json!(["one", "two"]), "{r}");
+    assert_eq!(r["messages"], 80, "{r}");
+    let mut args = two_users(&node, &server);
+    args.push(("count", "5".into()));
+    let out = common::slixmpp("pubsub_remote.py", &args, &logs);
+    let r: serde_json::Value =
+        serde_json::from_str(out.lines().last().unwrap_or("")).expect("a JSON line");
+    for (side, node) in [("on1", "from1"), ("on2", "from2")] {
+        let texts: Vec<String> = (0..5).map(|i| format!("{node} {i}")).collect();
+        let ids: Vec<String> = (0..5).map(|i| format!("{node}-{i}")).collect();
+        assert_eq!(r[side]["notified"], serde_json::json!(texts), "{r}");
+        assert_eq!(r[side]["items"], serde_json::json!(ids), "{r}");
+    }
 }

@@ -22,9 +22,11 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn hosts() {
     common::etc_hosts(&[
         (OUR_ADDR, OUR_DOMAIN),
-        // Prosody reaches our rooms' service as a host of its own.
+        // Prosody reaches our services as hosts of their own.
         (OUR_ADDR, "conference.icnode.test"),
+        (OUR_ADDR, "pubsub.icnode.test"),
         (PROSODY_ADDR, PROSODY_DOMAIN),
+        (PROSODY_ADDR, "pubsub.prosody.test"),
     ]);
 }
 
@@ -75,7 +77,10 @@ s2s_require_encryption = true
 s2s_secure_auth = false
 unbound = {{ hoststxt = "/etc/hosts" }}
 ssl = {{ certificate = "{d}/prosody.crt"; key = "{d}/prosody.key" }}
+-- Prosody's pubsub lets admins create nodes.
+admins = {{ "bob@{dom}" }}
 VirtualHost "{dom}"
+Component "pubsub.{dom}" "pubsub"
 "#,
             d = dir.display(),
             addr = PROSODY_ADDR,
@@ -220,4 +225,25 @@ fn a_prosody_user_talks_in_a_room_on_our_node() {
     assert_eq!(r["joined_as"], "participant", "{r}");
     assert_eq!(r["saw"], serde_json::json!(["one", "two"]), "{r}");
     assert_eq!(r["messages"], 80, "{r}");
+}
+
+#[test]
+fn pubsub_nodes_on_each_side_notify_subscribers_on_the_other() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    hosts();
+    let prosody = Prosody::start();
+    let node = our_node("interop-pubsub");
+    let mut args = two_users(&node, &prosody);
+    args.push(("count", "5".into()));
+    let out = common::slixmpp("pubsub_remote.py", &args, &|| {
+        format!("== our node\n{}\n== prosody\n{}", node.log(), prosody.log())
+    });
+    let last = out.lines().last().unwrap_or("");
+    let r: serde_json::Value = serde_json::from_str(last).expect("a JSON line");
+    for (side, node) in [("on1", "from1"), ("on2", "from2")] {
+        let texts: Vec<String> = (0..5).map(|i| format!("{node} {i}")).collect();
+        let ids: Vec<String> = (0..5).map(|i| format!("{node}-{i}")).collect();
+        assert_eq!(r[side]["notified"], serde_json::json!(texts), "{r}");
+        assert_eq!(r[side]["items"], serde_json::json!(ids), "{r}");
+    }
 }
