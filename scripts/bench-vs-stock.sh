@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Runs the same `intercloud bench c2s` (and `bench idle`) against Debian's
-# Prosody, Debian's ejabberd and our node, on this machine, on loopback,
-# alternating rounds, and prints the figures side by side with our ratio to
-# each.
+# Runs the same `intercloud bench c2s` (and `bench idle`, `bench pubsub`,
+# `bench muc`) against Debian's Prosody, Debian's ejabberd and our node, on
+# this machine, on loopback, alternating rounds, and prints the figures side
+# by side with our ratio to each.
 #
 #   bash scripts/bench-vs-stock.sh            # defaults below
 #   USERS=100 MESSAGES=5000 ROUNDS=5 IDLE=2000 bash scripts/bench-vs-stock.sh
+#   WHAT="pubsub muc" bash scripts/bench-vs-stock.sh   # the many-to-many ones only
 #
 # Needs root (installs prosody and ejabberd if missing, runs them as users
 # prosody and ejabberd, each with a config of its own; ejabberd with its
@@ -17,6 +18,17 @@ MESSAGES=${MESSAGES:-2000}
 WINDOW=${WINDOW:-100}
 ROUNDS=${ROUNDS:-3}
 IDLE=${IDLE:-1000}
+WHAT=${WHAT:-c2s idle}
+# bench pubsub: subscriber counts, and items published for each (same order);
+# bench muc: rooms x occupants, messages each.
+SUBSCRIBERS=${SUBSCRIBERS:-10 100 1000}
+ITEMS=${ITEMS:-2000 1000 200}
+PS_WINDOW=${PS_WINDOW:-50}
+ROOMS=${ROOMS:-10}
+OCCUPANTS=${OCCUPANTS:-10}
+MUC_MESSAGES=${MUC_MESSAGES:-100}
+MUC_WINDOW=${MUC_WINDOW:-10}
+want() { [[ " $WHAT " == *" $1 "* ]]; }
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 PY=/usr/bin/python3
@@ -70,7 +82,11 @@ allow_registration = true
 authentication = "internal_hashed"
 c2s_require_encryption = true
 ssl = { certificate = "$work/prosody/prosody.crt"; key = "$work/prosody/prosody.key" }
+-- bench pubsub's publisher creates its node (Prosody lets admins create).
+admins = { "bench0@prosody.bench" }
 VirtualHost "prosody.bench"
+Component "pubsub.prosody.bench" "pubsub"
+Component "conference.prosody.bench" "muc"
 LUA
 chown -R prosody:prosody "$work/prosody"
 chmod 755 "$work"
@@ -124,7 +140,9 @@ registration_timeout: infinity
 modules:
   mod_caps: {}
   mod_disco: {}
+  mod_muc: {}
   mod_ping: {}
+  mod_pubsub: {}
   mod_roster: {}
   mod_register:
     access: register
@@ -179,9 +197,11 @@ run() { # name port domain
     $B bench c2s --server "127.0.0.1:$2" --domain "$3" --users "$USERS" --messages "$MESSAGES" \
         --window "$WINDOW" --register --json 2>/dev/null
 }
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 field() { $PY -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {}, d))" "$1"; }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); prosody $(dpkg-query -W -f '${Version}' prosody 2>/dev/null), ejabberd $(dpkg-query -W -f '${Version}' ejabberd 2>/dev/null)"
+if want c2s; then
 echo "load: $USERS users in a ring, $MESSAGES messages each, window $WINDOW, $ROUNDS rounds each, alternating"
 printf '%-8s %-6s %10s %10s %9s %9s %9s %6s %6s\n' server round logins/s msg/s p50_ms p95_ms p99_ms lost errors
 ours_rates=(); prosody_rates=(); ejabberd_rates=()
@@ -204,10 +224,63 @@ for r in $(seq 1 "$ROUNDS"); do
         esac
     done
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 mo=$(median "${ours_rates[@]}"); mp=$(median "${prosody_rates[@]}"); me=$(median "${ejabberd_rates[@]}")
 echo "median msg/s: ours $mo, prosody $mp, ejabberd $me; ours / prosody $($PY -c "print(round($mo/max($mp,1),2))")x, ours / ejabberd $($PY -c "print(round($mo/max($me,1),2))")x"
+fi
 
+port_of() { case $1 in prosody) echo "$PP" ;; ejabberd) echo "$EP" ;; ours) echo "$OP" ;; esac; }
+domain_of() { echo "$1.bench"; }
+ratio() { $PY -c "print(round($1/max($2,1),2))"; }
+
+if want pubsub; then
+    echo "bench pubsub: one publisher, N subscribers of a fresh node on each server, window $PS_WINDOW (and 1 for fan-out latency); $ROUNDS rounds, alternating"
+    printf '%-8s %6s %6s %6s %10s %12s %9s %9s %6s %6s\n' server subs items round items/s notes/s p50_ms p99_ms lost errors
+    read -r -a subs_list <<<"$SUBSCRIBERS"; read -r -a items_list <<<"$ITEMS"
+    for k in "${!subs_list[@]}"; do
+        n=${subs_list[$k]}; items=${items_list[$k]}
+        for win in "$PS_WINDOW" 1; do
+            [ "$win" = 1 ] && [ "$n" != "${subs_list[-1]}" ] && continue
+            [ "$win" = 1 ] && items=$(( items < 100 ? items : 100 ))
+            declare -A rates=()
+            for r in $(seq 1 "$ROUNDS"); do
+                for s in prosody ejabberd ours; do
+                    out=$($B bench pubsub --server "127.0.0.1:$(port_of $s)" --domain "$(domain_of $s)" --register \
+                        --subscribers "$n" --items "$items" --window "$win" --concurrency 32 --json 2>/dev/null) || out='{"published_per_sec":0,"notifications_per_sec":0,"latency":{"p50_ms":0,"p99_ms":0},"lost":-1,"publish_errors":-1}'
+                    rate=$(echo "$out" | field 'round(notifications_per_sec)')
+                    printf '%-8s %6s %6s %6s %10s %12s %9s %9s %6s %6s\n' "$s" "$n" "$items" "$r/w$win" \
+                        "$(echo "$out" | field 'round(published_per_sec)')" "$rate" \
+                        "$(echo "$out" | field 'round(latency["p50_ms"],2)')" "$(echo "$out" | field 'round(latency["p99_ms"],2)')" \
+                        "$(echo "$out" | field 'lost')" "$(echo "$out" | field 'publish_errors')"
+                    rates[$s]="${rates[$s]:-} $rate"
+                done
+            done
+            mo=$(median ${rates[ours]}); mp=$(median ${rates[prosody]}); me=$(median ${rates[ejabberd]})
+            echo "median notifications/s, $n subscribers, window $win: ours $mo, prosody $mp, ejabberd $me; ours / prosody $(ratio "$mo" "$mp")x, ours / ejabberd $(ratio "$mo" "$me")x"
+            unset rates
+        done
+    done
+fi
+
+if want muc; then
+    echo "bench muc: $ROOMS rooms x $OCCUPANTS occupants, $MUC_MESSAGES messages each, window $MUC_WINDOW; $ROUNDS rounds, alternating"
+    printf '%-8s %6s %12s %9s %9s %6s %6s\n' server round deliveries/s p50_ms p99_ms lost errors
+    declare -A rates=()
+    for r in $(seq 1 "$ROUNDS"); do
+        for s in prosody ejabberd ours; do
+            out=$($B bench muc --server "127.0.0.1:$(port_of $s)" --domain "$(domain_of $s)" --register \
+                --rooms "$ROOMS" --occupants "$OCCUPANTS" --messages "$MUC_MESSAGES" --window "$MUC_WINDOW" --concurrency 32 --json 2>/dev/null) || out='{"delivered_per_sec":0,"latency":{"p50_ms":0,"p99_ms":0},"lost":-1,"errors":-1}'
+            rate=$(echo "$out" | field 'round(delivered_per_sec)')
+            printf '%-8s %6s %12s %9s %9s %6s %6s\n' "$s" "$r" "$rate" \
+                "$(echo "$out" | field 'round(latency["p50_ms"],2)')" "$(echo "$out" | field 'round(latency["p99_ms"],2)')" \
+                "$(echo "$out" | field 'lost')" "$(echo "$out" | field 'errors')"
+            rates[$s]="${rates[$s]:-} $rate"
+        done
+    done
+    mo=$(median ${rates[ours]}); mp=$(median ${rates[prosody]}); me=$(median ${rates[ejabberd]})
+    echo "median deliveries/s: ours $mo, prosody $mp, ejabberd $me; ours / prosody $(ratio "$mo" "$mp")x, ours / ejabberd $(ratio "$mo" "$me")x"
+fi
+
+want idle || exit 0
 # Memory per idle session on freshly started servers (the load rounds above
 # leave freed memory in the allocators, which new sessions would reuse).
 stop_pid "$PROSODY_PID"; stop_ejabberd; stop_pid "$OURS_PID"

@@ -62,17 +62,28 @@ pub async fn login_all(
     register: bool,
     concurrency: usize,
 ) -> (Vec<Option<Conn>>, Vec<String>, Duration) {
+    login_range(t, 0..n, password, register, concurrency).await
+}
+
+/// Logs in bench<i> for each i of `users`, `concurrency` at a time.
+pub async fn login_range(
+    t: &Target,
+    users: std::ops::Range<usize>,
+    password: &str,
+    register: bool,
+    concurrency: usize,
+) -> (Vec<Option<Conn>>, Vec<String>, Duration) {
     let started = Instant::now();
     let sem = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut tasks = Vec::with_capacity(n);
-    for i in 0..n {
+    let mut tasks = Vec::with_capacity(users.len());
+    for i in users {
         let (t, pw, sem) = (t.clone(), password.to_string(), sem.clone());
         tasks.push(tokio::spawn(async move {
             let _p = sem.acquire_owned().await;
             login(&t, &format!("bench{i}"), &pw, register).await
         }));
     }
-    let mut conns = Vec::with_capacity(n);
+    let mut conns = Vec::with_capacity(tasks.len());
     let mut errors = Vec::new();
     for t in tasks {
         match t.await {

@@ -1,9 +1,12 @@
-//! The `bench` command: a standard-XMPP load generator (c2s, s2s, idle sessions) that runs unchanged against our node, Prosody or ejabberd, reporting as text or JSON.
+//! The `bench` command: a standard-XMPP load generator (c2s, s2s, idle sessions, pubsub fan-out, multi-user chat) that runs unchanged against our node, Prosody or ejabberd, reporting as text or JSON.
 
 pub mod conn;
 pub mod idle;
 pub mod load;
+pub mod muc;
+pub mod pubsub;
 pub mod scram;
+pub mod wire;
 
 use serde::Serialize;
 

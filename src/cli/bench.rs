@@ -1,4 +1,4 @@
-//! `intercloud bench c2s|s2s|idle`: the standard-XMPP load generator against any server.
+//! `intercloud bench c2s|s2s|idle|pubsub|muc`: the standard-XMPP load generator against any server.
 
 use super::CliError;
 use clap::Subcommand;
@@ -80,6 +80,69 @@ pub(super) enum BenchCmd {
         #[arg(long, default_value_t = 0)]
         hold: u64,
     },
+    /// One publisher (bench0), N subscribers (bench1 … benchN) of a fresh node.
+    Pubsub {
+        #[command(flatten)]
+        target: BenchTarget,
+        /// The pubsub service; default pubsub.<domain>.
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        subscribers: usize,
+        /// Items published.
+        #[arg(long, default_value_t = 1000)]
+        items: u64,
+        /// Publishes in flight.
+        #[arg(long, default_value_t = 50)]
+        window: u64,
+        /// The subscribers' server (HOST:PORT) when they are on another, over s2s.
+        #[arg(long)]
+        peer_server: Option<String>,
+        /// Its domain.
+        #[arg(long)]
+        peer_domain: Option<String>,
+    },
+    /// R fresh rooms of M occupants; each occupant says K things.
+    Muc {
+        #[command(flatten)]
+        target: BenchTarget,
+        /// The multi-user chat service; default conference.<domain>.
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long, default_value_t = 10)]
+        rooms: usize,
+        #[arg(long, default_value_t = 10)]
+        occupants: usize,
+        /// Messages each occupant sends.
+        #[arg(long, default_value_t = 100)]
+        messages: u64,
+        /// Messages an occupant may have in flight.
+        #[arg(long, default_value_t = 10)]
+        window: u64,
+    },
+}
+
+/// Prints a report as JSON or as its lines of text; fails when `ok` is false.
+fn report<R: serde::Serialize>(
+    r: &R,
+    json: bool,
+    lines: &[String],
+    ok: bool,
+) -> Result<(), CliError> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+    } else {
+        for l in lines {
+            println!("{l}");
+        }
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err("nothing was measured (see the first error)"
+            .to_string()
+            .into())
+    }
 }
 
 fn bench_target(
@@ -150,6 +213,125 @@ pub(super) fn bench(cmd: BenchCmd) -> Result<(), CliError> {
             peer_server,
             peer_domain,
         } => load(&target, &l, Some((&peer_server, &peer_domain))),
+        BenchCmd::Pubsub {
+            target,
+            service,
+            subscribers,
+            items,
+            window,
+            peer_server,
+            peer_domain,
+        } => {
+            let peer = match (&peer_server, &peer_domain) {
+                (Some(s), Some(d)) => Some(bench_target(&target, s, d)?),
+                (None, None) => None,
+                _ => {
+                    return Err("--peer-server and --peer-domain go together"
+                        .to_string()
+                        .into())
+                }
+            };
+            let args = bench::pubsub::PubsubArgs {
+                server: bench_target(&target, &target.server, &target.domain)?,
+                peer,
+                service: service.unwrap_or_else(|| format!("pubsub.{}", target.domain)),
+                subscribers,
+                items,
+                window: window.max(1),
+                password: target.password.clone(),
+                register: target.register,
+                concurrency: target.concurrency,
+                drain: std::time::Duration::from_secs(10),
+            };
+            let json = target.json;
+            let r = rt.block_on(bench::pubsub::run(args, &|p| {
+                if !json {
+                    eprintln!("… {p}")
+                }
+            }))?;
+            let lines = [
+                format!(
+                    "bench {} against {} ({} node {})",
+                    r.mode, r.server, r.service, r.node
+                ),
+                format!(
+                    "  published   {} of {} items in {:.2} s: {:.0} items/s ({} refused)",
+                    r.published, r.items, r.publish_secs, r.published_per_sec, r.publish_errors
+                ),
+                format!(
+                    "  notified    {} of {} to {} subscribers in {:.2} s: {:.0} notifications/s",
+                    r.notified, r.expected, r.subscribers, r.notify_secs, r.notifications_per_sec
+                ),
+                format!(
+                    "  latency     p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+                    r.latency.p50_ms, r.latency.p95_ms, r.latency.p99_ms, r.latency.max_ms
+                ),
+                format!(
+                    "  problems    {} lost, {} duplicates, {} login errors{}",
+                    r.lost,
+                    r.duplicates,
+                    r.login_errors,
+                    r.first_error
+                        .as_ref()
+                        .map(|e| format!("; first error {e}"))
+                        .unwrap_or_default()
+                ),
+            ];
+            report(&r, json, &lines, r.published > 0 && r.subscribers > 0)
+        }
+        BenchCmd::Muc {
+            target,
+            service,
+            rooms,
+            occupants,
+            messages,
+            window,
+        } => {
+            let args = bench::muc::MucArgs {
+                server: bench_target(&target, &target.server, &target.domain)?,
+                service: service.unwrap_or_else(|| format!("conference.{}", target.domain)),
+                rooms,
+                occupants,
+                messages,
+                window: window.max(1),
+                password: target.password.clone(),
+                register: target.register,
+                concurrency: target.concurrency,
+                drain: std::time::Duration::from_secs(10),
+            };
+            let json = target.json;
+            let r = rt.block_on(bench::muc::run(args, &|p| {
+                if !json {
+                    eprintln!("… {p}")
+                }
+            }))?;
+            let lines = [
+                format!(
+                    "bench muc against {} ({}): {} rooms, {} occupants",
+                    r.server, r.service, r.rooms, r.occupants
+                ),
+                format!(
+                    "  messages    {} sent, {} of {} deliveries in {:.2} s: {:.0} deliveries/s",
+                    r.sent, r.delivered, r.expected, r.send_secs, r.delivered_per_sec
+                ),
+                format!(
+                    "  latency     p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+                    r.latency.p50_ms, r.latency.p95_ms, r.latency.p99_ms, r.latency.max_ms
+                ),
+                format!(
+                    "  problems    {} lost, {} duplicates, {} errors, {} login errors{}",
+                    r.lost,
+                    r.duplicates,
+                    r.errors,
+                    r.login_errors,
+                    r.first_error
+                        .as_ref()
+                        .map(|e| format!("; first error {e}"))
+                        .unwrap_or_default()
+                ),
+            ];
+            report(&r, json, &lines, r.sent > 0)
+        }
         BenchCmd::Idle {
             target,
             sessions,
