@@ -494,8 +494,15 @@ fn start_pubsub(cloud: &Arc<Cloud>, config: &Config) -> Result<(), NodeError> {
         cloud.store.clone(),
         cloud.router.clone().recipient(),
         cloud.metrics.clone(),
+        p.max_held_notifications,
+        std::time::Duration::from_secs(p.probe_secs.max(1)),
     );
-    serve_at(cloud, &host, actor.start().recipient());
+    let addr = actor.start();
+    serve_at(cloud, &host, addr.clone().recipient());
+    // Notifications for servers that cannot be reached wait for them.
+    cloud
+        .router
+        .do_send(intercloud_actors::router::WatchReturns(addr.recipient()));
     tracing::info!(service = %host, nodes, "publish-subscribe up");
     Ok(())
 }

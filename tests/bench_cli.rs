@@ -1,4 +1,4 @@
-//! The load generator against real nodes: `bench c2s` registers its users with XEP-0077 and loses nothing; registration is off unless configured; `bench s2s` across two federated nodes; `bench idle` reads the server's memory per session.
+//! The load generator against real nodes: `bench c2s` registers its users with XEP-0077 and loses nothing; registration is off unless configured; `bench s2s` across two federated nodes; `bench idle` reads the server's memory per session; `bench pubsub` (local and over s2s) and `bench muc` lose nothing.
 
 mod common;
 
@@ -149,4 +149,51 @@ fn s2s_load_and_idle_memory() {
     let per = r["bytes_per_session"].as_f64().unwrap();
     let expected = after.saturating_sub(before) as f64 * 1024.0 / 50.0;
     assert!((per - expected).abs() < 1.0, "{per} vs {expected}: {out}");
+}
+
+#[test]
+fn pubsub_fan_out_and_muc_loads_lose_nothing_locally_and_over_s2s() {
+    let ca = common::Ca::new("bench-many");
+    let mut a = Node::init("bench-many-a", "many-a.test", &[]);
+    let mut b = Node::init("bench-many-b", "many-b.test", &[]);
+    a.federate(&b, Some(&ca), Some("external"));
+    for n in [&a, &b] {
+        open_registration(n);
+    }
+    a.start();
+    b.start();
+    let server = format!("127.0.0.1:{}", a.port);
+    let base = ["--server", &server, "--domain", "many-a.test", "--register"];
+    // One publisher, eight subscribers, 50 items: 400 notifications.
+    let mut args = vec!["pubsub"];
+    args.extend(base);
+    args.extend(["--subscribers", "8", "--items", "50", "--window", "10"]);
+    let (r, out, ok) = bench(&args);
+    assert!(ok, "{out}\n{}", a.log());
+    assert_eq!(r["subscribers"], 8, "{out}");
+    assert_eq!(r["published"], 50, "{out}");
+    assert_eq!(r["expected"], 400, "{out}");
+    assert_eq!(r["notified"], 400, "{out}");
+    assert_eq!(r["lost"], 0, "{out}");
+    assert_eq!(r["duplicates"], 0, "{out}");
+    // The subscribers on the other node, over s2s.
+    let peer = format!("127.0.0.1:{}", b.port);
+    args.extend(["--peer-server", &peer, "--peer-domain", "many-b.test"]);
+    let (r, out, ok) = bench(&args);
+    assert!(ok, "{out}\n{}\n{}", a.log(), b.log());
+    assert_eq!(r["mode"], "pubsub-s2s", "{out}");
+    assert_eq!(r["notified"], 400, "{out}");
+    assert_eq!(r["lost"], 0, "{out}");
+    // Three rooms of four, five messages each: every one to all four.
+    let mut args = vec!["muc"];
+    args.extend(base);
+    args.extend(["--rooms", "3", "--occupants", "4", "--messages", "5"]);
+    let (r, out, ok) = bench(&args);
+    assert!(ok, "{out}\n{}", a.log());
+    assert_eq!(r["occupants"], 12, "{out}");
+    assert_eq!(r["sent"], 60, "{out}");
+    assert_eq!(r["expected"], 240, "{out}");
+    assert_eq!(r["delivered"], 240, "{out}");
+    assert_eq!(r["lost"], 0, "{out}");
+    assert_eq!(r["errors"], 0, "{out}");
 }

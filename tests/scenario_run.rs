@@ -1,4 +1,4 @@
-//! `intercloud scenario run` in both modes: the shipped paper.toml, root-failover.toml, partition-heal.toml and lossy-links.toml pass (every step, every invariant) with node processes and in-process, and leave no node behind; chaos-soak.toml gives the same faults and verdicts for the same seed; a republished description replaces the old one in the answers (and one about another cloud is refused); presence churn is followed, and fails with evidence when a partition hides a user; a scenario whose oracle disagrees with the catalog fails, and so do ones where test-only faults drop acknowledged messages or forge the from of delivered ones — each with the evidence in its report.
+//! `intercloud scenario run` in both modes: the shipped paper.toml, root-failover.toml, partition-heal.toml and lossy-links.toml pass (every step, every invariant) with node processes and in-process, and leave no node behind; chaos-soak.toml gives the same faults and verdicts for the same seed; a republished description replaces the old one in the answers (and one about another cloud is refused); presence churn is followed, and fails with evidence when a partition hides a user; many-to-many.toml's pubsub items and room messages all arrive through lossy links, and a cloud that drops what it acknowledged fails the run; a scenario whose oracle disagrees with the catalog fails, and so do ones where test-only faults drop acknowledged messages or forge the from of delivered ones — each with the evidence in its report.
 
 mod common;
 
@@ -41,6 +41,18 @@ fn run_mode(
 
 fn run(file: &std::path::Path, report: &std::path::Path) -> (bool, String, serde_json::Value) {
     run_mode(file, report, "processes")
+}
+
+/// The evidence of the report's invariant whose name contains `name`, which must be broken.
+fn broken(r: &serde_json::Value, name: &str, text: &str) -> String {
+    let inv = r["invariants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"].as_str().unwrap().contains(name))
+        .unwrap_or_else(|| panic!("no invariant {name:?}: {text}"));
+    assert_eq!(inv["ok"], false, "{text}");
+    inv["evidence"].as_str().unwrap().to_string()
 }
 
 /// Runs a shipped scenario (`scenarios/NAME.toml`) in `mode`; it must pass.
@@ -190,6 +202,91 @@ fn lossy_duplicating_links_lose_nothing_acknowledged_in_process() {
     lossy_links("in-process");
 }
 
+#[test]
+fn many_to_many_through_lossy_links_loses_nothing_acknowledged_in_process() {
+    let (dir, text, r) = shipped("many-to-many", "in-process");
+    let steps = r["steps"].as_array().unwrap();
+    let n = |i: usize, label: &str| common::count_of(steps[i]["detail"].as_str().unwrap(), label);
+    // Before the faults: every item to each of the three subscribers, every
+    // message to each of the five occupants.
+    assert_eq!(n(2, "acknowledged"), Some(50), "{text}");
+    assert_eq!(n(2, "received"), Some(150), "{text}");
+    assert_eq!(n(3, "acknowledged"), Some(80), "{text}");
+    assert_eq!(n(3, "received"), Some(400), "{text}");
+    // Through the lossy links: every item acknowledged reached all three
+    // (held and sent again while cloud3 could not be reached), none twice.
+    assert_eq!(n(5, "acknowledged"), Some(150), "{text}");
+    assert_eq!(n(5, "received"), Some(450), "{text}");
+    // After the heal, from the cloud behind the bad links.
+    assert_eq!(n(8, "received"), Some(90), "{text}");
+    let f = &r["faults_injected"];
+    assert!(f["lost"].as_u64().unwrap() > 0, "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_subscriber_and_an_occupant_that_lose_what_was_acknowledged_fail_the_run() {
+    let dir = common::temp_dir("scenario-many-lose");
+    let file = dir.join("lose.toml");
+    std::fs::write(
+        &file,
+        r#"name = "many-lose"
+[federation]
+roots = 1
+exchanges = 1
+clouds = 2
+
+[[step]]
+action = "subscribe"
+exchange = "exchange1.test"
+node = "n"
+clouds = ["cloud2.test"]
+
+[[step]]
+action = "publish_item"
+from = "cloud1.test"
+exchange = "exchange1.test"
+node = "n"
+count = 10
+
+[[step]]
+action = "lose_acked"
+node = "cloud2.test"
+
+[[step]]
+action = "publish_item"
+from = "cloud1.test"
+exchange = "exchange1.test"
+node = "n"
+count = 10
+within_secs = 5
+
+[[step]]
+action = "room"
+exchange = "exchange1.test"
+room = "r"
+clouds = ["cloud1.test", "cloud2.test"]
+count = 5
+within_secs = 5
+"#,
+    )
+    .unwrap();
+    let report = dir.join("report");
+    let (ok, text, r) = run_mode(&file, &report, "in-process");
+    assert!(!ok, "{text}");
+    let steps = r["steps"].as_array().unwrap();
+    let oks: Vec<bool> = steps.iter().map(|s| s["ok"].as_bool().unwrap()).collect();
+    assert_eq!(oks, [true, true, true, false, false], "{text}");
+    let evidence = broken(&r, "every acknowledged item", &text);
+    for e in [
+        "step 4 (cloud1.test -> n at exchange1.test (1 subscribers)): cloud2.test missed 10 of cloud1.test's 10 acknowledged",
+        "step 5 (r at exchange1.test (2 clouds)): cloud2.test missed 5 of cloud1.test's 5 acknowledged",
+    ] {
+        assert!(evidence.contains(e), "{e:?} not in the evidence: {text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Runs two clouds through a message stream, the test-only `fault` on
 /// cloud2, and a second stream: the second must fail, and the invariant
 /// named by `invariant` must break with `evidence` in its report.
@@ -232,15 +329,7 @@ within_secs = 5
     let steps = r["steps"].as_array().unwrap();
     assert_eq!(steps[0]["ok"], true, "{text}");
     assert_eq!(steps[2]["ok"], false, "{text}");
-    let inv = r["invariants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"].as_str().unwrap().contains(invariant))
-        .unwrap()
-        .clone();
-    assert_eq!(inv["ok"], false, "{text}");
-    let found = inv["evidence"].as_str().unwrap();
+    let found = broken(&r, invariant, &text);
     for e in evidence {
         assert!(found.contains(e), "{e:?} not in the evidence: {text}");
     }

@@ -37,6 +37,12 @@ pub struct PresenceSeen {
     pub stanza: Element,
 }
 
+/// A remote domain's link is up again after it gave up: what waited for
+/// it (held pubsub notifications) may go.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct DomainBack(pub String);
+
 /// A result or error for an iq the receiver sent (see `router::HandleIqResults`).
 #[derive(Message)]
 #[rtype(result = "()")]

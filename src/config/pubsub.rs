@@ -18,6 +18,13 @@ pub struct PubsubSection {
     pub max_subscriptions_per_node: usize,
     /// Bytes of one item's payload; larger ones get <not-acceptable/><payload-too-big/>.
     pub max_payload_bytes: usize,
+    /// Notifications held for servers that cannot be reached (sent again,
+    /// in order, when their link is back); past it they are dropped.
+    pub max_held_notifications: usize,
+    /// While a server cannot be reached, one held notification goes to it
+    /// this often; one that did not bounce by the next round means the
+    /// server is back (keep it above limits.s2s_redial_secs).
+    pub probe_secs: u64,
 }
 
 impl Default for PubsubSection {
@@ -29,6 +36,8 @@ impl Default for PubsubSection {
             max_items_per_node: 100,
             max_subscriptions_per_node: 10_000,
             max_payload_bytes: 65_536,
+            max_held_notifications: 10_000,
+            probe_secs: 20,
         }
     }
 }

@@ -186,6 +186,12 @@ max_items_per_node = 100
 max_subscriptions_per_node = 10000
 # Bytes of one item's payload; larger ones get <not-acceptable/><payload-too-big/>.
 max_payload_bytes = 65536
+# Notifications for servers that cannot be reached wait (bounded) and go out again,
+# in order, when their link is back; one is sent every probe_secs meanwhile, and one
+# that has not bounced by the next round means the server is back (keep it above
+# limits.s2s_redial_secs).
+max_held_notifications = 10000
+probe_secs = 20
 
 [pep]
 # XEP-0163 personal eventing: every account's bare JID is a pubsub service for its own

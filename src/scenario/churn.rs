@@ -1,6 +1,5 @@
 //! Presence churn in a scenario: demo users of some clouds come and go (explicit unavailable presence, dropped connections, new logins) while a subscribed watcher on another cloud follows them; the watcher's final view must match each one's last state, in order.
 
-use super::traffic::{addr, pinned};
 use crate::federation::Member;
 use crate::net::Net;
 use crate::xmpp::client::{Client, ClientError};
@@ -65,19 +64,7 @@ fn state(v: &View) -> String {
     format!("available {}", parts.join(", "))
 }
 
-async fn login(net: &Net, m: &Member, resource: &str) -> Result<Client, String> {
-    Client::login_on(
-        net,
-        addr(m),
-        &m.domain,
-        pinned(m)?,
-        &m.demo_user,
-        &m.demo_password,
-        Some(resource),
-    )
-    .await
-    .map_err(|e| format!("{} login: {e}", m.domain))
-}
+use crate::scenario::traffic::demo_login as login;
 
 fn bare(m: &Member) -> String {
     format!("{}@{}", m.demo_user, m.domain)

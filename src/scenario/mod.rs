@@ -5,6 +5,7 @@ pub mod fleet;
 pub mod flow;
 pub mod fuzz;
 pub mod generate;
+pub mod many;
 pub mod model;
 pub mod report;
 pub mod run;

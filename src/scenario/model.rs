@@ -247,6 +247,46 @@ pub enum Step {
         #[serde(default = "fifteen")]
         within_secs: u64,
     },
+    /// The demo user of each of `clouds` subscribes to `node` at the
+    /// publish-subscribe service of `exchange` (whose demo user makes the
+    /// node, open to all and to any publisher, if it is not there).
+    Subscribe {
+        exchange: String,
+        node: String,
+        clouds: Vec<String>,
+    },
+    /// `from`'s demo user publishes `count` items to `node` at `exchange`
+    /// at `rate` per second while the demo users of every cloud that
+    /// subscribed to it (earlier `subscribe` steps) are online: each item
+    /// the service acknowledged must reach every subscriber, once, in
+    /// publish order, within `within_secs` of the last one sent.
+    PublishItem {
+        from: String,
+        exchange: String,
+        node: String,
+        #[serde(default = "hundred")]
+        count: u64,
+        #[serde(default = "fifty")]
+        rate: f64,
+        #[serde(default = "thirty")]
+        within_secs: u64,
+    },
+    /// `exchange`'s demo user opens `room` at its multi-user chat service
+    /// and stays; the demo users of `clouds` join it and each says `count`
+    /// things at `rate` per second: every message the room reflected to its
+    /// sender must reach every occupant present throughout, once, in its
+    /// sender's order, within `within_secs` of the last one sent.
+    Room {
+        exchange: String,
+        room: String,
+        clouds: Vec<String>,
+        #[serde(default = "twenty")]
+        count: u64,
+        #[serde(default = "ten")]
+        rate: f64,
+        #[serde(default = "thirty")]
+        within_secs: u64,
+    },
 }
 
 fn twenty() -> u64 {
@@ -499,6 +539,51 @@ impl Scenario {
                     if clouds.is_empty() || *rate <= 0.0 {
                         return Err(ModelError::Invalid(
                             "presence_churn needs clouds and a positive rate".into(),
+                        ));
+                    }
+                }
+                Step::Subscribe {
+                    exchange, clouds, ..
+                } => {
+                    known(exchange, "subscribe")?;
+                    for c in clouds {
+                        known(c, "subscribe")?;
+                    }
+                    if clouds.is_empty() {
+                        return Err(ModelError::Invalid("subscribe needs clouds".into()));
+                    }
+                }
+                Step::PublishItem {
+                    from,
+                    exchange,
+                    node,
+                    rate,
+                    ..
+                } => {
+                    known(from, "publish_item")?;
+                    known(exchange, "publish_item")?;
+                    let subscribed = self.steps.iter().any(|e| {
+                        matches!(e, Step::Subscribe { exchange: x, node: n, .. } if x == exchange && n == node)
+                    });
+                    if !subscribed || *rate <= 0.0 {
+                        return Err(ModelError::Invalid(format!(
+                            "publish_item to {node} at {exchange} needs a subscribe step for it and a positive rate"
+                        )));
+                    }
+                }
+                Step::Room {
+                    exchange,
+                    clouds,
+                    rate,
+                    ..
+                } => {
+                    known(exchange, "room")?;
+                    for c in clouds {
+                        known(c, "room")?;
+                    }
+                    if clouds.is_empty() || *rate <= 0.0 {
+                        return Err(ModelError::Invalid(
+                            "room needs clouds and a positive rate".into(),
                         ));
                     }
                 }

@@ -93,6 +93,21 @@ pub(crate) fn pinned(m: &Member) -> Result<rustls::pki_types::CertificateDer<'st
         .ok_or_else(|| format!("{}: no certificate", m.domain))
 }
 
+/// Logs in `m`'s demo user as `resource`.
+pub(crate) async fn demo_login(net: &Net, m: &Member, resource: &str) -> Result<Client, String> {
+    Client::login_on(
+        net,
+        addr(m),
+        &m.domain,
+        pinned(m)?,
+        &m.demo_user,
+        &m.demo_password,
+        Some(resource),
+    )
+    .await
+    .map_err(|e| format!("{} login: {e}", m.domain))
+}
+
 fn seq_of(e: &Element, tag: &str) -> Option<u64> {
     e.get_attr("id")?.strip_prefix(tag)?.parse().ok()
 }

@@ -52,6 +52,8 @@ pub struct Router {
     pep: Option<Recipient<ToService>>,
     /// Who hears of remote domains becoming unreachable (the room service).
     domain_watchers: Vec<Recipient<crate::messages::DomainGone>>,
+    /// Who hears of remote domains reachable again (the pubsub service).
+    return_watchers: Vec<Recipient<crate::messages::DomainBack>>,
     /// Who gets the answers to iqs it sent, by id prefix.
     iq_results: Vec<(String, Recipient<IqResponse>)>,
     /// New domains refused (the log says so at powers of two, not each time).
@@ -79,6 +81,11 @@ pub struct SetService {
     pub host: String,
     pub to: Recipient<ToService>,
 }
+
+/// `to` hears of every remote domain whose link comes up.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WatchReturns(pub Recipient<crate::messages::DomainBack>);
 
 /// Plugs in the personal eventing service (XEP-0163): publish-subscribe and
 /// disco requests to accounts' bare JIDs, and the answers to its queries.
@@ -140,6 +147,7 @@ impl Router {
             services: HashMap::new(),
             pep: None,
             domain_watchers: Vec::new(),
+            return_watchers: Vec::new(),
             iq_results: Vec::new(),
             refused_dials: 0,
             detached: Default::default(),
@@ -425,6 +433,13 @@ impl Handler<SetService> for Router {
     }
 }
 
+impl Handler<WatchReturns> for Router {
+    type Result = ();
+    fn handle(&mut self, msg: WatchReturns, _: &mut Context<Self>) {
+        self.return_watchers.push(msg.0);
+    }
+}
+
 impl Handler<SetPep> for Router {
     type Result = ();
     fn handle(&mut self, m: SetPep, _: &mut Context<Self>) {
@@ -537,6 +552,9 @@ impl Handler<DomainReachable> for Router {
     type Result = ();
     fn handle(&mut self, msg: DomainReachable, _: &mut Context<Self>) {
         self.dialed(&msg.0);
+        for w in &self.return_watchers {
+            w.do_send(crate::messages::DomainBack(msg.0.clone()));
+        }
         self.presence.do_send(crate::presence::DomainUp(msg.0));
     }
 }

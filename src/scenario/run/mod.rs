@@ -366,6 +366,10 @@ struct Book {
     faults: FaultTable,
     streams: Vec<(usize, String, Tally)>,
     churns: Vec<(usize, String, crate::scenario::churn::ChurnTally)>,
+    /// Clouds subscribed to each (exchange, node), by `subscribe` steps.
+    subscribed: std::collections::BTreeMap<(String, String), Vec<String>>,
+    /// What `publish_item` and `room` steps acknowledged and delivered.
+    many: Vec<(usize, String, crate::scenario::many::ManyTally)>,
     step: usize,
 }
 
@@ -552,6 +556,22 @@ pub fn run(s: &Scenario, o: &RunOptions) -> Result<Report, RunError> {
                 },
             ));
         }
+        if !book.many.is_empty() {
+            let mut evidence = Vec::new();
+            for (step, target, t) in &book.many {
+                for p in t.problems() {
+                    evidence.push(format!("step {step} ({target}): {p}"));
+                }
+            }
+            report.invariants.push(InvariantReport::new(
+                "every subscriber got every acknowledged item, and every occupant present throughout every acknowledged groupchat message, once, in its sender's order",
+                if evidence.is_empty() {
+                    Ok(format!("{} many-to-many steps", book.many.len()))
+                } else {
+                    Err(evidence.join("; "))
+                },
+            ));
+        }
         let queries: Vec<&StepReport> = report
             .steps
             .iter()
@@ -618,8 +638,13 @@ pub fn run(s: &Scenario, o: &RunOptions) -> Result<Report, RunError> {
 mod chaos;
 use chaos::*;
 
+/// What a step came to: its action, its target, whether it held, and a detail line.
+type StepOutcome = (String, String, bool, String);
+
 mod steps;
 use steps::*;
+
+mod many_steps;
 
 #[cfg(test)]
 mod tests;

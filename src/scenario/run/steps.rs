@@ -20,9 +20,6 @@ pub(super) fn churn_problems(t: &crate::scenario::churn::ChurnTally) -> Vec<Stri
     out
 }
 
-/// What a step came to: its action, its target, whether it held, and a detail line.
-type StepOutcome = (String, String, bool, String);
-
 /// Whether a step's result held, and its detail.
 pub(super) fn ok_or(res: Result<String, String>) -> (bool, String) {
     match res {
@@ -102,6 +99,41 @@ pub(super) fn run_step(r: &mut Fleet, s: &Scenario, book: &mut Book, step: &Step
             rate,
             within_secs,
         } => step_presence_churn(r, book, watcher, clouds, flips, rate, within_secs),
+        Step::Subscribe {
+            exchange,
+            node,
+            clouds,
+        } => super::many_steps::subscribe(r, book, exchange, node, clouds),
+        Step::PublishItem {
+            from,
+            exchange,
+            node,
+            count,
+            rate,
+            within_secs,
+        } => super::many_steps::publish_item(
+            r,
+            book,
+            from,
+            exchange,
+            node,
+            (*count, *rate, *within_secs),
+        ),
+        Step::Room {
+            exchange,
+            room,
+            clouds,
+            count,
+            rate,
+            within_secs,
+        } => super::many_steps::room(
+            r,
+            book,
+            exchange,
+            room,
+            clouds,
+            (*count, *rate, *within_secs),
+        ),
         Step::Chaos { .. } => unreachable!("run() plays chaos itself"),
         Step::Sleep { secs } => step_sleep(secs),
         Step::Converge { within_secs } => step_converge(r, within_secs),

@@ -42,9 +42,14 @@ impl Muc {
         let mut out_msg = Element::new("message", NS_CLIENT)
             .attr("from", format!("{}@{}/{nick}", name, self.host))
             .attr("type", "groupchat");
-        if let Some(id) = m.get_attr("id") {
-            out_msg = out_msg.attr("id", id);
-        }
+        // The sender's id; one of ours when it gave none, so that a server
+        // receiving a copy resent after a broken s2s link can tell it from
+        // a new message (and drop it).
+        let id = m
+            .get_attr("id")
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("gc-{:x}", rand::random::<u64>()));
+        out_msg = out_msg.attr("id", id);
         for c in m.elements() {
             out_msg = out_msg.child(c.clone());
         }

@@ -97,6 +97,12 @@ pub struct PubSub {
     /// bare JID, only that account creates and publishes, nodes default to
     /// the presence access model, and contacts are notified by interest.
     pep: bool,
+    /// Notification ids are `ps-<nonce>-<n>-<h|n>`: this instance's nonce
+    /// (so that no two lifetimes share an id), and the last n handed out
+    /// (so that notifications held for an unreachable server go out again
+    /// in the order they were made; h: a headline).
+    nonce: u32,
+    notes: std::cell::Cell<u64>,
 }
 
 /// Why a request failed: the stanza condition and XEP-0060's own, if any.
@@ -173,6 +179,8 @@ impl PubSub {
             store,
             seq,
             pep: false,
+            nonce: rand::random(),
+            notes: std::cell::Cell::new(0),
         })
     }
 
@@ -500,102 +508,6 @@ impl PubSub {
             }
         }
     }
-
-    /// `event` to every subscriber of `n` that takes deliveries (one message
-    /// per JID), and in a personal service to every resource whose
-    /// capabilities ask for the node and that the access model lets read it.
-    fn notify(&self, n: &Node, event: Element, env: &dyn Env) -> Vec<Element> {
-        let mut seen = std::collections::HashSet::new();
-        let mut to: Vec<String> = n
-            .subscriptions
-            .iter()
-            .filter(|s| s.state == SubState::Subscribed && s.deliver)
-            .filter(|s| seen.insert(s.jid.clone()))
-            .map(|s| s.jid.clone())
-            .collect();
-        if self.pep {
-            to.extend(
-                self.interested_readers(n, env)
-                    .filter(|j| seen.insert(j.clone())),
-            );
-        }
-        to.into_iter()
-            .map(|j| self.notification(n, &j, event.clone()))
-            .collect()
-    }
-
-    /// The full JIDs interested in `n` (XEP-0163 `+notify`) that may read it,
-    /// leaving out those whose account holds an explicit subscription.
-    fn interested_readers<'a>(
-        &'a self,
-        n: &'a Node,
-        env: &'a dyn Env,
-    ) -> impl Iterator<Item = String> + 'a {
-        env.interested(&n.name).into_iter().filter(move |full| {
-            let Ok(j) = full.parse::<Jid>() else {
-                return false;
-            };
-            let bare = j.to_bare().to_string();
-            !n.subscriptions.iter().any(|s| s.jid == bare)
-                && (bare == self.jid || self.may_retrieve(n, &bare, env).is_ok())
-        })
-    }
-
-    /// XEP-0163 §4.3.2: when `full` becomes available with interest in some
-    /// of this person's nodes, the last item of each it may read.
-    pub fn last_items_for(&self, full: &str, nodes: &[String], env: &dyn Env) -> Vec<Element> {
-        let Ok(j) = full.parse::<Jid>() else {
-            return vec![];
-        };
-        let bare = j.to_bare().to_string();
-        nodes
-            .iter()
-            .filter_map(|name| self.nodes.get(name))
-            .filter(|n| n.config.send_last_published_item == "on_sub_and_presence")
-            .filter(|n| bare == self.jid || self.may_retrieve(n, &bare, env).is_ok())
-            .filter_map(|n| {
-                n.last()
-                    .map(|last| self.notification(n, full, items_event(n, &[last])))
-            })
-            .collect()
-    }
-
-    /// The names of the nodes of this service.
-    pub fn node_names(&self) -> impl Iterator<Item = &String> {
-        self.nodes.keys()
-    }
-
-    fn notification(&self, n: &Node, to: &str, event: Element) -> Element {
-        let mut m = Element::new("message", NS_CLIENT)
-            .attr("from", self.jid.clone())
-            .attr("to", to)
-            .attr("id", format!("ps-{:x}", rand::random::<u64>()));
-        if n.config.notification_type == "headline" {
-            m = m.attr("type", "headline");
-        }
-        m.child(event)
-    }
-}
-
-/// `<items node>` in an event with these items (payloads as the node's configuration says).
-fn items_event(n: &Node, items: &[&Item]) -> Element {
-    let mut el = Element::new("items", NS_EVENT).attr("node", n.name.clone());
-    for i in items {
-        el = el.child(item_element(NS_EVENT, i, n.config.deliver_payloads));
-    }
-    Element::new("event", NS_EVENT).child(el)
-}
-
-fn item_element(ns: &str, i: &Item, payload: bool) -> Element {
-    let mut e = Element::new("item", ns)
-        .attr("id", i.id.clone())
-        .attr("publisher", i.publisher.clone());
-    if payload {
-        if let Some(p) = &i.payload {
-            e = e.child(p.clone());
-        }
-    }
-    e
 }
 
 fn subscription_reply(iq: &Element, node: &str, s: &Subscription) -> Element {
@@ -632,6 +544,9 @@ fn error(iq: &Element, condition: &str, app: Option<&str>, text: Option<&str>) -
     }
     r
 }
+
+mod notify;
+use notify::{item_element, items_event};
 
 mod subscriptions;
 
