@@ -73,6 +73,8 @@ impl PubSubActor {
         for e in out {
             if e.name == "message" {
                 self.metrics.pubsub_notifications.inc();
+            }
+            if e.name == "message" && !self.held.is_empty() {
                 let to = e.get_attr("to").and_then(server_of_jid);
                 if let Some(d) = to.filter(|d| self.held.is_down(d)) {
                     if let Some((n, _)) = self.core.returned(&as_bounce(&e)) {

@@ -362,8 +362,11 @@ impl Router {
                 .collect(),
         };
         if targets.len() == 1 {
-            if let Ok(full) = bare.with_resource(&targets[0]) {
-                self.deliver(&full, st);
+            // The resource is bound: no need to build and check a full JID.
+            if let Some(e) = self.sessions.get(&bare).and_then(|m| m.get(&targets[0])) {
+                let mut st = st;
+                st.set_attr("to", format!("{bare}/{}", targets[0]));
+                e.addr.do_send(Deliver(st));
             }
             return;
         }

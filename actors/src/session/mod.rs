@@ -110,32 +110,40 @@ impl Session {
 
     /// Hands a stanza to the client, counting it when stream management is on.
     fn deliver(&mut self, ctx: &mut Context<Self>, item: Unacked) {
+        if self.sm.is_none() {
+            // Without acknowledgements, written is as delivered as it gets
+            // (and nothing is kept, so the stanza moves to the writer).
+            let out = match item {
+                Unacked::Stanza(e) => Outbound::stanza(e),
+                Unacked::Copy(e, c) => {
+                    if self.tx.is_some() {
+                        c.delivered();
+                    }
+                    Outbound::stanza(e)
+                }
+                Unacked::Offline { xml, .. } => Outbound::Raw(xml),
+            };
+            if self.tx.is_some() {
+                self.send(ctx, out);
+            }
+            return;
+        }
         let out = match &item {
             Unacked::Stanza(e) | Unacked::Copy(e, _) => Outbound::stanza(e.clone()),
             Unacked::Offline { xml, .. } => Outbound::Raw(xml.clone()),
         };
         let every = self.cloud.settings.sm_ack_every;
-        let request = match &mut self.sm {
-            Some(sm) => {
-                let s = &self.cloud.settings;
-                if sm.unacked_len() >= s.session_queue
-                    || sm.unacked_bytes() >= s.session_queue_bytes
-                {
-                    tracing::warn!(jid = %self.jid, stanzas = sm.unacked_len(), bytes = sm.unacked_bytes(), "client does not acknowledge; closing its session");
-                    // Kept: it goes back to the router with the rest.
-                    sm.sent(item, every);
-                    return self.too_slow(ctx, "too much unacknowledged");
-                }
-                sm.sent(item, every)
-            }
-            None => {
-                // Without acknowledgements, written is as delivered as it gets.
-                if let (Unacked::Copy(_, c), Some(_)) = (item, &self.tx) {
-                    c.delivered();
-                }
-                false
-            }
+        let Some(sm) = self.sm.as_mut() else {
+            return;
         };
+        let s = &self.cloud.settings;
+        if sm.unacked_len() >= s.session_queue || sm.unacked_bytes() >= s.session_queue_bytes {
+            tracing::warn!(jid = %self.jid, stanzas = sm.unacked_len(), bytes = sm.unacked_bytes(), "client does not acknowledge; closing its session");
+            // Kept: it goes back to the router with the rest.
+            sm.sent(item, every);
+            return self.too_slow(ctx, "too much unacknowledged");
+        }
+        let request = sm.sent(item, every);
         if self.tx.is_some() {
             self.send(ctx, out);
             if request {
