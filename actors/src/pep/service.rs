@@ -129,13 +129,24 @@ impl Pep {
         self.pending.len()
     }
 
-    fn service(&mut self, owner: &Jid) -> Result<&mut PubSub, StoreError> {
+    /// `owner`'s service if it has nodes. Presence may name any local
+    /// JID, existing or not: a service without nodes is not kept, so that
+    /// peers cannot make the map grow.
+    fn service_with_nodes(&mut self, owner: &Jid) -> Result<Option<&mut PubSub>, StoreError> {
         let key = owner.to_string();
         if !self.services.contains_key(&key) {
             let s = PubSub::load_pep(owner, self.limits.pubsub.clone(), self.store.clone())?;
+            if s.node_count() == 0 {
+                return Ok(None);
+            }
             self.services.insert(key.clone(), s);
         }
-        Ok(self.services.get_mut(&key).expect("inserted above"))
+        Ok(self.services.get_mut(&key))
+    }
+
+    /// Personal services held in memory now.
+    pub fn loaded(&self) -> usize {
+        self.services.len()
     }
 
     /// An iq addressed to an account's bare JID (a request to its service,
@@ -366,8 +377,9 @@ impl Pep {
         let Ok(owner_jid) = owner.parse::<Jid>() else {
             return vec![];
         };
-        let service = match self.service(&owner_jid) {
-            Ok(s) => s,
+        let service = match self.service_with_nodes(&owner_jid) {
+            Ok(Some(s)) => s,
+            Ok(None) => return vec![],
             Err(e) => {
                 tracing::error!(%owner, error = %e, "personal service could not be read");
                 return vec![];

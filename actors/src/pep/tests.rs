@@ -354,3 +354,23 @@ fn the_account_answers_disco_as_a_pep_service() {
         .collect();
     assert_eq!(ids, vec![("account", "registered"), ("pubsub", "pep")]);
 }
+
+#[test]
+fn presence_to_accounts_without_nodes_loads_no_service() {
+    let (mut pep, r) = setup(Limits::default());
+    let wants = info(&[&format!("{TUNE}+notify")]);
+    let ver = caps::ver_of(&wants).unwrap();
+    let q = pep.presence(&j("a@x.test"), &j("b@x.test/phone"), &with_caps(&ver), &r)[0].clone();
+    pep.iq(&answer(&q, &wants), &r);
+    // A peer names made-up local accounts: nothing is kept for them.
+    for i in 0..50 {
+        let owner = j(&format!("nobody{i}@x.test"));
+        assert!(pep
+            .presence(&owner, &j("b@x.test/phone"), &with_caps(&ver), &r)
+            .is_empty());
+    }
+    assert_eq!(pep.loaded(), 0);
+    // An account that publishes has its service kept.
+    pep.iq(&publish("a@x.test", TUNE, "1"), &r);
+    assert_eq!(pep.loaded(), 1);
+}
