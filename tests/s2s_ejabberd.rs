@@ -245,22 +245,11 @@ fn our_node(tag: &str, domain: &str, addr: &str) -> Node {
 /// Subscriptions, presence and 200 chat messages each way between alice on
 /// our node and bob on ejabberd (stock slixmpp clients on both sides).
 fn flow(node: &Node, ej: &Ejabberd) -> String {
-    let out = common::s2s_flow(
-        &[
-            ("host1", "127.0.0.1".into()),
-            ("port1", node.port.to_string()),
-            ("domain1", node.domain.clone()),
-            ("user1", "alice".into()),
-            ("password1", "alice-pw".into()),
-            ("host2", ej.addr.into()),
-            ("port2", ej.c2s_port.to_string()),
-            ("domain2", ej.domain.into()),
-            ("user2", "bob".into()),
-            ("password2", "bob-pw".into()),
-            ("count", "200".into()),
-        ],
-        &|| format!("== our node\n{}\n== ejabberd\n{}", node.log(), ej.log()),
-    );
+    let mut args = two_users(node, ej);
+    args.push(("count", "200".into()));
+    let out = common::s2s_flow(&args, &|| {
+        format!("== our node\n{}\n== ejabberd\n{}", node.log(), ej.log())
+    });
     println!("ejabberd interop: {out}");
     out
 }

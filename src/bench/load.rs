@@ -131,7 +131,7 @@ async fn read(
     drain: Duration,
 ) -> ReadStats {
     let mut st = ReadStats::default();
-    let mut seen = vec![0u64; (messages as usize).div_ceil(64).max(1)];
+    let mut seen = super::SeqSet::new(messages);
     let mut buf = vec![0u8; 64 * 1024];
     let mut stop_at: Option<Instant> = None;
     loop {
@@ -187,12 +187,10 @@ async fn read(
                         st.errors += 1;
                         continue;
                     }
-                    let (w, b) = ((seq / 64) as usize, seq % 64);
-                    if seen[w] & (1 << b) != 0 {
+                    if !seen.insert(seq) {
                         st.duplicates += 1;
                         continue;
                     }
-                    seen[w] |= 1 << b;
                     let now = sh.t0.elapsed().as_micros() as u64;
                     st.latencies_us
                         .push(now.saturating_sub(t).min(u32::MAX as u64) as u32);

@@ -10,6 +10,24 @@ pub mod wire;
 
 use serde::Serialize;
 
+/// Sequence numbers below a bound seen so far (one bit each): tells a
+/// first delivery from a duplicate.
+pub struct SeqSet(Vec<u64>);
+
+impl SeqSet {
+    pub fn new(below: u64) -> SeqSet {
+        SeqSet(vec![0; (below as usize).div_ceil(64).max(1)])
+    }
+
+    /// Records `seq`; false when it was seen before.
+    pub fn insert(&mut self, seq: u64) -> bool {
+        let (w, b) = ((seq / 64) as usize, seq % 64);
+        let first = self.0[w] & (1 << b) == 0;
+        self.0[w] |= 1 << b;
+        first
+    }
+}
+
 /// Latency percentiles, milliseconds.
 #[derive(Debug, Default, Serialize)]
 pub struct Latency {
@@ -73,6 +91,15 @@ pub fn text(r: &load::LoadReport) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_sequence_number_is_new_once() {
+        let mut s = super::SeqSet::new(130);
+        assert!(s.insert(0) && s.insert(64) && s.insert(129));
+        assert!(!s.insert(64));
+        assert!(s.insert(63));
+        assert!(!s.insert(129));
+    }
+
     #[test]
     fn percentiles_of_a_known_spread() {
         let mut v: Vec<u32> = (1..=1000).map(|i| i * 1000).collect();

@@ -100,8 +100,10 @@ async fn listen(
     drain: Duration,
 ) -> Seen {
     let mut seen = Seen::default();
-    let words = (messages as usize).div_ceil(64).max(1);
-    let mut bits = vec![vec![0u64; words]; members.len()];
+    let mut bits: Vec<super::SeqSet> = members
+        .clone()
+        .map(|_| super::SeqSet::new(messages))
+        .collect();
     let expected = messages * members.len() as u64;
     let mut stop_at = None;
     while seen.got < expected {
@@ -132,13 +134,10 @@ async fn listen(
             seen.errors += 1;
             continue;
         }
-        let row = &mut bits[from - members.start];
-        let (w, b) = ((seq / 64) as usize, seq % 64);
-        if row[w] & (1 << b) != 0 {
+        if !bits[from - members.start].insert(seq) {
             seen.duplicates += 1;
             continue;
         }
-        row[w] |= 1 << b;
         seen.got += 1;
         let now = sh.t0.elapsed().as_micros() as u64;
         seen.latencies_us

@@ -101,7 +101,7 @@ struct Seen {
 
 async fn subscriber(mut s: Stanzas, items: u64, sh: Arc<Shared>, drain: Duration) -> Seen {
     let mut seen = Seen::default();
-    let mut bits = vec![0u64; (items as usize).div_ceil(64).max(1)];
+    let mut bits = super::SeqSet::new(items);
     let mut stop_at = None;
     while seen.got < items {
         if sh.stop.load(Ordering::Relaxed) {
@@ -124,12 +124,10 @@ async fn subscriber(mut s: Stanzas, items: u64, sh: Arc<Shared>, drain: Duration
         if seq >= items {
             continue;
         }
-        let (w, b) = ((seq / 64) as usize, seq % 64);
-        if bits[w] & (1 << b) != 0 {
+        if !bits.insert(seq) {
             seen.duplicates += 1;
             continue;
         }
-        bits[w] |= 1 << b;
         seen.got += 1;
         let now = now_us(&sh);
         seen.latencies_us

@@ -77,7 +77,7 @@ impl PubSubActor {
             if e.name == "message" && !self.held.is_empty() {
                 let to = e.get_attr("to").and_then(server_of_jid);
                 if let Some(d) = to.filter(|d| self.held.is_down(d)) {
-                    if let Some((n, _)) = self.core.returned(&as_bounce(&e)) {
+                    if let Some(n) = self.core.note_order(&e) {
                         self.held.hold(&d, n, e);
                         continue;
                     }
@@ -103,11 +103,6 @@ impl PubSubActor {
         }
         true
     }
-}
-
-/// What `e` would look like had it come back as an error (to read its number).
-fn as_bounce(e: &crate::element::Element) -> crate::element::Element {
-    crate::stanza::error_reply(e, "remote-server-not-found", None)
 }
 
 use crate::element::NS_CLIENT;

@@ -87,18 +87,11 @@ impl PubSub {
         if bounce.name != "message" || stanza::stype(bounce) != "error" {
             return None;
         }
-        let id = bounce.get_attr("id")?;
-        let mut parts = id.strip_prefix("ps-")?.split('-');
-        let nonce = u32::from_str_radix(parts.next()?, 16).ok()?;
-        let n = u64::from_str_radix(parts.next()?, 16).ok()?;
-        let headline = match parts.next()? {
-            "h" => true,
-            "n" => false,
-            _ => return None,
-        };
-        if nonce != self.nonce || bounce.get_attr("to") != Some(self.jid.as_str()) {
+        if bounce.get_attr("to") != Some(self.jid.as_str()) {
             return None;
         }
+        let id = bounce.get_attr("id")?;
+        let (n, headline) = self.order(id)?;
         let mut m = notification_element(&self.jid, bounce.get_attr("from")?, id, headline);
         for c in &bounce.children {
             if let crate::element::Node::Element(e) = c {
@@ -108,6 +101,27 @@ impl PubSub {
             }
         }
         Some((n, m))
+    }
+}
+
+impl PubSub {
+    /// The place among our notifications of the one with this id, and
+    /// whether it is a headline; None for an id we did not make.
+    fn order(&self, id: &str) -> Option<(u64, bool)> {
+        let mut parts = id.strip_prefix("ps-")?.split('-');
+        let nonce = u32::from_str_radix(parts.next()?, 16).ok()?;
+        let n = u64::from_str_radix(parts.next()?, 16).ok()?;
+        let headline = match parts.next()? {
+            "h" => true,
+            "n" => false,
+            _ => return None,
+        };
+        (nonce == self.nonce).then_some((n, headline))
+    }
+
+    /// The place among our notifications of `note`, one this service made.
+    pub fn note_order(&self, note: &Element) -> Option<u64> {
+        self.order(note.get_attr("id")?).map(|(n, _)| n)
     }
 }
 
