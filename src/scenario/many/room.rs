@@ -33,6 +33,17 @@ async fn join(c: &mut Client, room: &str, nick: &str, within: Duration) -> Resul
             })
             .await
         {
+            // The room's server could not be reached for now (the error is
+            // of type wait): try again until the deadline.
+            Ok(p)
+                if p.get_attr("type") == Some("error")
+                    && p.get_child("error", NS_CLIENT)
+                        .and_then(|e| e.get_attr("type"))
+                        == Some("wait")
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
             Ok(p) => break p,
             Err(e) if Instant::now() >= deadline => {
                 return Err(format!("joining {room} as {nick}: {e}"))
